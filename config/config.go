@@ -1,0 +1,319 @@
+// Package config loads and validates the configuration of one raftogram node.
+//
+// A node is configured from three layers, later layers winning:
+//
+//  1. built-in defaults ([Default]);
+//  2. an optional YAML file (config.yaml by default, or the file named with
+//     -config / RAFTOGRAM_CONFIG), decoded strictly: an unknown key is an
+//     error naming the key and its line;
+//  3. RAFTOGRAM_* environment variables, e.g. RAFTOGRAM_NODE_ID,
+//     RAFTOGRAM_RAFT_HEARTBEAT_TIMEOUT, RAFTOGRAM_LIMITS_MAX_PAYLOAD_BYTES,
+//     RAFTOGRAM_CLUSTER_PEERS.
+//
+// Environment variables are parsed by github.com/caarlos0/env/v11. Following
+// that library, a variable that is set to the empty string is treated exactly
+// like an unset one: it does not override the file or the default (so an empty
+// value cannot be used to clear a setting).
+//
+// Durations use Go syntax ("500ms", "1s", "2m") both in YAML and in the
+// environment. The peer list uses, in the environment (and optionally as a
+// YAML string), the one-line format described on [Peers].
+//
+// When no peer list is given at all, the node runs as a single-voter cluster
+// whose only peer is itself: {node_id, raft_bind_addr, grpc_bind_addr}.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"gopkg.in/yaml.v3"
+)
+
+// envPrefix is the prefix shared by every environment variable read by [Load].
+const envPrefix = "RAFTOGRAM_"
+
+// Peer is one voting member of the static cluster.
+type Peer struct {
+	// NodeID is the Raft server ID of the member; it must match
+	// ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$.
+	NodeID string `yaml:"node_id"`
+	// RaftAddr is the host:port other members dial for Raft traffic.
+	RaftAddr string `yaml:"raft_addr"`
+	// GRPCAddr is the host:port clients (and followers forwarding to the
+	// leader) dial for the Messenger gRPC API.
+	GRPCAddr string `yaml:"grpc_addr"`
+}
+
+// Cluster describes the static cluster membership.
+type Cluster struct {
+	// Peers is every voting member, this node included.
+	// YAML: cluster.peers; env: RAFTOGRAM_CLUSTER_PEERS (one-line format, see
+	// [Peers]). Default: empty, which Load replaces with this node alone.
+	Peers Peers `yaml:"peers" env:"PEERS"`
+}
+
+// Raft holds hashicorp/raft tuning knobs. YAML section raft:, environment
+// variables RAFTOGRAM_RAFT_*.
+type Raft struct {
+	// HeartbeatTimeout: follower timeout without leader contact before it
+	// starts an election. YAML raft.heartbeat_timeout,
+	// env RAFTOGRAM_RAFT_HEARTBEAT_TIMEOUT, default 1s.
+	HeartbeatTimeout time.Duration `yaml:"heartbeat_timeout" env:"HEARTBEAT_TIMEOUT"`
+	// ElectionTimeout: candidate timeout without a leader. YAML
+	// raft.election_timeout, env RAFTOGRAM_RAFT_ELECTION_TIMEOUT, default 1s.
+	ElectionTimeout time.Duration `yaml:"election_timeout" env:"ELECTION_TIMEOUT"`
+	// LeaderLeaseTimeout: how long a leader stays leader without reaching a
+	// quorum. YAML raft.leader_lease_timeout,
+	// env RAFTOGRAM_RAFT_LEADER_LEASE_TIMEOUT, default 500ms.
+	LeaderLeaseTimeout time.Duration `yaml:"leader_lease_timeout" env:"LEADER_LEASE_TIMEOUT"`
+	// CommitTimeout: the longest the leader waits before sending an
+	// AppendEntries without new entries. YAML raft.commit_timeout,
+	// env RAFTOGRAM_RAFT_COMMIT_TIMEOUT, default 20ms.
+	CommitTimeout time.Duration `yaml:"commit_timeout" env:"COMMIT_TIMEOUT"`
+	// MaxAppendEntries: maximum log entries per AppendEntries request (1..1024).
+	// YAML raft.max_append_entries, env RAFTOGRAM_RAFT_MAX_APPEND_ENTRIES,
+	// default 256.
+	MaxAppendEntries int `yaml:"max_append_entries" env:"MAX_APPEND_ENTRIES"`
+	// SnapshotThreshold: minimum new log entries since the last snapshot
+	// before another one is taken (> 0). YAML raft.snapshot_threshold,
+	// env RAFTOGRAM_RAFT_SNAPSHOT_THRESHOLD, default 8192.
+	SnapshotThreshold uint64 `yaml:"snapshot_threshold" env:"SNAPSHOT_THRESHOLD"`
+	// SnapshotInterval: how often the threshold is checked. YAML
+	// raft.snapshot_interval, env RAFTOGRAM_RAFT_SNAPSHOT_INTERVAL, default 2m.
+	SnapshotInterval time.Duration `yaml:"snapshot_interval" env:"SNAPSHOT_INTERVAL"`
+	// TrailingLogs: log entries kept after a snapshot so slow followers can
+	// catch up without a snapshot install. YAML raft.trailing_logs,
+	// env RAFTOGRAM_RAFT_TRAILING_LOGS, default 10240.
+	TrailingLogs uint64 `yaml:"trailing_logs" env:"TRAILING_LOGS"`
+	// ApplyTimeout: how long a write waits for its log entry to be committed
+	// and applied. YAML raft.apply_timeout, env RAFTOGRAM_RAFT_APPLY_TIMEOUT,
+	// default 10s.
+	ApplyTimeout time.Duration `yaml:"apply_timeout" env:"APPLY_TIMEOUT"`
+}
+
+// Limits holds request limits. YAML section limits:, environment variables
+// RAFTOGRAM_LIMITS_*.
+type Limits struct {
+	// MaxPayloadBytes: largest accepted message payload in bytes
+	// (1..16777216). YAML limits.max_payload_bytes,
+	// env RAFTOGRAM_LIMITS_MAX_PAYLOAD_BYTES, default 1048576 (1 MiB).
+	MaxPayloadBytes int `yaml:"max_payload_bytes" env:"MAX_PAYLOAD_BYTES"`
+}
+
+// Config is the complete configuration of one node.
+type Config struct {
+	// NodeID is this node's Raft server ID; it must appear in Cluster.Peers.
+	// YAML node_id, env RAFTOGRAM_NODE_ID, default "node1".
+	NodeID string `yaml:"node_id" env:"NODE_ID"`
+	// RaftBindAddr is the host:port the Raft transport listens on.
+	// YAML raft_bind_addr, env RAFTOGRAM_RAFT_BIND_ADDR, default "127.0.0.1:7000".
+	RaftBindAddr string `yaml:"raft_bind_addr" env:"RAFT_BIND_ADDR"`
+	// GRPCBindAddr is the host:port the Messenger gRPC server listens on.
+	// YAML grpc_bind_addr, env RAFTOGRAM_GRPC_BIND_ADDR, default "127.0.0.1:9000".
+	GRPCBindAddr string `yaml:"grpc_bind_addr" env:"GRPC_BIND_ADDR"`
+	// HealthBindAddr is the host:port of the HTTP health endpoints.
+	// YAML health_bind_addr, env RAFTOGRAM_HEALTH_BIND_ADDR, default "127.0.0.1:8080".
+	HealthBindAddr string `yaml:"health_bind_addr" env:"HEALTH_BIND_ADDR"`
+	// DataDir holds the Raft log, stable store, snapshots and the state
+	// database. YAML data_dir, env RAFTOGRAM_DATA_DIR, default "./data/node1".
+	DataDir string `yaml:"data_dir" env:"DATA_DIR"`
+	// Cluster is the static membership. YAML cluster:, env RAFTOGRAM_CLUSTER_*.
+	Cluster Cluster `yaml:"cluster" envPrefix:"CLUSTER_"`
+	// Raft is the consensus tuning. YAML raft:, env RAFTOGRAM_RAFT_*.
+	Raft Raft `yaml:"raft" envPrefix:"RAFT_"`
+	// Limits are the request limits. YAML limits:, env RAFTOGRAM_LIMITS_*.
+	Limits Limits `yaml:"limits" envPrefix:"LIMITS_"`
+	// ShutdownTimeout bounds graceful shutdown. YAML shutdown_timeout,
+	// env RAFTOGRAM_SHUTDOWN_TIMEOUT, default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"SHUTDOWN_TIMEOUT"`
+	// LogLevel is one of debug, info, warn, error (lower case).
+	// YAML log_level, env RAFTOGRAM_LOG_LEVEL, default "info".
+	LogLevel string `yaml:"log_level" env:"LOG_LEVEL"`
+}
+
+// Default returns the built-in defaults: a node "node1" with Raft on
+// 127.0.0.1:7000, gRPC on 127.0.0.1:9000, health on 127.0.0.1:8080, data in
+// ./data/node1 and the Raft/limit defaults documented on [Raft] and [Limits].
+// Cluster.Peers is empty (Load fills it with the node itself when nothing else
+// provides a peer list), so Default().Validate() reports "cluster.peers is
+// empty". It never fails.
+func Default() Config {
+	return Config{
+		NodeID:         "node1",
+		RaftBindAddr:   "127.0.0.1:7000",
+		GRPCBindAddr:   "127.0.0.1:9000",
+		HealthBindAddr: "127.0.0.1:8080",
+		DataDir:        "./data/node1",
+		Raft: Raft{
+			HeartbeatTimeout:   time.Second,
+			ElectionTimeout:    time.Second,
+			LeaderLeaseTimeout: 500 * time.Millisecond,
+			CommitTimeout:      20 * time.Millisecond,
+			MaxAppendEntries:   256,
+			SnapshotThreshold:  8192,
+			SnapshotInterval:   2 * time.Minute,
+			TrailingLogs:       10240,
+			ApplyTimeout:       10 * time.Second,
+		},
+		Limits: Limits{
+			MaxPayloadBytes: 1 << 20,
+		},
+		ShutdownTimeout: 10 * time.Second,
+		LogLevel:        "info",
+	}
+}
+
+// Load builds the node configuration and returns it validated.
+//
+// It starts from [Default], overlays the YAML file at path, then overlays the
+// RAFTOGRAM_* variables found in environ (never the process environment: pass
+// env.ToMap(os.Environ()) or similar; a nil map means "no variables"), then,
+// if no peer list was given, sets Cluster.Peers to this node alone
+// ({NodeID, RaftBindAddr, GRPCBindAddr}), and finally calls [Config.Validate].
+//
+// A missing file is an error only when explicit is true (the user named it
+// with -config or RAFTOGRAM_CONFIG); with explicit false a missing file is
+// skipped, so a container can be configured by environment alone. An empty
+// path with explicit false means "no file".
+//
+// Errors (all prefixed "config:" and naming the file, all wrapping the cause
+// with %w):
+//   - the file cannot be read (errors.Is(err, fs.ErrNotExist) when it is
+//     missing and explicit);
+//   - the file is not valid YAML, has an unknown key (the message names the
+//     key and its line), has a value of the wrong type, or holds more than one
+//     YAML document;
+//   - an environment variable cannot be parsed (the message names the variable
+//     and its value; malformed RAFTOGRAM_CLUSTER_PEERS entries are named too);
+//   - the merged configuration fails [Config.Validate] (every problem listed).
+//
+// On error the returned Config is the zero value.
+func Load(path string, explicit bool, environ map[string]string) (Config, error) {
+	cfg := Default()
+
+	source := "no config file"
+	if path == "" {
+		if explicit {
+			return Config{}, errors.New("config: the config file path is empty")
+		}
+	} else {
+		data, err := os.ReadFile(path)
+		switch {
+		case err == nil:
+			if err := decodeYAML(data, &cfg); err != nil {
+				return Config{}, fmt.Errorf("config: parse config file %q: %w", path, err)
+			}
+			source = fmt.Sprintf("config file %q", path)
+		case errors.Is(err, fs.ErrNotExist) && !explicit:
+			source = fmt.Sprintf("no config file (%q not found)", path)
+		default:
+			return Config{}, fmt.Errorf("config: read config file %q: %w", path, err)
+		}
+	}
+
+	if err := applyEnv(&cfg, environ); err != nil {
+		return Config{}, fmt.Errorf("config: invalid %s* environment (with %s):\n%w", envPrefix, source, err)
+	}
+
+	if len(cfg.Cluster.Peers) == 0 {
+		cfg.Cluster.Peers = Peers{cfg.selfFromBindAddrs()}
+	}
+
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: invalid configuration (%s plus %s* environment):\n%w", source, envPrefix, err)
+	}
+	return cfg, nil
+}
+
+// selfFromBindAddrs is the implicit single-node peer list entry.
+func (c Config) selfFromBindAddrs() Peer {
+	return Peer{NodeID: c.NodeID, RaftAddr: c.RaftBindAddr, GRPCAddr: c.GRPCBindAddr}
+}
+
+// decodeYAML strictly decodes a single YAML document onto cfg. An empty file
+// (or one holding only comments) leaves cfg untouched.
+func decodeYAML(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return err
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("line %d: a second YAML document is not allowed; put the whole configuration in one document", extra.Line)
+	}
+	return nil
+}
+
+// envVarByField maps each env-tagged Config field name (Go field names are
+// unique across the nested structs) to its full environment variable name,
+// e.g. "HeartbeatTimeout" -> "RAFTOGRAM_RAFT_HEARTBEAT_TIMEOUT".
+var envVarByField = collectEnvVars(reflect.TypeFor[Config](), envPrefix, map[string]string{})
+
+func collectEnvVars(t reflect.Type, prefix string, into map[string]string) map[string]string {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" && name != "-" {
+			into[f.Name] = prefix + name
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct {
+			collectEnvVars(f.Type, prefix+f.Tag.Get("envPrefix"), into)
+		}
+	}
+	return into
+}
+
+// applyEnv overlays the known RAFTOGRAM_* variables of environ onto cfg.
+//
+// Only variables that name a Config field are handed to the env library (and
+// never a nil map, which would make the library read the process
+// environment). This keeps unrelated variables such as RAFTOGRAM_CONFIG, and
+// odd ones such as a bare "RAFTOGRAM_RAFT_", from being interpreted.
+func applyEnv(cfg *Config, environ map[string]string) error {
+	filtered := make(map[string]string)
+	for _, key := range envVarByField {
+		if v, ok := environ[key]; ok {
+			filtered[key] = v
+		}
+	}
+	if len(filtered) == 0 {
+		return nil
+	}
+
+	err := env.ParseWithOptions(cfg, env.Options{Prefix: envPrefix, Environment: filtered})
+	if err == nil {
+		return nil
+	}
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	errs := make([]error, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if key, ok := envVarByField[pe.Name]; ok {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", key, filtered[key], pe.Err))
+				continue
+			}
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,89 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	eventsv1 "github.com/raftogram/raftogram/api/proto/raftogram/events/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// EncodingV1 is the first byte of every log entry written by this version:
+// a protobuf eventsv1.Batch follows.
+const EncodingV1 byte = 1
+
+// ErrUnknownEncoding is returned by DecodeEvents for an entry written by a
+// newer (or corrupt) version. A node must stop rather than skip it.
+var ErrUnknownEncoding = errors.New("unknown log entry encoding")
+
+// EncodeEvents returns the log entry bytes for events, applied in order as
+// one batch. It returns an error only for an unknown event type.
+func EncodeEvents(events []Event) ([]byte, error) {
+	batch := &eventsv1.Batch{Events: make([]*eventsv1.Event, 0, len(events))}
+	for _, ev := range events {
+		var pe *eventsv1.Event
+		switch ev := ev.(type) {
+		case ChannelCreated:
+			pe = &eventsv1.Event{Kind: &eventsv1.Event_ChannelCreated{ChannelCreated: &eventsv1.ChannelCreated{
+				ChannelId:         ev.ChannelID,
+				Name:              ev.Name,
+				CreatedAtUnixNano: ev.CreatedAt.UnixNano(),
+			}}}
+		case MessageSent:
+			pe = &eventsv1.Event{Kind: &eventsv1.Event_MessageSent{MessageSent: &eventsv1.MessageSent{
+				ChannelId:         ev.ChannelID,
+				AuthorId:          ev.AuthorID,
+				Payload:           ev.Payload,
+				ClientMessageId:   ev.ClientMessageID,
+				CreatedAtUnixNano: ev.CreatedAt.UnixNano(),
+			}}}
+		default:
+			return nil, fmt.Errorf("encode event: unknown type %T", ev)
+		}
+		batch.Events = append(batch.Events, pe)
+	}
+	out := make([]byte, 1, 1+proto.Size(batch))
+	out[0] = EncodingV1
+	out, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(out, batch)
+	if err != nil {
+		return nil, fmt.Errorf("encode events: %w", err)
+	}
+	return out, nil
+}
+
+// DecodeEvents parses a log entry written by EncodeEvents. It returns an
+// error wrapping ErrUnknownEncoding for an unknown version byte or event
+// kind, and a protobuf error for malformed bytes.
+func DecodeEvents(data []byte) ([]Event, error) {
+	if len(data) == 0 || data[0] != EncodingV1 {
+		return nil, fmt.Errorf("decode events: %w (entry of %d bytes)", ErrUnknownEncoding, len(data))
+	}
+	var batch eventsv1.Batch
+	if err := proto.Unmarshal(data[1:], &batch); err != nil {
+		return nil, fmt.Errorf("decode events: %w", err)
+	}
+	events := make([]Event, 0, len(batch.Events))
+	for i, pe := range batch.Events {
+		switch k := pe.GetKind().(type) {
+		case *eventsv1.Event_ChannelCreated:
+			events = append(events, ChannelCreated{
+				ChannelID: k.ChannelCreated.GetChannelId(),
+				Name:      k.ChannelCreated.GetName(),
+				CreatedAt: time.Unix(0, k.ChannelCreated.GetCreatedAtUnixNano()).UTC(),
+			})
+		case *eventsv1.Event_MessageSent:
+			m := k.MessageSent
+			events = append(events, MessageSent{
+				ChannelID:       m.GetChannelId(),
+				AuthorID:        m.GetAuthorId(),
+				Payload:         m.GetPayload(),
+				ClientMessageID: m.GetClientMessageId(),
+				CreatedAt:       time.Unix(0, m.GetCreatedAtUnixNano()).UTC(),
+			})
+		default:
+			return nil, fmt.Errorf("decode events: event %d: %w", i, ErrUnknownEncoding)
+		}
+	}
+	return events, nil
+}

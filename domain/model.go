@@ -1,0 +1,63 @@
+package domain
+
+import "time"
+
+// Channel is an ordered log of messages.
+type Channel struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+	// LastSequence is the sequence of the newest message (0 when empty).
+	LastSequence uint64
+}
+
+// Message is one committed message of a channel.
+type Message struct {
+	ChannelID       string
+	Sequence        uint64
+	AuthorID        string
+	Payload         []byte
+	ClientMessageID string
+	CreatedAt       time.Time
+}
+
+// Event is an immutable fact written to the Raft log. It is one of
+// ChannelCreated or MessageSent.
+type Event interface{ isEvent() }
+
+// ChannelCreated creates a channel. An empty ChannelID asks the state
+// machine to assign one derived from the log index.
+type ChannelCreated struct {
+	ChannelID string
+	Name      string
+	CreatedAt time.Time
+}
+
+// MessageSent appends a message to a channel. The state machine assigns the
+// sequence.
+type MessageSent struct {
+	ChannelID       string
+	AuthorID        string
+	Payload         []byte
+	ClientMessageID string
+	CreatedAt       time.Time
+}
+
+func (ChannelCreated) isEvent() {}
+func (MessageSent) isEvent()    {}
+
+// Result is the state machine's answer to one event. Err holds a
+// deterministic rejection (an *Error every node reaches alike); the other
+// fields are set according to the event kind.
+type Result struct {
+	Err error
+
+	// ChannelCreated: the stored channel and whether this event created it.
+	Channel Channel
+	Created bool
+
+	// MessageSent: the message's sequence and whether it was a repeat of an
+	// earlier client_message_id.
+	Sequence     uint64
+	Deduplicated bool
+}

@@ -1,0 +1,165 @@
+package projection
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/raftogram/raftogram/domain"
+)
+
+var errClosed = errors.New("projection is closed")
+
+// reader runs fn with the read pool while holding the swap lock shared.
+func (s *Store) reader(fn func(db *sql.DB) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.r == nil {
+		return errClosed
+	}
+	return fn(s.r)
+}
+
+// Channel returns the stored channel, an ENOTFOUND *domain.Error when it
+// does not exist, or an I/O error.
+func (s *Store) Channel(ctx context.Context, id string) (domain.Channel, error) {
+	var ch domain.Channel
+	err := s.reader(func(db *sql.DB) error {
+		var err error
+		ch, err = channel(ctx, db, id)
+		return err
+	})
+	return ch, err
+}
+
+func channel(ctx context.Context, db *sql.DB, id string) (domain.Channel, error) {
+	ch := domain.Channel{ID: id}
+	var created int64
+	err := db.QueryRowContext(ctx, `SELECT name, created_at, last_sequence FROM channels WHERE channel_id = ?`, id).
+		Scan(&ch.Name, &created, &ch.LastSequence)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return domain.Channel{}, domain.Errorf(domain.ENOTFOUND, "channel %q not found", id)
+	case err != nil:
+		return domain.Channel{}, fmt.Errorf("read channel %q: %w", id, err)
+	}
+	ch.CreatedAt = time.Unix(0, created).UTC()
+	return ch, nil
+}
+
+// History returns up to limit messages of the channel with sequence greater
+// than after, in ascending order, and whether more follow. It returns an
+// ENOTFOUND *domain.Error when the channel does not exist and an EINVALID
+// one when limit is not positive.
+func (s *Store) History(ctx context.Context, channelID string, after uint64, limit int) ([]domain.Message, bool, error) {
+	if limit <= 0 {
+		return nil, false, domain.Errorf(domain.EINVALID, "limit must be positive")
+	}
+	var msgs []domain.Message
+	var more bool
+	err := s.reader(func(db *sql.DB) error {
+		ch, err := channel(ctx, db, channelID)
+		if err != nil {
+			return err
+		}
+		if after >= ch.LastSequence {
+			return nil
+		}
+		rows, err := db.QueryContext(ctx, `SELECT sequence, author_id, payload, client_message_id, created_at
+			FROM messages WHERE channel_id = ? AND sequence > ? ORDER BY sequence LIMIT ?`, channelID, after, limit+1)
+		if err != nil {
+			return fmt.Errorf("read history of %q: %w", channelID, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if len(msgs) == limit {
+				more = true
+				break
+			}
+			m := domain.Message{ChannelID: channelID}
+			var created int64
+			if err := rows.Scan(&m.Sequence, &m.AuthorID, &m.Payload, &m.ClientMessageID, &created); err != nil {
+				return fmt.Errorf("scan history of %q: %w", channelID, err)
+			}
+			m.CreatedAt = time.Unix(0, created).UTC()
+			msgs = append(msgs, m)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read history of %q: %w", channelID, err)
+		}
+		return nil
+	})
+	return msgs, more, err
+}
+
+// Digest returns a hex SHA-256 over every channel, message and dedup row in
+// key order: equal digests mean equal projection content. Nodes that applied
+// the same log prefix have equal digests.
+func (s *Store) Digest(ctx context.Context) (string, error) {
+	h := sha256.New()
+	err := s.reader(func(db *sql.DB) error {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		// One read transaction, so the three tables are from one state.
+		tx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		for _, q := range []string{
+			`SELECT channel_id, name, created_at, created_index, last_sequence FROM channels ORDER BY channel_id`,
+			`SELECT channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index FROM messages ORDER BY channel_id, sequence`,
+			`SELECT channel_id, client_message_id, sequence FROM dedup ORDER BY channel_id, client_message_id`,
+		} {
+			if err := hashRows(ctx, tx, q, h.Write); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("digest projection: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func hashRows(ctx context.Context, tx *sql.Tx, query string, write func([]byte) (int, error)) error {
+	rows, err := tx.QueryContext(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return err
+	}
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var lenBuf [8]byte
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		for _, v := range vals {
+			b := fmt.Appendf(nil, "%T:%v", v, v)
+			if raw, ok := v.([]byte); ok {
+				b = append([]byte("bytes:"), raw...)
+			}
+			binary.BigEndian.PutUint64(lenBuf[:], uint64(len(b)))
+			write(lenBuf[:])
+			write(b)
+		}
+	}
+	return rows.Err()
+}

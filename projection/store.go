@@ -1,0 +1,178 @@
+// Package projection is the SQLite adapter: the per-node projection of the
+// Raft log into channels, messages and the dedup index, and the queries the
+// API serves from it.
+//
+// One writer connection applies committed log entries, each batch in one
+// transaction that also records the last applied Raft index; a separate pool
+// of query-only connections serves reads without blocking the writer (WAL).
+// Snapshots are consistent file copies (VACUUM INTO); Restore swaps a received
+// copy in atomically.
+package projection
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/raftogram/raftogram/migrations"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// FileName is the projection's file name inside a node's data directory.
+const FileName = "projection.db"
+
+// Store is a node's SQLite projection. Apply, Restore and Close must be
+// called from one goroutine at a time (the FSM's); reads and Backup are safe
+// from any goroutine, concurrently with them.
+type Store struct {
+	path string
+	log  *slog.Logger
+
+	// mu is held shared by readers and backups and exclusively while
+	// Restore swaps the file and the connections.
+	mu    sync.RWMutex
+	w     *sql.DB // exactly one connection: the FSM's
+	r     *sql.DB // query-only pool
+	stmts writeStmts
+
+	applied atomic.Uint64
+}
+
+// Open opens (creating if needed) the projection at path, applies pending
+// migrations and loads the applied index. It returns an error if the file
+// cannot be opened or migrated.
+func Open(ctx context.Context, path string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create projection dir: %w", err)
+	}
+	s := &Store{path: path, log: log}
+	if err := s.open(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func dsn(path string, pragmas ...string) string {
+	q := url.Values{}
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+func (s *Store) open(ctx context.Context) error {
+	w, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)")+"&_txlock=immediate")
+	if err != nil {
+		return fmt.Errorf("open projection %s: %w", s.path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return fmt.Errorf("migrate projection %s: %w", s.path, err)
+	}
+	stmts, err := prepareWrites(ctx, w)
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("prepare projection %s: %w", s.path, err)
+	}
+	r, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)", "query_only(1)"))
+	if err != nil {
+		stmts.close()
+		w.Close()
+		return fmt.Errorf("open projection readers %s: %w", s.path, err)
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	var applied uint64
+	if err := w.QueryRowContext(ctx, `SELECT applied_index FROM raft_applied WHERE id = 1`).Scan(&applied); err != nil {
+		stmts.close()
+		w.Close()
+		r.Close()
+		return fmt.Errorf("read applied index of %s: %w", s.path, err)
+	}
+	s.w, s.r, s.stmts = w, r, stmts
+	s.applied.Store(applied)
+	return nil
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	ms, err := migrations.All()
+	if err != nil {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var current int
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	for _, m := range ms {
+		if m.Version <= current {
+			continue
+		}
+		if err := applyMigration(ctx, db, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyMigration(ctx context.Context, db *sql.DB, m migrations.Migration) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migration %s: %w", m.Name, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return fmt.Errorf("migration %s: %w", m.Name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, m.Version, m.Name); err != nil {
+		return fmt.Errorf("record migration %s: %w", m.Name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit migration %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// Path returns the projection's file path.
+func (s *Store) Path() string { return s.path }
+
+// AppliedIndex returns the last Raft log index whose effects are committed
+// in the projection.
+func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
+
+// Close closes every connection. The store must not be used afterwards.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closeLocked()
+}
+
+func (s *Store) closeLocked() error {
+	if s.w == nil {
+		return nil
+	}
+	s.stmts.close()
+	err := errors.Join(s.r.Close(), s.w.Close())
+	s.w, s.r = nil, nil
+	if err != nil {
+		return fmt.Errorf("close projection %s: %w", s.path, err)
+	}
+	return nil
+}
