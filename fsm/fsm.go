@@ -1,0 +1,219 @@
+// Package fsm is the Raft adapter: it turns committed log entries into
+// projection transactions, one per batch, and snapshots the projection as a
+// SQLite file copy.
+//
+// Apply is deterministic: every value it stores comes from the event (the
+// leader stamped times and ids before raft.Apply) or from the projection's
+// own state in log order. It reads no clock and no randomness.
+package fsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/raft"
+	"github.com/raftogram/raftogram/domain"
+	"github.com/raftogram/raftogram/projection"
+)
+
+// Projection is what the FSM applies entries to (a *projection.Store).
+type Projection interface {
+	Apply(ctx context.Context, entries []projection.Entry) ([][]domain.Result, error)
+	AppliedIndex() uint64
+	Backup(ctx context.Context, dst string) error
+	Restore(ctx context.Context, src io.Reader) error
+}
+
+// Notifier hears about commits (a *fanout.Hub).
+type Notifier interface {
+	Notify(channelID string)
+	NotifyAll()
+}
+
+// FSM implements raft.BatchingFSM over a Projection. The response of every
+// command entry is a []domain.Result, one per event, or nil when the entry
+// had been applied before.
+type FSM struct {
+	store  Projection
+	notify Notifier
+	tmpDir string
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	applied chan struct{} // closed and replaced after every apply or restore
+}
+
+var _ raft.BatchingFSM = (*FSM)(nil)
+
+// New returns an FSM applying into store, ringing notify after each commit
+// and writing snapshot copies under tmpDir, which it creates and clears of
+// copies left by an earlier crash. It returns an error if tmpDir is unusable.
+func New(store Projection, notify Notifier, tmpDir string, log *slog.Logger) (*FSM, error) {
+	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
+		return nil, fmt.Errorf("fsm: create %s: %w", tmpDir, err)
+	}
+	stale, err := filepath.Glob(filepath.Join(tmpDir, "snapshot-*.db"))
+	if err != nil {
+		return nil, fmt.Errorf("fsm: list stale snapshot copies: %w", err)
+	}
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil {
+			return nil, fmt.Errorf("fsm: remove stale snapshot copy: %w", err)
+		}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &FSM{store: store, notify: notify, tmpDir: tmpDir, log: log, applied: make(chan struct{})}, nil
+}
+
+// AppliedIndex returns the last log index applied to the projection.
+func (f *FSM) AppliedIndex() uint64 { return f.store.AppliedIndex() }
+
+// WaitApplied blocks until the projection has applied index, returning nil,
+// or until ctx ends, returning ctx's error.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		f.mu.Lock()
+		ch := f.applied
+		f.mu.Unlock()
+		if f.store.AppliedIndex() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for index %d: %w", index, ctx.Err())
+		}
+	}
+}
+
+func (f *FSM) wake() {
+	f.mu.Lock()
+	close(f.applied)
+	f.applied = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// Apply applies one entry; raft calls ApplyBatch instead.
+func (f *FSM) Apply(l *raft.Log) any {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies logs in one projection transaction and returns one
+// response per log. An undecodable entry or a failed transaction panics:
+// raft never offers an entry twice, so continuing would diverge from the
+// other nodes. Restarting replays the entry from the durable log.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	applied := f.store.AppliedIndex()
+	entries := make([]projection.Entry, len(logs))
+	for i, l := range logs {
+		entries[i] = projection.Entry{Index: l.Index, Term: l.Term}
+		if l.Type != raft.LogCommand || l.Index <= applied {
+			continue
+		}
+		events, err := domain.DecodeEvents(l.Data)
+		if err != nil {
+			f.fatal(fmt.Errorf("log entry %d: %w", l.Index, err))
+		}
+		entries[i].Events = events
+	}
+	results, err := f.store.Apply(context.Background(), entries)
+	if err != nil {
+		f.fatal(err)
+	}
+	resp := make([]any, len(logs))
+	var touched []string
+	for i := range entries {
+		resp[i] = results[i]
+		for j, r := range results[i] {
+			if ev, ok := entries[i].Events[j].(domain.MessageSent); ok && r.Err == nil && !r.Deduplicated {
+				touched = appendUnique(touched, ev.ChannelID)
+			}
+		}
+	}
+	f.wake()
+	for _, ch := range touched {
+		f.notify.Notify(ch)
+	}
+	return resp
+}
+
+func appendUnique(s []string, v string) []string {
+	for _, x := range s {
+		if x == v {
+			return s
+		}
+	}
+	return append(s, v)
+}
+
+func (f *FSM) fatal(err error) {
+	f.log.Error("state machine cannot continue; stopping the node", "error", err)
+	panic(fmt.Sprintf("fsm: %v", err))
+}
+
+// Snapshot returns a handle whose Persist copies the projection. It is
+// cheap: the copy happens in Persist, concurrently with Apply.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &snapshot{f: f}, nil
+}
+
+// Restore replaces the projection with a snapshot copy and wakes every
+// subscriber. A copy that fails verification leaves the projection as it
+// was and returns the error; a failure after the swap panics.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	err := f.store.Restore(context.Background(), rc)
+	if errors.Is(err, projection.ErrBroken) {
+		f.fatal(err)
+	}
+	if err != nil {
+		return fmt.Errorf("fsm restore: %w", err)
+	}
+	f.wake()
+	f.notify.NotifyAll()
+	return nil
+}
+
+type snapshot struct{ f *FSM }
+
+// Persist writes a VACUUM INTO copy of the projection to sink. The copy may
+// include entries past the index raft files it under; replaying them after a
+// restore is harmless because the projection skips indexes it has applied.
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	tmp := filepath.Join(s.f.tmpDir, "snapshot-"+strings.ReplaceAll(sink.ID(), string(filepath.Separator), "_")+".db")
+	defer os.Remove(tmp)
+	err := s.persist(tmp, sink)
+	if err != nil {
+		sink.Cancel()
+		s.f.log.Error("snapshot failed", "id", sink.ID(), "error", err)
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) persist(tmp string, sink raft.SnapshotSink) error {
+	if err := s.f.store.Backup(context.Background(), tmp); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	file, err := os.Open(tmp)
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	defer file.Close()
+	if _, err := io.Copy(sink, file); err != nil {
+		return fmt.Errorf("snapshot: write sink: %w", err)
+	}
+	return nil
+}
+
+// Release is a no-op: Persist removes its own temporary copy.
+func (s *snapshot) Release() {}

@@ -1,0 +1,170 @@
+package fsm
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/raftogram/raftogram/domain"
+	"github.com/raftogram/raftogram/fanout"
+	"github.com/raftogram/raftogram/projection"
+)
+
+func mustFSM(tb testing.TB) (*FSM, *projection.Store, *fanout.Hub) {
+	tb.Helper()
+	dir := tb.TempDir()
+	store, err := projection.Open(context.Background(), filepath.Join(dir, projection.FileName), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	hub := fanout.New()
+	f, err := New(store, hub, filepath.Join(dir, "tmp"), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f, store, hub
+}
+
+func cmd(tb testing.TB, index uint64, events ...domain.Event) *raft.Log {
+	tb.Helper()
+	data, err := domain.EncodeEvents(events)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}
+}
+
+func results(tb testing.TB, resp any) []domain.Result {
+	tb.Helper()
+	rs, ok := resp.([]domain.Result)
+	if !ok {
+		tb.Fatalf("response %T, want []domain.Result", resp)
+	}
+	return rs
+}
+
+func TestApplyBatchRespondsPerEntryAndNotifies(t *testing.T) {
+	f, store, hub := mustFSM(t)
+	sub := hub.Subscribe("a")
+	defer sub.Close()
+	now := time.Unix(1700000000, 0)
+	resp := f.ApplyBatch([]*raft.Log{
+		{Index: 1, Term: 1, Type: raft.LogConfiguration},
+		cmd(t, 2, domain.ChannelCreated{ChannelID: "a", Name: "A", CreatedAt: now}),
+		cmd(t, 3, domain.MessageSent{ChannelID: "a", AuthorID: "u", ClientMessageID: "k", CreatedAt: now},
+			domain.MessageSent{ChannelID: "a", AuthorID: "u", ClientMessageID: "k", CreatedAt: now}),
+	})
+	if len(resp) != 3 {
+		t.Fatalf("%d responses for 3 logs", len(resp))
+	}
+	if rs := results(t, resp[0]); rs != nil {
+		t.Fatalf("configuration entry got results %+v", rs)
+	}
+	if rs := results(t, resp[1]); !rs[0].Created {
+		t.Fatalf("create: %+v", rs)
+	}
+	rs := results(t, resp[2])
+	if rs[0].Sequence != 1 || rs[0].Deduplicated || rs[1].Sequence != 1 || !rs[1].Deduplicated {
+		t.Fatalf("batched sends: %+v", rs)
+	}
+	if store.AppliedIndex() != 3 {
+		t.Fatalf("applied index %d, want 3", store.AppliedIndex())
+	}
+	select {
+	case <-sub.C:
+	default:
+		t.Fatal("subscriber of a was not notified")
+	}
+}
+
+func TestUndecodableEntryStopsTheNode(t *testing.T) {
+	f, _, _ := mustFSM(t)
+	defer func() {
+		if recover() == nil {
+			t.Fatal("an undecodable entry was applied without stopping")
+		}
+	}()
+	f.ApplyBatch([]*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte{99, 1, 2}}})
+}
+
+func TestWaitApplied(t *testing.T) {
+	f, _, _ := mustFSM(t)
+	done := make(chan error, 1)
+	go func() { done <- f.WaitApplied(context.Background(), 2) }()
+	f.ApplyBatch([]*raft.Log{cmd(t, 1, domain.ChannelCreated{ChannelID: "a", Name: "A"})})
+	select {
+	case err := <-done:
+		t.Fatalf("WaitApplied(2) returned %v at index 1", err)
+	default:
+	}
+	f.ApplyBatch([]*raft.Log{cmd(t, 2, domain.ChannelCreated{ChannelID: "b", Name: "B"})})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := f.WaitApplied(ctx, 99); err == nil {
+		t.Fatal("WaitApplied ignored a cancelled context")
+	}
+}
+
+func TestSnapshotRestoreRoundTrip(t *testing.T) {
+	src, srcStore, _ := mustFSM(t)
+	var logs []*raft.Log
+	logs = append(logs, cmd(t, 1, domain.ChannelCreated{ChannelID: "a", Name: "A"}))
+	for i := uint64(2); i <= 100; i++ {
+		logs = append(logs, cmd(t, i, domain.MessageSent{ChannelID: "a", AuthorID: "u", ClientMessageID: fmt.Sprint(i % 30)}))
+	}
+	src.ApplyBatch(logs)
+
+	snaps := raft.NewInmemSnapshotStore()
+	fs, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := snaps.Create(raft.SnapshotVersionMax, 100, 1, raft.Configuration{}, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	fs.Release()
+	list, _ := snaps.List()
+	_, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dst, dstStore, hub := mustFSM(t)
+	sub := hub.Subscribe("a")
+	defer sub.Close()
+	if err := dst.Restore(rc); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := srcStore.Digest(context.Background())
+	got, _ := dstStore.Digest(context.Background())
+	if want != got || dstStore.AppliedIndex() != 100 {
+		t.Fatalf("restored digest %s index %d, want %s index 100", got, dstStore.AppliedIndex(), want)
+	}
+	select {
+	case <-sub.C:
+	default:
+		t.Fatal("restore did not wake subscribers")
+	}
+	// Raft replays entries after the snapshot index it filed; the ones the
+	// copy already holds are skipped.
+	resp := dst.ApplyBatch(logs[90:])
+	for i, r := range resp {
+		if results(t, r) != nil {
+			t.Fatalf("replayed entry %d applied again", 91+i)
+		}
+	}
+	if d, _ := dstStore.Digest(context.Background()); d != want {
+		t.Fatal("replay after restore changed the projection")
+	}
+}
