@@ -53,10 +53,12 @@ func channel(ctx context.Context, db *sql.DB, id string) (domain.Channel, error)
 }
 
 // History returns up to limit messages of the channel with sequence greater
-// than after, in ascending order, and whether more follow. It returns an
+// than after, in ascending order, and whether more follow. It stops early,
+// reporting more, once the payloads returned exceed maxBytes (at least one
+// message is returned; maxBytes <= 0 means no byte bound). It returns an
 // ENOTFOUND *domain.Error when the channel does not exist and an EINVALID
 // one when limit is not positive.
-func (s *Store) History(ctx context.Context, channelID string, after uint64, limit int) ([]domain.Message, bool, error) {
+func (s *Store) History(ctx context.Context, channelID string, after uint64, limit, maxBytes int) ([]domain.Message, bool, error) {
 	if limit <= 0 {
 		return nil, false, domain.Errorf(domain.EINVALID, "limit must be positive")
 	}
@@ -76,8 +78,9 @@ func (s *Store) History(ctx context.Context, channelID string, after uint64, lim
 			return fmt.Errorf("read history of %q: %w", channelID, err)
 		}
 		defer rows.Close()
+		size := 0
 		for rows.Next() {
-			if len(msgs) == limit {
+			if len(msgs) == limit || (maxBytes > 0 && len(msgs) > 0 && size >= maxBytes) {
 				more = true
 				break
 			}
@@ -88,6 +91,7 @@ func (s *Store) History(ctx context.Context, channelID string, after uint64, lim
 			}
 			m.CreatedAt = time.Unix(0, created).UTC()
 			msgs = append(msgs, m)
+			size += len(m.Payload)
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("read history of %q: %w", channelID, err)

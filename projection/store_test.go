@@ -71,7 +71,7 @@ func TestSendAssignsContiguousSequencesAndDedups(t *testing.T) {
 			t.Errorf("entry %d: got %+v, want %+v", i, got, w)
 		}
 	}
-	msgs, more, err := s.History(context.Background(), "a", 0, 100)
+	msgs, more, err := s.History(context.Background(), "a", 0, 100, 0)
 	if err != nil || more {
 		t.Fatalf("history: %v more=%v", err, more)
 	}
@@ -199,21 +199,28 @@ func TestHistoryPagingAndErrors(t *testing.T) {
 	}
 	mustApply(t, s, entries...)
 	ctx := context.Background()
-	msgs, more, err := s.History(ctx, "a", 10, 5)
+	msgs, more, err := s.History(ctx, "a", 10, 5, 0)
 	if err != nil || !more || len(msgs) != 5 || msgs[0].Sequence != 11 || msgs[4].Sequence != 15 {
 		t.Fatalf("page = %d msgs, more=%v, err=%v", len(msgs), more, err)
 	}
-	msgs, more, err = s.History(ctx, "a", 20, 5)
+	msgs, more, err = s.History(ctx, "a", 20, 5, 0)
 	if err != nil || more || len(msgs) != 5 || msgs[4].Sequence != 25 {
 		t.Fatalf("last page = %d msgs, more=%v, err=%v", len(msgs), more, err)
+	}
+	// Each payload here is the 1-byte "p": a 3-byte budget stops after three.
+	if msgs, more, err := s.History(ctx, "a", 0, 100, 3); err != nil || !more || len(msgs) != 3 {
+		t.Fatalf("byte-bounded page = %d msgs, more=%v, err=%v; want 3, true", len(msgs), more, err)
+	}
+	if msgs, _, err := s.History(ctx, "a", 0, 100, 1); err != nil || len(msgs) != 1 {
+		t.Fatalf("a budget smaller than one message must still return one, got %d (%v)", len(msgs), err)
 	}
 	if msgs[0].AuthorID != "alice" || !msgs[0].CreatedAt.Equal(t0.Add(22)) {
 		t.Fatalf("message fields = %+v", msgs[0])
 	}
-	if msgs, more, err = s.History(ctx, "a", 1000, 5); err != nil || more || len(msgs) != 0 {
+	if msgs, more, err = s.History(ctx, "a", 1000, 5, 0); err != nil || more || len(msgs) != 0 {
 		t.Fatalf("past the end = %d msgs, more=%v, err=%v", len(msgs), more, err)
 	}
-	if _, _, err := s.History(ctx, "zzz", 0, 5); domain.ErrorCode(err) != domain.ENOTFOUND {
+	if _, _, err := s.History(ctx, "zzz", 0, 5, 0); domain.ErrorCode(err) != domain.ENOTFOUND {
 		t.Fatalf("unknown channel: %v", err)
 	}
 	if _, err := s.Channel(ctx, "zzz"); domain.ErrorCode(err) != domain.ENOTFOUND {

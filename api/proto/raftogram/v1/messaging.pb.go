@@ -84,7 +84,8 @@ type CreateChannelResponse struct {
 	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
 	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// False when the channel already existed; name is then the stored name.
-	Created       bool `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`
+	// Declared optional so JSON clients (grpcurl) always print it, false too.
+	Created       *bool `protobuf:"varint,3,opt,name=created,proto3,oneof" json:"created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -134,8 +135,8 @@ func (x *CreateChannelResponse) GetName() string {
 }
 
 func (x *CreateChannelResponse) GetCreated() bool {
-	if x != nil {
-		return x.Created
+	if x != nil && x.Created != nil {
+		return *x.Created
 	}
 	return false
 }
@@ -217,8 +218,9 @@ type SendMessageResponse struct {
 	// Per-channel sequence, starting at 1 and contiguous.
 	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// True when client_message_id was seen before in this channel; sequence is
-	// then the original one and nothing new was stored.
-	Deduplicated  bool `protobuf:"varint,2,opt,name=deduplicated,proto3" json:"deduplicated,omitempty"`
+	// then the original one and nothing new was stored. Always set (optional
+	// only so JSON clients print false too).
+	Deduplicated  *bool `protobuf:"varint,2,opt,name=deduplicated,proto3,oneof" json:"deduplicated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -261,8 +263,8 @@ func (x *SendMessageResponse) GetSequence() uint64 {
 }
 
 func (x *SendMessageResponse) GetDeduplicated() bool {
-	if x != nil {
-		return x.Deduplicated
+	if x != nil && x.Deduplicated != nil {
+		return *x.Deduplicated
 	}
 	return false
 }
@@ -408,8 +410,9 @@ func (x *Message) GetCreatedAt() *timestamppb.Timestamp {
 type ReadHistoryResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Messages []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
-	// True when more messages follow the last one returned.
-	HasMore       bool `protobuf:"varint,2,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"`
+	// True when more messages follow the last one returned. Always set
+	// (optional only so JSON clients print false too).
+	HasMore       *bool `protobuf:"varint,2,opt,name=has_more,json=hasMore,proto3,oneof" json:"has_more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -452,8 +455,8 @@ func (x *ReadHistoryResponse) GetMessages() []*Message {
 }
 
 func (x *ReadHistoryResponse) GetHasMore() bool {
-	if x != nil {
-		return x.HasMore
+	if x != nil && x.HasMore != nil {
+		return *x.HasMore
 	}
 	return false
 }
@@ -619,21 +622,24 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\x14CreateChannelRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"d\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"u\n" +
 	"\x15CreateChannelResponse\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
-	"\acreated\x18\x03 \x01(\bR\acreated\"\x96\x01\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\acreated\x18\x03 \x01(\bH\x00R\acreated\x88\x01\x01B\n" +
+	"\n" +
+	"\b_created\"\x96\x01\n" +
 	"\x12SendMessageRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1b\n" +
 	"\tauthor_id\x18\x02 \x01(\tR\bauthorId\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12*\n" +
-	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\"U\n" +
+	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\"k\n" +
 	"\x13SendMessageResponse\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\"\n" +
-	"\fdeduplicated\x18\x02 \x01(\bR\fdeduplicated\"p\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12'\n" +
+	"\fdeduplicated\x18\x02 \x01(\bH\x00R\fdeduplicated\x88\x01\x01B\x0f\n" +
+	"\r_deduplicated\"p\n" +
 	"\x12ReadHistoryRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12%\n" +
@@ -645,10 +651,11 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12*\n" +
 	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\x129\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"c\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"u\n" +
 	"\x13ReadHistoryResponse\x121\n" +
-	"\bmessages\x18\x01 \x03(\v2\x15.raftogram.v1.MessageR\bmessages\x12\x19\n" +
-	"\bhas_more\x18\x02 \x01(\bR\ahasMore\"X\n" +
+	"\bmessages\x18\x01 \x03(\v2\x15.raftogram.v1.MessageR\bmessages\x12\x1e\n" +
+	"\bhas_more\x18\x02 \x01(\bH\x00R\ahasMore\x88\x01\x01B\v\n" +
+	"\t_has_more\"X\n" +
 	"\x10SubscribeRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12%\n" +
@@ -714,6 +721,9 @@ func file_raftogram_v1_messaging_proto_init() {
 	if File_raftogram_v1_messaging_proto != nil {
 		return
 	}
+	file_raftogram_v1_messaging_proto_msgTypes[1].OneofWrappers = []any{}
+	file_raftogram_v1_messaging_proto_msgTypes[3].OneofWrappers = []any{}
+	file_raftogram_v1_messaging_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -1,0 +1,120 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+	"github.com/raftogram/raftogram/domain"
+)
+
+// Apply commits events as one log entry and returns the state machine's
+// result for each. It returns a *domain.NotLeaderError when this node does
+// not lead (nothing was written), an EUNAVAILABLE *domain.Error when the
+// outcome is unknown (leadership lost or shutdown before the commit was
+// confirmed: the entry may still commit, so retry with the same
+// client_message_id), and an EUNAVAILABLE one when the entry could not be
+// queued in time.
+func (n *Node) Apply(ctx context.Context, events []domain.Event) ([]domain.Result, error) {
+	if n.raft.State() != raft.Leader {
+		return nil, n.NotLeader()
+	}
+	data, err := domain.EncodeEvents(events)
+	if err != nil {
+		return nil, fmt.Errorf("cluster apply: %w", err)
+	}
+	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
+	if err := f.Error(); err != nil {
+		return nil, n.raftError("write", err)
+	}
+	rs, ok := f.Response().([]domain.Result)
+	if !ok || len(rs) != len(events) {
+		return nil, fmt.Errorf("cluster apply: state machine answered %T with %d results for %d events", f.Response(), len(rs), len(events))
+	}
+	return rs, nil
+}
+
+// raftError maps a raft future error to the domain's vocabulary.
+func (n *Node) raftError(op string, err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return n.NotLeader()
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return domain.Errorf(domain.EUNAVAILABLE, "%s not accepted: the leader is overloaded; retry", op)
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress),
+		errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, raft.ErrAbortedByRestore):
+		return domain.Errorf(domain.EUNAVAILABLE, "%s outcome unknown: %v; retry with the same client_message_id", op, err)
+	default:
+		return fmt.Errorf("cluster %s: %w", op, err)
+	}
+}
+
+// ReadBarrier returns nil once a read of the local projection is
+// linearizable: this node has applied an entry of its current term, has
+// confirmed with a quorum that it still leads, and its projection has
+// applied everything committed when the read began. It returns a
+// *domain.NotLeaderError on a follower or a deposed leader, an EUNAVAILABLE
+// *domain.Error when leadership changes meanwhile, and ctx's error when ctx
+// ends first.
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	if n.raft.State() != raft.Leader {
+		return n.NotLeader()
+	}
+	term := n.raft.CurrentTerm()
+	if err := n.ensureReady(term); err != nil {
+		return err
+	}
+	commit := n.raft.CommitIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return n.raftError("read", err)
+	}
+	if n.raft.CurrentTerm() != term {
+		return domain.Errorf(domain.EUNAVAILABLE, "read aborted: leadership changed; retry")
+	}
+	target, err := n.lastAppliedEntryAtOrBelow(commit)
+	if err != nil {
+		return err
+	}
+	return n.fsm.WaitApplied(ctx, target)
+}
+
+// ensureReady makes sure an entry of term has been committed and applied
+// (a barrier), so the commit index this leader reports is current.
+func (n *Node) ensureReady(term uint64) error {
+	if n.readyTerm.Load() == term {
+		return nil
+	}
+	n.barrierMu.Lock()
+	defer n.barrierMu.Unlock()
+	if n.readyTerm.Load() == term {
+		return nil
+	}
+	if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+		return n.raftError("read", err)
+	}
+	if n.raft.CurrentTerm() != term {
+		return domain.Errorf(domain.EUNAVAILABLE, "read aborted: leadership changed; retry")
+	}
+	n.readyTerm.Store(term)
+	return nil
+}
+
+// lastAppliedEntryAtOrBelow returns the highest index <= commit that reaches
+// the FSM (a command or configuration entry). No-op and barrier entries never
+// reach it, so waiting for their index would wait forever.
+func (n *Node) lastAppliedEntryAtOrBelow(commit uint64) (uint64, error) {
+	for i := commit; i > n.fsm.AppliedIndex(); i-- {
+		var l raft.Log
+		err := n.store.GetLog(i, &l)
+		switch {
+		case errors.Is(err, raft.ErrLogNotFound):
+			return 0, nil // compacted into a snapshot the FSM already holds
+		case err != nil:
+			return 0, fmt.Errorf("cluster read: get log %d: %w", i, err)
+		case l.Type == raft.LogCommand || l.Type == raft.LogConfiguration:
+			return i, nil
+		}
+	}
+	return 0, nil
+}

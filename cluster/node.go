@@ -1,0 +1,342 @@
+// Package cluster owns the node's hashicorp/raft instance: its log and
+// stable store (raft-boltdb), snapshot store and TCP transport, static
+// bootstrap, writes through raft.Apply, linearizable read barriers, and the
+// node's view of who leads.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/raftogram/raftogram/domain"
+	"go.etcd.io/bbolt"
+)
+
+// File and directory names inside a node's data directory.
+const (
+	LogFileName     = "raft.db"   // raft-boltdb: the Raft log and stable store
+	SnapshotDirName = "snapshots" // raft's file snapshot store
+	retainSnapshots = 2
+)
+
+// Peer is one voting member of the static cluster.
+type Peer struct {
+	ID       string
+	RaftAddr string // as other nodes dial it
+	GRPCAddr string // as clients dial it
+}
+
+// Config configures a Node. Every duration and count must be valid for
+// hashicorp/raft (see raft.ValidateConfig).
+type Config struct {
+	NodeID   string
+	Peers    []Peer
+	DataDir  string
+	Listener net.Listener // bound Raft listener; the Node closes it
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	MaxAppendEntries   int
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+	ApplyTimeout       time.Duration
+
+	Logger *slog.Logger
+}
+
+// FSM is the state machine a Node drives (a *fsm.FSM).
+type FSM interface {
+	raft.BatchingFSM
+	AppliedIndex() uint64
+	WaitApplied(ctx context.Context, index uint64) error
+}
+
+// Node is this process's member of the Raft cluster.
+type Node struct {
+	cfg   Config
+	self  Peer
+	peers map[raft.ServerID]Peer
+	log   *slog.Logger
+
+	raft     *raft.Raft
+	fsm      FSM
+	store    *raftboltdb.BoltStore
+	trans    *raft.NetworkTransport
+	observer *raft.Observer
+
+	readyTerm atomic.Uint64 // the term whose first barrier has been applied
+	barrierMu sync.Mutex
+
+	watchMu sync.Mutex
+	watch   chan struct{} // closed on every role or leader change
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts the Raft member: it opens the stores under cfg.DataDir,
+// bootstraps the static cluster when the log is empty (a node with existing
+// state never bootstraps again), and starts raft. It skips restoring the
+// newest snapshot into the FSM when the FSM's projection already holds that
+// index. It returns an error if a store cannot be opened or raft refuses the
+// configuration.
+func Open(ctx context.Context, cfg Config, fsm FSM) (*Node, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, fsm: fsm, log: log, peers: map[raft.ServerID]Peer{}, watch: make(chan struct{}), stop: make(chan struct{})}
+	var servers []raft.Server
+	for _, p := range cfg.Peers {
+		n.peers[raft.ServerID(p.ID)] = p
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
+	}
+	self, ok := n.peers[raft.ServerID(cfg.NodeID)]
+	if !ok {
+		return nil, fmt.Errorf("cluster: node %q is not among the peers", cfg.NodeID)
+	}
+	n.self = self
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("cluster: create data dir: %w", err)
+	}
+	if err := n.open(ctx, servers); err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) open(ctx context.Context, servers []raft.Server) error {
+	cfg := n.cfg
+	hlog := newHCLogger(n.log)
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, LogFileName),
+		BoltOptions: &bbolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: open raft log %s: %w", filepath.Join(cfg.DataDir, LogFileName), err)
+	}
+	n.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, retainSnapshots, hlog)
+	if err != nil {
+		return fmt.Errorf("cluster: open snapshot store: %w", err)
+	}
+	n.trans, err = newTransport(cfg.Listener, n.self.RaftAddr, &raft.NetworkTransportConfig{
+		MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.MaxAppendEntries = cfg.MaxAppendEntries
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.BatchApplyCh = true
+	rc.NoLegacyTelemetry = true
+	rc.NoSnapshotRestoreOnStart, err = projectionHoldsSnapshot(snaps, n.fsm.AppliedIndex())
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if err := raft.ValidateConfig(rc); err != nil {
+		return fmt.Errorf("cluster: raft config: %w", err)
+	}
+
+	existing, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return fmt.Errorf("cluster: inspect raft state: %w", err)
+	}
+	if !existing {
+		err := raft.BootstrapCluster(rc, store, store, snaps, n.trans, raft.Configuration{Servers: servers})
+		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("cluster: bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped static cluster", "peers", len(servers))
+	}
+
+	obs := make(chan raft.Observation, 64)
+	n.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.RaftState, raft.LeaderObservation:
+			return true
+		}
+		return false
+	})
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, n.trans)
+	if err != nil {
+		return fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n.raft = r
+	r.RegisterObserver(n.observer)
+	n.wg.Add(1)
+	go n.observe(obs)
+	n.log.Info("raft started", "node_id", cfg.NodeID, "raft_addr", n.self.RaftAddr,
+		"applied_index", n.fsm.AppliedIndex(), "skip_snapshot_restore", rc.NoSnapshotRestoreOnStart)
+	return nil
+}
+
+// projectionHoldsSnapshot reports whether the projection is at or past the
+// newest snapshot, so raft need not restore it on start.
+func projectionHoldsSnapshot(snaps raft.SnapshotStore, applied uint64) (bool, error) {
+	list, err := snaps.List()
+	if err != nil {
+		return false, fmt.Errorf("list snapshots: %w", err)
+	}
+	return len(list) > 0 && applied >= list[0].Index, nil
+}
+
+// observe closes the watch channel on every role or leader change and runs
+// the first barrier of a new leadership term eagerly.
+func (n *Node) observe(obs chan raft.Observation) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case o := <-obs:
+			if st, ok := o.Data.(raft.RaftState); ok && st == raft.Leader {
+				term := n.raft.CurrentTerm()
+				n.wg.Add(1)
+				go func() {
+					defer n.wg.Done()
+					if err := n.ensureReady(term); err != nil {
+						n.log.Debug("leadership barrier", "term", term, "error", err)
+					}
+				}()
+			}
+			n.watchMu.Lock()
+			close(n.watch)
+			n.watch = make(chan struct{})
+			n.watchMu.Unlock()
+			st := n.Status()
+			n.log.Info("raft role changed", "role", st.Role, "term", st.Term, "leader_id", st.LeaderID)
+		}
+	}
+}
+
+// Watch returns a channel that is closed at the next change of this node's
+// role or of the known leader.
+func (n *Node) Watch() <-chan struct{} {
+	n.watchMu.Lock()
+	defer n.watchMu.Unlock()
+	return n.watch
+}
+
+// Close hands leadership to another voter when this node leads (bounded by
+// ctx), then shuts raft down and closes its stores and transport. It is
+// idempotent and returns the first error met.
+func (n *Node) Close(ctx context.Context) error {
+	n.closeOnce.Do(func() {
+		if n.raft.State() == raft.Leader && len(n.peers) > 1 {
+			done := make(chan error, 1)
+			go func() { done <- n.raft.LeadershipTransfer().Error() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					n.log.Warn("leadership transfer before shutdown failed", "error", err)
+				} else {
+					n.log.Info("leadership transferred before shutdown")
+				}
+			case <-ctx.Done():
+				n.log.Warn("leadership transfer before shutdown timed out")
+			}
+		}
+		n.raft.DeregisterObserver(n.observer)
+		close(n.stop)
+		err := n.raft.Shutdown().Error()
+		n.wg.Wait()
+		n.closeErr = errors.Join(err, n.closeStores())
+	})
+	return n.closeErr
+}
+
+func (n *Node) closeStores() error {
+	var errs []error
+	if n.trans != nil {
+		errs = append(errs, n.trans.Close())
+	} else if n.cfg.Listener != nil {
+		n.cfg.Listener.Close()
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cluster: close: %w", err)
+	}
+	return nil
+}
+
+// Status is a point-in-time view of this node, as /health reports it.
+type Status struct {
+	NodeID         string
+	Role           string // leader, follower, candidate or shutdown
+	IsLeader       bool
+	LeaderID       string
+	LeaderRaftAddr string
+	LeaderGRPCAddr string
+	Term           uint64
+	CommitIndex    uint64
+	AppliedIndex   uint64 // last index applied to the projection
+	LastLogIndex   uint64
+}
+
+// Status returns this node's role, the leader it knows and its indexes.
+func (n *Node) Status() Status {
+	st := Status{
+		NodeID:       n.cfg.NodeID,
+		Role:         strings.ToLower(n.raft.State().String()),
+		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.AppliedIndex(),
+		LastLogIndex: n.raft.LastIndex(),
+	}
+	st.IsLeader = st.Role == "leader"
+	addr, id := n.raft.LeaderWithID()
+	if id != "" {
+		st.LeaderID = string(id)
+		st.LeaderRaftAddr = string(addr)
+		st.LeaderGRPCAddr = n.peers[id].GRPCAddr
+	}
+	return st
+}
+
+// IsLeader reports whether this node currently believes it leads in term.
+func (n *Node) IsLeader(term uint64) bool {
+	return n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term
+}
+
+// Term returns the current Raft term.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
+
+// NotLeader returns the error for a request this node cannot serve because
+// it does not lead, naming the leader when one is known.
+func (n *Node) NotLeader() *domain.NotLeaderError {
+	_, id := n.raft.LeaderWithID()
+	if id == "" || id == raft.ServerID(n.cfg.NodeID) {
+		return &domain.NotLeaderError{}
+	}
+	return &domain.NotLeaderError{LeaderID: string(id), LeaderGRPCAddr: n.peers[id].GRPCAddr}
+}

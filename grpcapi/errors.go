@@ -1,0 +1,65 @@
+package grpcapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/domain"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// codeOf is the one table from domain error codes to gRPC codes.
+var codeOf = map[string]codes.Code{
+	domain.EINVALID:     codes.InvalidArgument,
+	domain.ENOTFOUND:    codes.NotFound,
+	domain.EUNAVAILABLE: codes.Unavailable,
+	domain.EINTERNAL:    codes.Internal,
+}
+
+// NotLeaderMessage is the status message of every not-leader error.
+const NotLeaderMessage = "not leader: retry on suggested leader client endpoint"
+
+// toStatus converts err into a gRPC status error. Internal errors are logged
+// with their details and shown to the client only as "internal error".
+func toStatus(log *slog.Logger, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var nl *domain.NotLeaderError
+	switch {
+	case errors.As(err, &nl):
+		return notLeaderStatus(nl)
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request cancelled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := domain.ErrorCode(err)
+	if code == domain.EINTERNAL {
+		log.Error("request failed", "method", method, "error", err)
+	}
+	return status.Error(codeOf[code], domain.ErrorMessage(err))
+}
+
+// notLeaderStatus is FailedPrecondition with a NotLeader detail naming the
+// leader, or Unavailable with an empty detail when no leader is known.
+func notLeaderStatus(nl *domain.NotLeaderError) error {
+	code, msg := codes.FailedPrecondition, NotLeaderMessage
+	if nl.LeaderID == "" {
+		code, msg = codes.Unavailable, "not leader: no leader is known; retry shortly"
+	}
+	st, err := status.New(code, msg).WithDetails(&raftogramv1.NotLeader{
+		LeaderGrpcTarget: nl.LeaderGRPCAddr,
+		RaftLeaderId:     nl.LeaderID,
+	})
+	if err != nil {
+		return status.Error(code, msg)
+	}
+	return st.Err()
+}

@@ -1,0 +1,57 @@
+// Package httpapi serves a node's HTTP endpoints: GET /health with the
+// node's Raft role, the leader it knows and its indexes.
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/raftogram/raftogram/cluster"
+)
+
+// Node is what /health reports on (a *cluster.Node).
+type Node interface {
+	Status() cluster.Status
+}
+
+// Health is the JSON body of GET /health. The leader_* fields are omitted
+// while no leader is known.
+type Health struct {
+	NodeID         string `json:"node_id"`
+	Role           string `json:"role"`
+	IsLeader       bool   `json:"is_leader"`
+	LeaderID       string `json:"leader_id,omitempty"`
+	LeaderRaftAddr string `json:"leader_raft_addr,omitempty"`
+	LeaderGRPCAddr string `json:"leader_grpc_addr,omitempty"`
+	Term           uint64 `json:"term"`
+	CommitIndex    uint64 `json:"commit_index"`
+	AppliedIndex   uint64 `json:"applied_index"`
+	LastLogIndex   uint64 `json:"last_log_index"`
+}
+
+// Handler returns the HTTP handler of a node: GET (or HEAD) /health answers
+// 200 with a Health body whenever the process serves; other methods get
+// 405 and other paths 404.
+func Handler(n Node) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		st := n.Status()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(Health{
+			NodeID:         st.NodeID,
+			Role:           st.Role,
+			IsLeader:       st.IsLeader,
+			LeaderID:       st.LeaderID,
+			LeaderRaftAddr: st.LeaderRaftAddr,
+			LeaderGRPCAddr: st.LeaderGRPCAddr,
+			Term:           st.Term,
+			CommitIndex:    st.CommitIndex,
+			AppliedIndex:   st.AppliedIndex,
+			LastLogIndex:   st.LastLogIndex,
+		})
+	})
+	return mux
+}

@@ -1,0 +1,58 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/raftogram/raftogram/cluster"
+)
+
+type fakeNode cluster.Status
+
+func (f fakeNode) Status() cluster.Status { return cluster.Status(f) }
+
+func TestHealthReportsRoleAndLeader(t *testing.T) {
+	h := Handler(fakeNode{NodeID: "node2", Role: "follower", LeaderID: "node1",
+		LeaderRaftAddr: "127.0.0.1:7000", LeaderGRPCAddr: "127.0.0.1:9000", Term: 3, AppliedIndex: 7})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("status %d, content type %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	var got map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"node_id": "node2", "role": "follower", "is_leader": false, "leader_id": "node1",
+		"leader_raft_addr": "127.0.0.1:7000", "leader_grpc_addr": "127.0.0.1:9000", "term": 3.0, "applied_index": 7.0}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+}
+
+func TestHealthOmitsUnknownLeaderAndRejectsOtherMethods(t *testing.T) {
+	h := Handler(fakeNode{NodeID: "node1", Role: "candidate"})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
+	var got map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["leader_id"]; ok {
+		t.Fatalf("leader_id present with no leader known: %v", got)
+	}
+	for _, tc := range []struct {
+		method, path string
+		code         int
+	}{{http.MethodPost, "/health", http.StatusMethodNotAllowed}, {http.MethodGet, "/nope", http.StatusNotFound}} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.code {
+			t.Errorf("%s %s = %d, want %d", tc.method, tc.path, rec.Code, tc.code)
+		}
+	}
+}

@@ -1,0 +1,189 @@
+// Package server assembles one raftogram node from its configuration: the
+// SQLite projection, the FSM, the Raft member, the gRPC Messenger API and
+// the HTTP health endpoint, and stops them in order.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/cluster"
+	"github.com/raftogram/raftogram/config"
+	"github.com/raftogram/raftogram/fanout"
+	"github.com/raftogram/raftogram/fsm"
+	"github.com/raftogram/raftogram/grpcapi"
+	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/projection"
+	"google.golang.org/grpc"
+)
+
+// TmpDirName is the directory under data_dir for snapshot copies in flight.
+const TmpDirName = "tmp"
+
+// Listeners are the bound sockets a node serves on.
+type Listeners struct {
+	Raft, GRPC, HTTP net.Listener
+}
+
+// Listen binds the three addresses of cfg. It returns an error naming the
+// address that could not be bound, after closing the ones that were.
+func Listen(cfg config.Config) (Listeners, error) {
+	var ls Listeners
+	var err error
+	for _, b := range []struct {
+		dst  *net.Listener
+		addr string
+		what string
+	}{{&ls.Raft, cfg.RaftBindAddr, "raft_bind_addr"}, {&ls.GRPC, cfg.GRPCBindAddr, "grpc_bind_addr"}, {&ls.HTTP, cfg.HealthBindAddr, "health_bind_addr"}} {
+		if *b.dst, err = net.Listen("tcp", b.addr); err != nil {
+			ls.Close()
+			return Listeners{}, fmt.Errorf("listen on %s %s: %w", b.what, b.addr, err)
+		}
+	}
+	return ls, nil
+}
+
+// Close closes every non-nil listener.
+func (ls Listeners) Close() {
+	for _, l := range []net.Listener{ls.Raft, ls.GRPC, ls.HTTP} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+// Server is one running raftogram node.
+type Server struct {
+	cfg   config.Config
+	log   *slog.Logger
+	ls    Listeners
+	store *projection.Store
+	node  *cluster.Node
+	api   *grpcapi.Server
+	grpc  *grpc.Server
+	http  *http.Server
+
+	serveErr chan error
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Open opens the projection and starts the Raft member and both servers on
+// ls. The listeners belong to the Server from then on. It returns an error
+// if any part fails to start, after stopping the parts that started.
+func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger) (*Server, error) {
+	log = log.With("node_id", cfg.NodeID)
+	s := &Server{cfg: cfg, log: log, ls: ls, serveErr: make(chan error, 2)}
+	store, err := projection.Open(ctx, filepath.Join(cfg.DataDir, projection.FileName), log)
+	if err != nil {
+		ls.Close()
+		return nil, err
+	}
+	s.store = store
+	hub := fanout.New()
+	f, err := fsm.New(store, hub, filepath.Join(cfg.DataDir, TmpDirName), log)
+	if err != nil {
+		ls.Close()
+		store.Close()
+		return nil, err
+	}
+	peers := make([]cluster.Peer, len(cfg.Cluster.Peers))
+	for i, p := range cfg.Cluster.Peers {
+		peers[i] = cluster.Peer{ID: p.NodeID, RaftAddr: p.RaftAddr, GRPCAddr: p.GRPCAddr}
+	}
+	rc := cfg.Raft
+	s.node, err = cluster.Open(ctx, cluster.Config{
+		NodeID: cfg.NodeID, Peers: peers, DataDir: cfg.DataDir, Listener: ls.Raft,
+		HeartbeatTimeout: rc.HeartbeatTimeout, ElectionTimeout: rc.ElectionTimeout,
+		LeaderLeaseTimeout: rc.LeaderLeaseTimeout, CommitTimeout: rc.CommitTimeout,
+		MaxAppendEntries: rc.MaxAppendEntries, SnapshotThreshold: rc.SnapshotThreshold,
+		SnapshotInterval: rc.SnapshotInterval, TrailingLogs: rc.TrailingLogs, ApplyTimeout: rc.ApplyTimeout,
+		Logger: log,
+	}, f)
+	if err != nil {
+		ls.GRPC.Close()
+		ls.HTTP.Close()
+		store.Close()
+		return nil, err
+	}
+	s.api = grpcapi.New(s.node, store, hub, grpcapi.Options{MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, Logger: log})
+	s.grpc = grpc.NewServer(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes)...)
+	raftogramv1.RegisterMessengerServer(s.grpc, s.api)
+	s.http = &http.Server{Handler: httpapi.Handler(s.node), ReadHeaderTimeout: 5 * time.Second}
+
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.grpc.Serve(ls.GRPC); err != nil {
+			s.serveErr <- fmt.Errorf("grpc server: %w", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(ls.HTTP); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.serveErr <- fmt.Errorf("health server: %w", err)
+		}
+	}()
+	log.Info("node serving", "grpc_addr", ls.GRPC.Addr().String(), "health_addr", ls.HTTP.Addr().String(),
+		"raft_addr", ls.Raft.Addr().String(), "data_dir", cfg.DataDir)
+	return s, nil
+}
+
+// Node returns the node's Raft member.
+func (s *Server) Node() *cluster.Node { return s.node }
+
+// Store returns the node's projection.
+func (s *Server) Store() *projection.Store { return s.store }
+
+// Run blocks until ctx ends or a server fails, then stops the node. It
+// returns the serving error, if any, joined with any error from stopping.
+func (s *Server) Run(ctx context.Context) error {
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-s.serveErr:
+		s.log.Error("server failed; stopping", "error", err)
+	}
+	return errors.Join(err, s.Close())
+}
+
+// Close stops the node in order: Subscribe streams end with Unavailable,
+// in-flight calls finish (bounded by shutdown_timeout), a leader hands over
+// leadership, raft stops, then the health endpoint and the projection
+// close. It is idempotent.
+func (s *Server) Close() error {
+	s.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		defer cancel()
+		s.log.Info("shutting down")
+		s.api.Shutdown()
+		stopped := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			s.log.Warn("in-flight calls outlived shutdown_timeout; closing them")
+			s.grpc.Stop()
+			<-stopped
+		}
+		var errs []error
+		errs = append(errs, s.node.Close(ctx))
+		if err := s.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("health server shutdown: %w", err))
+		}
+		s.wg.Wait()
+		errs = append(errs, s.store.Close())
+		s.stopErr = errors.Join(errs...)
+		s.log.Info("stopped", "error", s.stopErr)
+	})
+	return s.stopErr
+}
