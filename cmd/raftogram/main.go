@@ -40,8 +40,27 @@ func environ() map[string]string {
 	return m
 }
 
-// run is the whole program; it returns the exit code.
+// command is a subcommand: it gets the arguments after its name and returns
+// the exit code.
+type command func(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int
+
+// subcommands maps a first argument to the subcommand it runs; each lives
+// in its own file and registers itself from init.
+var subcommands = map[string]command{}
+
+// run is the whole program; it returns the exit code. With a subcommand
+// name first it runs that; otherwise it runs a node.
 func run(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		if cmd, ok := subcommands[args[0]]; ok {
+			return cmd(ctx, args[1:], env, stdout, stderr)
+		}
+	}
+	return serve(ctx, args, env, stdout, stderr)
+}
+
+// serve runs one node until ctx ends.
+func serve(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("raftogram", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "path to the YAML config (env RAFTOGRAM_CONFIG; default config.yaml)")
