@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -289,6 +290,19 @@ func (n *Node) closeStores() error {
 	return nil
 }
 
+// TransferLeadership asks raft to hand leadership to the most up-to-date
+// follower and waits for the outcome. It returns a *domain.NotLeaderError
+// when this node does not lead, or raft's error when the transfer failed.
+func (n *Node) TransferLeadership() error {
+	if n.raft.State() != raft.Leader {
+		return n.NotLeader()
+	}
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("cluster: leadership transfer: %w", err)
+	}
+	return nil
+}
+
 // Status is a point-in-time view of this node, as /health reports it.
 type Status struct {
 	NodeID         string
@@ -301,6 +315,7 @@ type Status struct {
 	CommitIndex    uint64
 	AppliedIndex   uint64 // last index applied to the projection
 	LastLogIndex   uint64
+	SnapshotIndex  uint64 // index of the newest snapshot this node holds
 }
 
 // Status returns this node's role, the leader it knows and its indexes.
@@ -312,6 +327,9 @@ func (n *Node) Status() Status {
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.fsm.AppliedIndex(),
 		LastLogIndex: n.raft.LastIndex(),
+	}
+	if idx, err := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64); err == nil {
+		st.SnapshotIndex = idx
 	}
 	st.IsLeader = st.Role == "leader"
 	addr, id := n.raft.LeaderWithID()

@@ -27,6 +27,7 @@ type Health struct {
 	CommitIndex    uint64 `json:"commit_index"`
 	AppliedIndex   uint64 `json:"applied_index"`
 	LastLogIndex   uint64 `json:"last_log_index"`
+	SnapshotIndex  uint64 `json:"snapshot_index"`
 }
 
 // Handler returns the HTTP handler of a node: GET (or HEAD) /health answers
@@ -51,6 +52,7 @@ func Handler(n Node) http.Handler {
 			CommitIndex:    st.CommitIndex,
 			AppliedIndex:   st.AppliedIndex,
 			LastLogIndex:   st.LastLogIndex,
+			SnapshotIndex:  st.SnapshotIndex,
 		})
 	})
 	return mux
