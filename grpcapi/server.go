@@ -81,11 +81,15 @@ func New(c Cluster, s Store, h Hub, opts Options) *Server {
 }
 
 // ServerOptions returns the grpc.Server options raftogram runs with:
-// receive limits sized for the payload limit and keepalive settings that
-// keep long Subscribe streams alive through idle periods and detect dead
-// peers.
+// receive limits sized for the payload limit, keepalive settings that keep
+// long Subscribe streams alive through idle periods and detect dead peers,
+// and InvalidArgument (not Internal) for requests that fail to decode.
 func ServerOptions(maxPayloadBytes int) []grpc.ServerOption {
+	g := newDecodeGuard()
 	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(g),
+		grpc.ChainUnaryInterceptor(g.unary),
+		grpc.ChainStreamInterceptor(g.stream),
 		grpc.MaxRecvMsgSize(maxPayloadBytes + 64<<10),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
