@@ -260,12 +260,18 @@ func TestFollowerRefusesEveryRPCWithHint(t *testing.T) {
 	client, _, lc, _ := newTestServer(t, false)
 	ctx := context.Background()
 	calls := map[string]func() error{
-		"CreateChannel": func() error { _, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{Name: "g"}); return err },
+		"CreateChannel": func() error {
+			_, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{Name: "g"})
+			return err
+		},
 		"SendMessage": func() error {
 			_, err := client.SendMessage(ctx, &raftogramv1.SendMessageRequest{ChannelId: "g", AuthorId: "a"})
 			return err
 		},
-		"ReadHistory": func() error { _, err := client.ReadHistory(ctx, &raftogramv1.ReadHistoryRequest{ChannelId: "g"}); return err },
+		"ReadHistory": func() error {
+			_, err := client.ReadHistory(ctx, &raftogramv1.ReadHistoryRequest{ChannelId: "g"})
+			return err
+		},
 		"Subscribe": func() error {
 			stream, err := client.Subscribe(ctx, &raftogramv1.SubscribeRequest{ChannelId: "g"})
 			if err == nil {
