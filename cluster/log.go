@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 
@@ -27,6 +28,13 @@ func (s hclogSink) Accept(name string, level hclog.Level, msg string, args ...an
 	ctx := context.Background()
 	if !s.log.Enabled(ctx, l) {
 		return
+	}
+	for i, a := range args {
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				args[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
 	}
 	s.log.Log(ctx, l, msg, args...)
 }

@@ -194,7 +194,7 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 	r.RegisterObserver(n.observer)
 	n.wg.Add(1)
 	go n.observe(obs)
-	n.log.Info("raft started", "node_id", cfg.NodeID, "raft_addr", n.self.RaftAddr,
+	n.log.Info("raft started", "raft_addr", n.self.RaftAddr,
 		"applied_index", n.fsm.AppliedIndex(), "skip_snapshot_restore", rc.NoSnapshotRestoreOnStart)
 	return nil
 }
@@ -218,6 +218,12 @@ func (n *Node) observe(obs chan raft.Observation) {
 		case <-n.stop:
 			return
 		case o := <-obs:
+			switch d := o.Data.(type) {
+			case raft.RaftState:
+				n.log.Info("raft role changed", "role", strings.ToLower(d.String()), "term", n.raft.CurrentTerm())
+			case raft.LeaderObservation:
+				n.log.Info("raft leader changed", "leader_id", string(d.LeaderID), "leader_raft_addr", string(d.LeaderAddr))
+			}
 			if st, ok := o.Data.(raft.RaftState); ok && st == raft.Leader {
 				term := n.raft.CurrentTerm()
 				n.wg.Add(1)
@@ -232,8 +238,6 @@ func (n *Node) observe(obs chan raft.Observation) {
 			close(n.watch)
 			n.watch = make(chan struct{})
 			n.watchMu.Unlock()
-			st := n.Status()
-			n.log.Info("raft role changed", "role", st.Role, "term", st.Term, "leader_id", st.LeaderID)
 		}
 	}
 }
