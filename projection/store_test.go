@@ -44,6 +44,33 @@ func send(index uint64, ch, cmid string) Entry {
 	}}}
 }
 
+// Regression: a path with URI metacharacters ('#' began a fragment) made
+// every store under "x#1" and "x#2" open the same file "x".
+func TestPathsWithURIMetacharactersStaySeparate(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	var stores []*Store
+	for _, name := range []string{"run#1", "run#2", "q?x=1", "pct%41"} {
+		s, err := Open(ctx, filepath.Join(dir, name, FileName), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		defer s.Close()
+		stores = append(stores, s)
+	}
+	mustApply(t, stores[0], create(1, "a", "A"))
+	for i, s := range stores[1:] {
+		if s.AppliedIndex() != 0 {
+			t.Fatalf("store %d shares a file with store 0", i+1)
+		}
+	}
+	for _, name := range []string{"run#1", "run#2", "q?x=1", "pct%41"} {
+		if _, err := os.Stat(filepath.Join(dir, name, FileName)); err != nil {
+			t.Fatalf("%s: file not where it was asked: %v", name, err)
+		}
+	}
+}
+
 func TestCreateChannelIdempotentAndAssignedID(t *testing.T) {
 	s := mustOpen(t)
 	rs := mustApply(t, s, create(1, "general", "General"), create(2, "general", "Other name"), create(3, "", "auto"))
