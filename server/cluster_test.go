@@ -170,6 +170,19 @@ func TestLaggingFollowerCatchesUpBySnapshot(t *testing.T) {
 	// It keeps applying normally after the install.
 	mustSend(t, c.client(l), "general", "after")
 	c.converged()
+
+	// A restart finds the projection at or past the newest snapshot and
+	// does not restore it again.
+	restores := strings.Count(c.logs[lag].String(), "projection restored from snapshot")
+	c.stop(lag)
+	c.start(lag)
+	c.converged()
+	if got := strings.Count(c.logs[lag].String(), "projection restored from snapshot"); got != restores {
+		t.Fatalf("restart restored a snapshot the projection already held (%d restores, was %d)", got, restores)
+	}
+	if !strings.Contains(c.logs[lag].String(), "skip_snapshot_restore=true") {
+		t.Fatal("restart did not skip the snapshot restore")
+	}
 }
 
 func TestSubscribeDeliversHistoryThenLiveInOrder(t *testing.T) {

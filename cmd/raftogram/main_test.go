@@ -1,0 +1,40 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRunConfigSelection(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nope.yaml")
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		out  string
+	}{
+		{"version", []string{"-version"}, nil, 0, "raftogram dev"},
+		{"missing -config file", []string{"-config", missing}, nil, 2, "nope.yaml"},
+		{"missing RAFTOGRAM_CONFIG file", nil, map[string]string{"RAFTOGRAM_CONFIG": missing}, 2, "nope.yaml"},
+		{"flag beats env", []string{"-config", missing}, map[string]string{"RAFTOGRAM_CONFIG": "/elsewhere.yaml"}, 2, "nope.yaml"},
+		{"invalid env", nil, map[string]string{"RAFTOGRAM_CLUSTER_PEERS": "node1=127.0.0.1:7000/127.0.0.1:9000,node2=127.0.0.1:7001/127.0.0.1:9001"}, 2, "odd number"},
+		{"unknown flag", []string{"-bogus"}, nil, 2, "flag provided but not defined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			env := map[string]string{"RAFTOGRAM_DATA_DIR": filepath.Join(dir, "data")}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			code := run(context.Background(), tc.args, env, &stdout, &stderr)
+			if code != tc.code || !strings.Contains(stdout.String()+stderr.String(), tc.out) {
+				t.Fatalf("exit %d, output %q; want exit %d mentioning %q", code, stdout.String()+stderr.String(), tc.code, tc.out)
+			}
+		})
+	}
+}
