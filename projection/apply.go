@@ -80,7 +80,7 @@ func (s *Store) Apply(ctx context.Context, entries []Entry) ([][]domain.Result, 
 		return nil, fmt.Errorf("apply: begin: %w", err)
 	}
 	defer tx.Rollback()
-	a := applier{ctx: ctx, tx: tx, st: s.stmts}
+	a := newApplier(ctx, tx, s.stmts)
 	for i, e := range entries {
 		if e.Index <= applied {
 			continue
@@ -96,7 +96,10 @@ func (s *Store) Apply(ctx context.Context, entries []Entry) ([][]domain.Result, 
 		}
 		results[i] = rs
 	}
-	if _, err := a.stmt(s.stmts.setApplied).ExecContext(ctx, last.Index, last.Term); err != nil {
+	if err := a.flushSequences(); err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	if _, err := a.st.setApplied.ExecContext(ctx, last.Index, last.Term); err != nil {
 		return nil, fmt.Errorf("apply: record applied index %d: %w", last.Index, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -108,15 +111,43 @@ func (s *Store) Apply(ctx context.Context, entries []Entry) ([][]domain.Result, 
 
 // applier applies events inside one transaction. Its methods return an
 // error only for I/O failures; rejections go into the Result.
+//
+// It keeps each touched channel's last sequence in memory for the length of
+// the transaction and writes it back once, in flushSequences, rather than
+// once per message.
 type applier struct {
-	ctx context.Context
-	tx  *sql.Tx
-	st  writeStmts
+	ctx   context.Context
+	st    writeStmts // bound to the transaction
+	last  map[string]uint64
+	dirty map[string]bool
 }
 
-func (a applier) stmt(s *sql.Stmt) *sql.Stmt { return a.tx.StmtContext(a.ctx, s) }
+func newApplier(ctx context.Context, tx *sql.Tx, st writeStmts) *applier {
+	bind := func(s *sql.Stmt) *sql.Stmt { return tx.StmtContext(ctx, s) }
+	return &applier{
+		ctx: ctx,
+		st: writeStmts{
+			getChannel: bind(st.getChannel), insertChannel: bind(st.insertChannel), bumpSequence: bind(st.bumpSequence),
+			getDedup: bind(st.getDedup), insertDedup: bind(st.insertDedup), insertMessage: bind(st.insertMessage),
+			setApplied: bind(st.setApplied),
+		},
+		last:  map[string]uint64{},
+		dirty: map[string]bool{},
+	}
+}
 
-func (a applier) apply(index uint64, pos int, ev domain.Event) (domain.Result, error) {
+// flushSequences writes back the last sequence of every channel that got
+// messages in this transaction.
+func (a *applier) flushSequences() error {
+	for id := range a.dirty {
+		if _, err := a.st.bumpSequence.ExecContext(a.ctx, a.last[id], id); err != nil {
+			return fmt.Errorf("update last_sequence of %q: %w", id, err)
+		}
+	}
+	return nil
+}
+
+func (a *applier) apply(index uint64, pos int, ev domain.Event) (domain.Result, error) {
 	if err := domain.Validate(ev); err != nil {
 		return domain.Result{Err: err}, nil
 	}
@@ -140,7 +171,7 @@ func AssignedChannelID(index uint64, pos int) string {
 	return fmt.Sprintf("channel-%d.%d", index, pos)
 }
 
-func (a applier) createChannel(index uint64, pos int, ev domain.ChannelCreated) (domain.Result, error) {
+func (a *applier) createChannel(index uint64, pos int, ev domain.ChannelCreated) (domain.Result, error) {
 	id := ev.ChannelID
 	if id == "" {
 		id = AssignedChannelID(index, pos)
@@ -152,35 +183,55 @@ func (a applier) createChannel(index uint64, pos int, ev domain.ChannelCreated) 
 	case !errors.Is(err, sql.ErrNoRows):
 		return domain.Result{}, err
 	}
-	if _, err := a.stmt(a.st.insertChannel).ExecContext(a.ctx, id, ev.Name, ev.CreatedAt.UnixNano(), index); err != nil {
+	if _, err := a.st.insertChannel.ExecContext(a.ctx, id, ev.Name, ev.CreatedAt.UnixNano(), index); err != nil {
 		return domain.Result{}, fmt.Errorf("insert channel: %w", err)
 	}
 	ch = domain.Channel{ID: id, Name: ev.Name, CreatedAt: ev.CreatedAt.UTC()}
 	return domain.Result{Channel: ch, Created: true}, nil
 }
 
-func (a applier) channel(id string) (domain.Channel, error) {
+func (a *applier) channel(id string) (domain.Channel, error) {
 	ch := domain.Channel{ID: id}
 	var created int64
-	err := a.stmt(a.st.getChannel).QueryRowContext(a.ctx, id).Scan(&ch.Name, &created, &ch.LastSequence)
+	err := a.st.getChannel.QueryRowContext(a.ctx, id).Scan(&ch.Name, &created, &ch.LastSequence)
 	if err != nil {
 		return domain.Channel{}, err
 	}
 	ch.CreatedAt = time.Unix(0, created).UTC()
+	if seq, ok := a.last[id]; ok {
+		ch.LastSequence = seq
+	}
 	return ch, nil
 }
 
-func (a applier) sendMessage(index uint64, ev domain.MessageSent) (domain.Result, error) {
-	ch, err := a.channel(ev.ChannelID)
+// lastSequence returns the channel's last sequence, whether it exists, or an
+// I/O error.
+func (a *applier) lastSequence(id string) (uint64, bool, error) {
+	if seq, ok := a.last[id]; ok {
+		return seq, true, nil
+	}
+	ch, err := a.channel(id)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return domain.Result{Err: domain.Errorf(domain.ENOTFOUND, "channel %q not found", ev.ChannelID)}, nil
+		return 0, false, nil
 	case err != nil:
-		return domain.Result{}, fmt.Errorf("read channel: %w", err)
+		return 0, false, fmt.Errorf("read channel: %w", err)
+	}
+	a.last[id] = ch.LastSequence
+	return ch.LastSequence, true, nil
+}
+
+func (a *applier) sendMessage(index uint64, ev domain.MessageSent) (domain.Result, error) {
+	last, ok, err := a.lastSequence(ev.ChannelID)
+	switch {
+	case err != nil:
+		return domain.Result{}, err
+	case !ok:
+		return domain.Result{Err: domain.Errorf(domain.ENOTFOUND, "channel %q not found", ev.ChannelID)}, nil
 	}
 	if ev.ClientMessageID != "" {
 		var seq uint64
-		err := a.stmt(a.st.getDedup).QueryRowContext(a.ctx, ev.ChannelID, ev.ClientMessageID).Scan(&seq)
+		err := a.st.getDedup.QueryRowContext(a.ctx, ev.ChannelID, ev.ClientMessageID).Scan(&seq)
 		switch {
 		case err == nil:
 			return domain.Result{Sequence: seq, Deduplicated: true}, nil
@@ -188,22 +239,21 @@ func (a applier) sendMessage(index uint64, ev domain.MessageSent) (domain.Result
 			return domain.Result{}, fmt.Errorf("read dedup: %w", err)
 		}
 	}
-	seq := ch.LastSequence + 1
+	seq := last + 1
 	payload := ev.Payload
 	if payload == nil {
 		payload = []byte{}
 	}
-	if _, err := a.stmt(a.st.insertMessage).ExecContext(a.ctx, ev.ChannelID, seq, ev.AuthorID, payload,
+	if _, err := a.st.insertMessage.ExecContext(a.ctx, ev.ChannelID, seq, ev.AuthorID, payload,
 		ev.ClientMessageID, ev.CreatedAt.UnixNano(), index); err != nil {
 		return domain.Result{}, fmt.Errorf("insert message: %w", err)
 	}
 	if ev.ClientMessageID != "" {
-		if _, err := a.stmt(a.st.insertDedup).ExecContext(a.ctx, ev.ChannelID, ev.ClientMessageID, seq); err != nil {
+		if _, err := a.st.insertDedup.ExecContext(a.ctx, ev.ChannelID, ev.ClientMessageID, seq); err != nil {
 			return domain.Result{}, fmt.Errorf("insert dedup: %w", err)
 		}
 	}
-	if _, err := a.stmt(a.st.bumpSequence).ExecContext(a.ctx, seq, ev.ChannelID); err != nil {
-		return domain.Result{}, fmt.Errorf("bump sequence: %w", err)
-	}
+	a.last[ev.ChannelID] = seq
+	a.dirty[ev.ChannelID] = true
 	return domain.Result{Sequence: seq}, nil
 }

@@ -77,7 +77,10 @@ func dsn(path string, pragmas ...string) string {
 var uriPathEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
 func (s *Store) open(ctx context.Context) error {
-	w, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)")+"&_txlock=immediate")
+	// The writer: WAL without fsync per commit (the Raft log is the durable
+	// record; a lost tail is re-applied) and a 64 MiB page cache, because a
+	// batch touches pages of many channels.
+	w, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-65536)")+"&_txlock=immediate")
 	if err != nil {
 		return fmt.Errorf("open projection %s: %w", s.path, err)
 	}
