@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/raftogram/raftogram/domain"
@@ -16,24 +17,39 @@ import (
 // confirmed: the entry may still commit, so retry with the same
 // client_message_id), and an EUNAVAILABLE one when the entry could not be
 // queued in time.
+//
+// Concurrent calls share log entries (see batch.go); ctx is not consulted
+// once the events are queued, because the outcome must be reported.
 func (n *Node) Apply(ctx context.Context, events []domain.Event) ([]domain.Result, error) {
 	if n.raft.State() != raft.Leader {
 		return nil, n.NotLeader()
 	}
-	data, err := domain.EncodeEvents(events)
-	if err != nil {
-		return nil, fmt.Errorf("cluster apply: %w", err)
+	p := newProposal(events)
+	select {
+	case n.proposals <- p:
+	case <-n.stop:
+		return nil, n.raftError("write", errShutdown)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("cluster apply: %w", ctx.Err()) // not queued: nothing written
 	}
-	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
-		return nil, n.raftError("write", err)
+	select {
+	case r := <-p.done:
+		return r.results, r.err
+	case <-n.batcherDone:
+		// The batcher stopped; it may have left p queued. A proposal it did
+		// take is answered by its commit, so wait for that briefly first.
+		select {
+		case r := <-p.done:
+			return r.results, r.err
+		case <-time.After(n.cfg.ApplyTimeout):
+			return nil, n.raftError("write", errShutdown)
+		}
 	}
-	rs, ok := f.Response().([]domain.Result)
-	if !ok || len(rs) != len(events) {
-		return nil, fmt.Errorf("cluster apply: state machine answered %T with %d results for %d events", f.Response(), len(rs), len(events))
-	}
-	return rs, nil
 }
+
+// errShutdown stands for raft.ErrRaftShutdown for proposals that never
+// reached raft because the node was stopping.
+var errShutdown = raft.ErrRaftShutdown
 
 // raftError maps a raft future error to the domain's vocabulary.
 func (n *Node) raftError(op string, err error) error {

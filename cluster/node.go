@@ -85,6 +85,9 @@ type Node struct {
 	watchMu sync.Mutex
 	watch   chan struct{} // closed on every role or leader change
 
+	proposals   chan *proposal // Apply → runBatcher
+	batcherDone chan struct{}  // closed when runBatcher returns
+
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -102,7 +105,8 @@ func Open(ctx context.Context, cfg Config, fsm FSM) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, fsm: fsm, log: log, peers: map[raft.ServerID]Peer{}, watch: make(chan struct{}), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, fsm: fsm, log: log, peers: map[raft.ServerID]Peer{}, watch: make(chan struct{}), stop: make(chan struct{}),
+		proposals: make(chan *proposal, maxBatchEvents), batcherDone: make(chan struct{})}
 	var servers []raft.Server
 	for _, p := range cfg.Peers {
 		n.peers[raft.ServerID(p.ID)] = p
@@ -192,8 +196,9 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 	}
 	n.raft = r
 	r.RegisterObserver(n.observer)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.observe(obs)
+	go n.runBatcher()
 	n.log.Info("raft started", "raft_addr", n.self.RaftAddr,
 		"applied_index", n.fsm.AppliedIndex(), "skip_snapshot_restore", rc.NoSnapshotRestoreOnStart)
 	return nil

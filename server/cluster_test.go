@@ -38,6 +38,23 @@ func mustSend(t *testing.T, c raftogramv1.MessengerClient, ch, cmid string) *raf
 	return resp
 }
 
+// send sends through whichever node leads, retrying with the same
+// client_message_id while leadership moves (a loaded CI machine may see an
+// election at any time); it returns the acknowledged response.
+func (c *testCluster) send(ch, cmid string) *raftogramv1.SendMessageResponse {
+	c.t.Helper()
+	var resp *raftogramv1.SendMessageResponse
+	waitFor(c.t, "send "+ch+"/"+cmid, 20*time.Second, func() error {
+		var err error
+		resp, err = c.client(c.leader()).SendMessage(ctxT(c.t), &raftogramv1.SendMessageRequest{ChannelId: ch, AuthorId: "alice", Payload: []byte(cmid), ClientMessageId: cmid})
+		if code := status.Code(err); err != nil && code != codes.Unavailable && code != codes.FailedPrecondition {
+			c.t.Fatalf("send %s/%s: %v", ch, cmid, err)
+		}
+		return err
+	})
+	return resp
+}
+
 func TestClusterElectsOneLeaderAndReplicatesWrites(t *testing.T) {
 	c := newTestCluster(t, 3)
 	l := c.leader()
@@ -119,14 +136,14 @@ func TestLeaderLossReelectsAndKeepsDedup(t *testing.T) {
 	if l == old {
 		t.Fatal("stopped node still leads")
 	}
-	again := mustSend(t, c.client(l), "general", "msg-1")
+	again := c.send("general", "msg-1")
 	if again.GetSequence() != first.GetSequence() || !again.GetDeduplicated() {
 		t.Fatalf("retry after failover = %v, want sequence %d deduplicated", again, first.GetSequence())
 	}
-	if got := mustSend(t, c.client(l), "general", "msg-3"); got.GetSequence() != 3 {
+	if got := c.send("general", "msg-3"); got.GetSequence() != 3 {
 		t.Fatalf("next sequence after failover = %d, want 3", got.GetSequence())
 	}
-	resp, err := c.client(l).ReadHistory(ctxT(t), &raftogramv1.ReadHistoryRequest{ChannelId: "general"})
+	resp, err := c.client(c.leader()).ReadHistory(ctxT(t), &raftogramv1.ReadHistoryRequest{ChannelId: "general"})
 	if err != nil || len(resp.GetMessages()) != 3 {
 		t.Fatalf("history after failover: %v, %v", resp, err)
 	}
@@ -149,12 +166,12 @@ func TestLaggingFollowerCatchesUpBySnapshot(t *testing.T) {
 	c.stop(lag)
 
 	for i := range 300 {
-		mustSend(t, c.client(l), "general", fmt.Sprintf("m%d", i))
+		c.send("general", fmt.Sprintf("m%d", i))
 	}
 	// The leader must have compacted past what the stopped follower holds,
 	// so only a snapshot can bring it back.
 	waitFor(t, "leader snapshot", 15*time.Second, func() error {
-		if idx := c.servers[l].Node().Status().SnapshotIndex; idx < 200 {
+		if idx := c.servers[c.leader()].Node().Status().SnapshotIndex; idx < 200 {
 			return fmt.Errorf("leader snapshot index %d", idx)
 		}
 		return nil
@@ -168,7 +185,7 @@ func TestLaggingFollowerCatchesUpBySnapshot(t *testing.T) {
 		t.Fatal("follower log does not show a snapshot restore")
 	}
 	// It keeps applying normally after the install.
-	mustSend(t, c.client(l), "general", "after")
+	c.send("general", "after")
 	c.converged()
 
 	// A restart finds the projection at or past the newest snapshot and
@@ -270,4 +287,74 @@ func hasNotLeaderDetail(st *status.Status) bool {
 		}
 	}
 	return false
+}
+
+// Concurrent writers share log entries (group commit); each must get the
+// result of its own event.
+func TestConcurrentSendsEachGetTheirOwnSequence(t *testing.T) {
+	c := newTestCluster(t, 3)
+	l := c.leader()
+	leader := c.client(l)
+	mustCreate(t, leader, "a")
+	mustCreate(t, leader, "b")
+	const writers, each = 32, 10
+	type ack struct {
+		ch, cmid string
+		seq      uint64
+		dedup    bool
+	}
+	acks := make(chan ack, writers*each*2)
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for i := range each {
+				ch := []string{"a", "b"}[(w+i)%2]
+				cmid := fmt.Sprintf("w%d-%d", w, i)
+				// Every message twice: the repeat must be deduplicated to the same sequence.
+				for range 2 {
+					resp, err := leader.SendMessage(ctxT(t), &raftogramv1.SendMessageRequest{ChannelId: ch, AuthorId: "u", Payload: []byte(cmid), ClientMessageId: cmid})
+					if err != nil {
+						errs <- err
+						return
+					}
+					acks <- ack{ch, cmid, resp.GetSequence(), resp.GetDeduplicated()}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(acks)
+	seqOf := map[string]uint64{}
+	for a := range acks {
+		if prev, ok := seqOf[a.cmid]; ok {
+			if !a.dedup || prev != a.seq {
+				t.Fatalf("%s acknowledged at %d and then %d (dedup=%v)", a.cmid, prev, a.seq, a.dedup)
+			}
+			continue
+		}
+		if a.dedup {
+			t.Fatalf("first send of %s reported deduplicated", a.cmid)
+		}
+		seqOf[a.cmid] = a.seq
+	}
+	for _, ch := range []string{"a", "b"} {
+		resp, err := leader.ReadHistory(ctxT(t), &raftogramv1.ReadHistoryRequest{ChannelId: ch, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetMessages()) != writers*each/2 {
+			t.Fatalf("channel %s holds %d messages, want %d", ch, len(resp.GetMessages()), writers*each/2)
+		}
+		for i, m := range resp.GetMessages() {
+			if m.GetSequence() != uint64(i+1) || seqOf[m.GetClientMessageId()] != m.GetSequence() || string(m.GetPayload()) != m.GetClientMessageId() {
+				t.Fatalf("channel %s position %d: %v, acknowledged at %d", ch, i, m, seqOf[m.GetClientMessageId()])
+			}
+		}
+	}
+	c.converged()
 }

@@ -65,9 +65,11 @@ func newTestCluster(t *testing.T, n int, tunes ...tune) *testCluster {
 		cfg.HealthBindAddr = listeners[i].HTTP.Addr().String()
 		cfg.DataDir = filepath.Join(dir, cfg.NodeID)
 		cfg.Cluster.Peers = peers
-		cfg.Raft.HeartbeatTimeout = 300 * time.Millisecond
-		cfg.Raft.ElectionTimeout = 300 * time.Millisecond
-		cfg.Raft.LeaderLeaseTimeout = 150 * time.Millisecond
+		// Short enough for quick elections, long enough that a loaded
+		// machine running the race detector does not depose leaders.
+		cfg.Raft.HeartbeatTimeout = 500 * time.Millisecond
+		cfg.Raft.ElectionTimeout = 500 * time.Millisecond
+		cfg.Raft.LeaderLeaseTimeout = 300 * time.Millisecond
 		cfg.Raft.CommitTimeout = 10 * time.Millisecond
 		cfg.ShutdownTimeout = 5 * time.Second
 		for _, f := range tunes {
