@@ -1,21 +1,43 @@
-// Package fanout tells live subscribers that their channel has new
-// committed messages. It carries no messages: a woken subscriber reads them
-// from the projection by sequence, so a slow subscriber never sees a gap, a
-// duplicate or a reordering, and publishing never blocks the state machine.
+// Package fanout delivers newly committed messages to live subscribers.
+//
+// The state machine publishes each batch's new messages once, after its
+// transaction commits. The hub keeps a bounded window of the latest messages
+// of every channel that has subscribers and rings each subscriber's
+// doorbell. A woken subscriber takes what follows its cursor from the window;
+// one that fell behind the window (or joined before it filled) reads from
+// the projection instead. Either way it reads by sequence, so it never sees
+// a gap, a duplicate or a reordering, and publishing never blocks the state
+// machine.
 package fanout
 
-import "sync"
+import (
+	"sync"
 
-// Hub routes commit notifications to subscriptions by channel id. The zero
+	"github.com/raftogram/raftogram/domain"
+)
+
+// Window bounds: the latest messages kept per subscribed channel.
+const (
+	windowMessages = 4096
+	windowBytes    = 16 << 20
+)
+
+// Hub routes committed messages to subscriptions by channel id. The zero
 // value is not usable; call New.
 type Hub struct {
-	mu   sync.Mutex
-	subs map[string]map[*Subscription]struct{}
+	mu       sync.Mutex
+	channels map[string]*channel
+}
+
+type channel struct {
+	subs   map[*Subscription]struct{}
+	window []domain.Message // contiguous sequences, oldest first
+	bytes  int
 }
 
 // New returns an empty hub.
 func New() *Hub {
-	return &Hub{subs: make(map[string]map[*Subscription]struct{})}
+	return &Hub{channels: make(map[string]*channel)}
 }
 
 // Subscription is one subscriber's doorbell. C receives a value whenever
@@ -37,44 +59,104 @@ func (h *Hub) Subscribe(channelID string) *Subscription {
 	s := &Subscription{C: c, c: c, channelID: channelID, hub: h}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	set := h.subs[channelID]
-	if set == nil {
-		set = make(map[*Subscription]struct{})
-		h.subs[channelID] = set
+	ch := h.channels[channelID]
+	if ch == nil {
+		ch = &channel{subs: make(map[*Subscription]struct{})}
+		h.channels[channelID] = ch
 	}
-	set[s] = struct{}{}
+	ch.subs[s] = struct{}{}
 	return s
 }
 
-// Close removes the subscription from its hub. It is idempotent.
+// Close removes the subscription from its hub; the channel's window goes
+// with its last subscriber. It is idempotent.
 func (s *Subscription) Close() {
 	h := s.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if set := h.subs[s.channelID]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
-			delete(h.subs, s.channelID)
+	if ch := h.channels[s.channelID]; ch != nil {
+		delete(ch.subs, s)
+		if len(ch.subs) == 0 {
+			delete(h.channels, s.channelID)
 		}
 	}
 }
 
-// Notify rings every subscription of channelID. It never blocks.
-func (h *Hub) Notify(channelID string) {
+// Since returns up to limit messages (and about maxBytes of payload, at
+// least one message) of the subscription's channel with sequence greater
+// than after, from the window. ok is false when the window cannot tell (it
+// does not reach back to after+1): read the projection instead. An empty
+// result with ok means nothing newer has been published.
+func (s *Subscription) Since(after uint64, limit, maxBytes int) (msgs []domain.Message, ok bool) {
+	h := s.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for s := range h.subs[channelID] {
-		ring(s.c)
+	ch := h.channels[s.channelID]
+	if ch == nil || len(ch.window) == 0 {
+		return nil, false
+	}
+	first, last := ch.window[0].Sequence, ch.window[len(ch.window)-1].Sequence
+	switch {
+	case after >= last:
+		return nil, true
+	case after+1 < first:
+		return nil, false
+	}
+	start := int(after + 1 - first)
+	size := 0
+	for _, m := range ch.window[start:] {
+		if len(msgs) == limit || (len(msgs) > 0 && size >= maxBytes) {
+			break
+		}
+		msgs = append(msgs, m)
+		size += len(m.Payload)
+	}
+	return msgs, true
+}
+
+// Publish adds newly committed messages (in commit order) to the windows of
+// subscribed channels and rings their subscribers. Messages of channels
+// without subscribers are ignored. It never blocks.
+func (h *Hub) Publish(msgs []domain.Message) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var touched []*channel
+	for _, m := range msgs {
+		ch := h.channels[m.ChannelID]
+		if ch == nil {
+			continue
+		}
+		if n := len(ch.window); n > 0 && ch.window[n-1].Sequence+1 != m.Sequence {
+			// Not contiguous (cannot happen in log order); start afresh so
+			// subscribers fall back to the projection rather than skip.
+			ch.window, ch.bytes = nil, 0
+		}
+		ch.window = append(ch.window, m)
+		ch.bytes += len(m.Payload)
+		for len(ch.window) > windowMessages || (ch.bytes > windowBytes && len(ch.window) > 1) {
+			ch.bytes -= len(ch.window[0].Payload)
+			ch.window[0] = domain.Message{}
+			ch.window = ch.window[1:]
+		}
+		if len(touched) == 0 || touched[len(touched)-1] != ch {
+			touched = append(touched, ch)
+		}
+	}
+	for _, ch := range touched {
+		for s := range ch.subs {
+			ring(s.c)
+		}
 	}
 }
 
-// NotifyAll rings every subscription, as after a snapshot restore replaced
-// the whole projection.
-func (h *Hub) NotifyAll() {
+// Reset forgets every window and rings every subscription, as after a
+// snapshot restore replaced the whole projection.
+func (h *Hub) Reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, set := range h.subs {
-		for s := range set {
+	for _, ch := range h.channels {
+		ch.window, ch.bytes = nil, 0
+		for s := range ch.subs {
 			ring(s.c)
 		}
 	}
@@ -85,8 +167,8 @@ func (h *Hub) Len() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
-	for _, set := range h.subs {
-		n += len(set)
+	for _, ch := range h.channels {
+		n += len(ch.subs)
 	}
 	return n
 }

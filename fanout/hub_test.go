@@ -1,6 +1,10 @@
 package fanout
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/raftogram/raftogram/domain"
+)
 
 func rung(s *Subscription) bool {
 	select {
@@ -11,29 +15,100 @@ func rung(s *Subscription) bool {
 	}
 }
 
-func TestNotifyRingsOnlyThatChannelAndCoalesces(t *testing.T) {
+func msgs(ch string, from, to uint64) []domain.Message {
+	var out []domain.Message
+	for seq := from; seq <= to; seq++ {
+		out = append(out, domain.Message{ChannelID: ch, Sequence: seq, Payload: []byte("p")})
+	}
+	return out
+}
+
+func seqs(ms []domain.Message) []uint64 {
+	var out []uint64
+	for _, m := range ms {
+		out = append(out, m.Sequence)
+	}
+	return out
+}
+
+func TestPublishRingsOnlyThatChannelAndCoalesces(t *testing.T) {
 	h := New()
 	a, b := h.Subscribe("a"), h.Subscribe("b")
 	defer a.Close()
 	defer b.Close()
-	h.Notify("a")
-	h.Notify("a") // must not block although a has not drained
+	h.Publish(msgs("a", 1, 1))
+	h.Publish(msgs("a", 2, 2)) // must not block although a has not drained
 	if !rung(a) {
 		t.Fatal("subscriber of a was not rung")
 	}
 	if rung(a) {
-		t.Fatal("two notifications were not coalesced")
+		t.Fatal("two publications were not coalesced")
 	}
 	if rung(b) {
 		t.Fatal("subscriber of b was rung by a commit to a")
 	}
-	h.NotifyAll()
+	h.Reset()
 	if !rung(a) || !rung(b) {
-		t.Fatal("NotifyAll missed a subscriber")
+		t.Fatal("Reset missed a subscriber")
 	}
 }
 
-func TestCloseUnsubscribes(t *testing.T) {
+func TestSinceServesTheWindowOrSaysAskTheStore(t *testing.T) {
+	h := New()
+	s := h.Subscribe("a")
+	defer s.Close()
+	if _, ok := s.Since(0, 100, 1<<20); ok {
+		t.Fatal("an empty window claimed to know the history")
+	}
+	h.Publish(append(msgs("a", 5, 7), msgs("other", 1, 3)...)) // "other" has no subscriber: ignored
+	for _, tc := range []struct {
+		after uint64
+		ok    bool
+		want  []uint64
+	}{
+		{0, false, nil}, // 1..4 were committed before the window: read the store
+		{3, false, nil}, // 4 is not in the window
+		{4, true, []uint64{5, 6, 7}},
+		{5, true, []uint64{6, 7}},
+		{7, true, nil}, // up to date
+		{9, true, nil}, // ahead (the store is ahead of the window): nothing yet
+	} {
+		got, ok := s.Since(tc.after, 100, 1<<20)
+		if ok != tc.ok || len(got) != len(tc.want) || (len(got) > 0 && got[0].Sequence != tc.want[0]) {
+			t.Errorf("Since(%d) = %v, %v; want %v, %v", tc.after, seqs(got), ok, tc.want, tc.ok)
+		}
+	}
+	if got, _ := s.Since(4, 2, 1<<20); len(got) != 2 {
+		t.Fatalf("limit 2 returned %d", len(got))
+	}
+	if got, _ := s.Since(4, 100, 1); len(got) != 1 {
+		t.Fatalf("byte budget 1 returned %d, want exactly one message", len(got))
+	}
+	h.Reset()
+	if _, ok := s.Since(4, 100, 1<<20); ok {
+		t.Fatal("window survived Reset")
+	}
+}
+
+func TestWindowIsBoundedAndStaysContiguous(t *testing.T) {
+	h := New()
+	s := h.Subscribe("a")
+	defer s.Close()
+	h.Publish(msgs("a", 1, windowMessages+10))
+	if _, ok := s.Since(5, 10, 1<<20); ok {
+		t.Fatal("trimmed messages still served")
+	}
+	got, ok := s.Since(10, 5, 1<<20)
+	if !ok || len(got) != 5 || got[0].Sequence != 11 {
+		t.Fatalf("Since(10) = %v, %v", seqs(got), ok)
+	}
+	h.Publish(msgs("a", windowMessages+20, windowMessages+20)) // a gap restarts the window
+	if _, ok := s.Since(windowMessages+10, 10, 1<<20); ok {
+		t.Fatal("window served across a gap")
+	}
+}
+
+func TestCloseUnsubscribesAndDropsTheWindow(t *testing.T) {
 	h := New()
 	s := h.Subscribe("a")
 	if h.Len() != 1 {
@@ -41,8 +116,13 @@ func TestCloseUnsubscribes(t *testing.T) {
 	}
 	s.Close()
 	s.Close()
-	h.Notify("a")
+	h.Publish(msgs("a", 1, 1))
 	if rung(s) || h.Len() != 0 {
 		t.Fatal("a closed subscription is still registered")
+	}
+	again := h.Subscribe("a")
+	defer again.Close()
+	if _, ok := again.Since(0, 10, 1<<20); ok {
+		t.Fatal("a window outlived its last subscriber")
 	}
 }

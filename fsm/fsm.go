@@ -33,8 +33,8 @@ type Projection interface {
 
 // Notifier hears about commits (a *fanout.Hub).
 type Notifier interface {
-	Notify(channelID string)
-	NotifyAll()
+	Publish(msgs []domain.Message) // new messages of one committed batch, in order
+	Reset()                        // the whole projection was replaced
 }
 
 // FSM implements raft.BatchingFSM over a Projection. The response of every
@@ -130,29 +130,23 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		f.fatal(err)
 	}
 	resp := make([]any, len(logs))
-	var touched []string
+	var published []domain.Message
 	for i := range entries {
 		resp[i] = results[i]
 		for j, r := range results[i] {
 			if ev, ok := entries[i].Events[j].(domain.MessageSent); ok && r.Err == nil && !r.Deduplicated {
-				touched = appendUnique(touched, ev.ChannelID)
+				published = append(published, domain.Message{
+					ChannelID: ev.ChannelID, Sequence: r.Sequence, AuthorID: ev.AuthorID, Payload: ev.Payload,
+					ClientMessageID: ev.ClientMessageID, CreatedAt: ev.CreatedAt,
+				})
 			}
 		}
 	}
 	f.wake()
-	for _, ch := range touched {
-		f.notify.Notify(ch)
+	if len(published) > 0 {
+		f.notify.Publish(published)
 	}
 	return resp
-}
-
-func appendUnique(s []string, v string) []string {
-	for _, x := range s {
-		if x == v {
-			return s
-		}
-	}
-	return append(s, v)
 }
 
 func (f *FSM) fatal(err error) {
@@ -179,7 +173,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("fsm restore: %w", err)
 	}
 	f.wake()
-	f.notify.NotifyAll()
+	f.notify.Reset()
 	return nil
 }
 

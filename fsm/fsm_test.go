@@ -79,6 +79,10 @@ func TestApplyBatchRespondsPerEntryAndNotifies(t *testing.T) {
 	default:
 		t.Fatal("subscriber of a was not notified")
 	}
+	// Only the new message is published, not its deduplicated repeat.
+	if got, ok := sub.Since(0, 10, 1<<20); !ok || len(got) != 1 || got[0].Sequence != 1 || got[0].ClientMessageID != "k" {
+		t.Fatalf("published %+v, %v", got, ok)
+	}
 }
 
 func TestUndecodableEntryStopsTheNode(t *testing.T) {

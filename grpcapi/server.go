@@ -218,9 +218,16 @@ func (s *Server) Subscribe(req *raftogramv1.SubscribeRequest, stream grpc.Server
 	}
 	cursor := req.GetAfterSequence()
 	for {
-		msgs, more, err := s.store.History(ctx, channelID, cursor, MaxLimit, MaxResponseBytes)
-		if err != nil {
-			return toStatus(s.log, method, err)
+		// Live messages come from the hub's window; history, and anything
+		// the window no longer (or not yet) holds, from the projection.
+		msgs, ok := sub.Since(cursor, MaxLimit, MaxResponseBytes)
+		more := false
+		if !ok {
+			var err error
+			msgs, more, err = s.store.History(ctx, channelID, cursor, MaxLimit, MaxResponseBytes)
+			if err != nil {
+				return toStatus(s.log, method, err)
+			}
 		}
 		if len(msgs) > 0 {
 			if err := stream.Send(&raftogramv1.SubscribeChunk{Messages: toProto(msgs)}); err != nil {

@@ -43,11 +43,13 @@ func (c *localCluster) Apply(ctx context.Context, events []domain.Event) ([]doma
 	if err != nil {
 		return nil, err
 	}
+	var published []domain.Message
 	for i, r := range rs[0] {
-		if ev, ok := events[i].(domain.MessageSent); ok && r.Err == nil {
-			c.hub.Notify(ev.ChannelID)
+		if ev, ok := events[i].(domain.MessageSent); ok && r.Err == nil && !r.Deduplicated {
+			published = append(published, domain.Message{ChannelID: ev.ChannelID, Sequence: r.Sequence, AuthorID: ev.AuthorID, Payload: ev.Payload})
 		}
 	}
+	c.hub.Publish(published)
 	return rs[0], nil
 }
 
