@@ -9,7 +9,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOS := api/proto/raftogram/v1/messaging.proto api/proto/raftogram/events/v1/events.proto
 
-.PHONY: build test fmt-check vet proto tools dev-cluster bench clean
+.PHONY: build test fmt-check vet proto tools dev-cluster bench docker e2e-docker clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/raftogram
@@ -42,6 +42,16 @@ dev-cluster: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+DOCKER_IMAGE ?= raftogram:dev
+
+## docker: the container image, FROM scratch plus the static binary (docs/containers.md).
+docker: build
+	docker build --build-arg VERSION=$(VERSION) -t $(DOCKER_IMAGE) .
+
+## e2e-docker: binary + throwaway image, then e2e/docker against a compose cluster.
+e2e-docker:
+	GO=$(GO) ./scripts/e2e-docker.sh
 
 clean:
 	rm -f $(BIN)

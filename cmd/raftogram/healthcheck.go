@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	neturl "net/url"
+	"strings"
+	"time"
+)
+
+func init() { subcommands["healthcheck"] = healthcheck }
+
+// healthcheckDefaultAddr is probed when RAFTOGRAM_HEALTH_BIND_ADDR is unset;
+// it is the default health_bind_addr.
+const healthcheckDefaultAddr = "127.0.0.1:8080"
+
+// healthcheckMaxBody bounds how much of a /health answer is read.
+const healthcheckMaxBody = 1 << 20
+
+// healthcheckStatus is the part of the GET /health body the check reads
+// (see httpapi.Health).
+type healthcheckStatus struct {
+	NodeID         string `json:"node_id"`
+	Role           string `json:"role"`
+	IsLeader       bool   `json:"is_leader"`
+	LeaderID       string `json:"leader_id"`
+	LeaderGRPCAddr string `json:"leader_grpc_addr"`
+	Term           uint64 `json:"term"`
+	CommitIndex    uint64 `json:"commit_index"`
+	AppliedIndex   uint64 `json:"applied_index"`
+}
+
+// healthcheck is `raftogram healthcheck [-addr host:port] [-timeout 2s]`:
+// it asks a node's GET /health and exits 0 when the node answers and knows
+// a leader, 1 when it answers without a leader or cannot be asked, and 2 on
+// a usage error. It prints a one-line summary: to stdout when healthy, to
+// stderr otherwise. It is the container image's HEALTHCHECK.
+func healthcheck(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("raftogram healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", healthcheckAddrFromEnv(env),
+		"health endpoint host:port (or an http:// URL) to query; default from RAFTOGRAM_HEALTH_BIND_ADDR with an empty or wildcard host replaced by 127.0.0.1, else "+healthcheckDefaultAddr)
+	timeout := fs.Duration("timeout", 2*time.Second, "give up after this long")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: raftogram healthcheck [-addr host:port] [-timeout 2s]\n\n"+
+			"Queries GET /health of a node. Exit status: 0 when the node answers and\n"+
+			"knows a leader, 1 when it answers without a leader or cannot be reached,\n"+
+			"2 on a usage error.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "raftogram healthcheck: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	if *timeout <= 0 {
+		fmt.Fprintf(stderr, "raftogram healthcheck: -timeout must be positive, got %v\n", *timeout)
+		return 2
+	}
+	url, err := healthcheckURL(*addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "raftogram healthcheck: -addr %q: %v\n", *addr, err)
+		return 2
+	}
+
+	st, err := healthcheckQuery(ctx, url, *timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "unhealthy: %s: %v\n", url, err)
+		return 1
+	}
+	if st.LeaderID == "" {
+		fmt.Fprintf(stderr, "unhealthy: %s is %s in term %d and knows no leader (applied %d, commit %d)\n",
+			st.NodeID, st.Role, st.Term, st.AppliedIndex, st.CommitIndex)
+		return 1
+	}
+	fmt.Fprintf(stdout, "healthy: %s is %s in term %d, leader %s at %s (applied %d, commit %d)\n",
+		st.NodeID, st.Role, st.Term, st.LeaderID, st.LeaderGRPCAddr, st.AppliedIndex, st.CommitIndex)
+	return 0
+}
+
+// healthcheckAddrFromEnv is the -addr default: the node's own
+// RAFTOGRAM_HEALTH_BIND_ADDR, dialed on loopback when it binds every
+// interface (empty host, 0.0.0.0 or ::).
+func healthcheckAddrFromEnv(env map[string]string) string {
+	bind := strings.TrimSpace(env["RAFTOGRAM_HEALTH_BIND_ADDR"])
+	if bind == "" {
+		return healthcheckDefaultAddr
+	}
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil {
+		return bind // reported by healthcheckURL or the request
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// healthcheckURL turns -addr into the URL of the health endpoint.
+func healthcheckURL(addr string) (string, error) {
+	addr = strings.TrimSpace(addr)
+	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
+		u := strings.TrimRight(addr, "/")
+		if !strings.HasSuffix(u, "/health") {
+			u += "/health"
+		}
+		return u, nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("want host:port: %w", err)
+	}
+	if port == "" {
+		return "", errors.New("want host:port: missing port")
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/health", nil
+}
+
+// healthcheckQuery fetches and decodes one /health answer.
+func healthcheckQuery(ctx context.Context, url string, timeout time.Duration) (healthcheckStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return healthcheckStatus{}, err
+	}
+	req.Header.Set("Accept", "application/json")
+	client := &http.Client{
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		// /health is never redirected; a redirect means something else answers.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+			return healthcheckStatus{}, fmt.Errorf("no answer within %v", timeout)
+		}
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is already in the message
+		}
+		return healthcheckStatus{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, healthcheckMaxBody))
+	if err != nil {
+		return healthcheckStatus{}, fmt.Errorf("read answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return healthcheckStatus{}, fmt.Errorf("HTTP %s: %s", resp.Status, healthcheckSnippet(body))
+	}
+	var st healthcheckStatus
+	if err := json.Unmarshal(body, &st); err != nil {
+		return healthcheckStatus{}, fmt.Errorf("answer is not health JSON: %v: %s", err, healthcheckSnippet(body))
+	}
+	if st.NodeID == "" || st.Role == "" {
+		return healthcheckStatus{}, fmt.Errorf("answer lacks node_id or role: %s", healthcheckSnippet(body))
+	}
+	return st, nil
+}
+
+// healthcheckSnippet is a short single-line excerpt of a body for messages.
+func healthcheckSnippet(body []byte) string {
+	s := strings.Join(strings.Fields(string(body)), " ")
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	if s == "" {
+		s = "(empty body)"
+	}
+	return s
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runHealthcheck runs `raftogram healthcheck args...` through the subcommand
+// registry and returns the exit code, stdout and stderr.
+func runHealthcheck(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), append([]string{"healthcheck"}, args...), env, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// healthServer serves body with status code on /health and 404 elsewhere.
+func healthServer(t *testing.T, code int, body string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" || r.Method != http.MethodGet {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func TestHealthcheckIsRegistered(t *testing.T) {
+	if subcommands["healthcheck"] == nil {
+		t.Fatal(`subcommand "healthcheck" is not registered`)
+	}
+}
+
+func TestHealthcheckLeaderKnown(t *testing.T) {
+	for _, tc := range []struct{ name, body, want string }{
+		{"follower", `{"node_id":"node2","role":"follower","is_leader":false,"leader_id":"node1",
+			"leader_raft_addr":"node1:7000","leader_grpc_addr":"127.0.0.1:9000","term":3,
+			"commit_index":12,"applied_index":12,"last_log_index":12}`,
+			"healthy: node2 is follower in term 3, leader node1 at 127.0.0.1:9000 (applied 12, commit 12)\n"},
+		{"leader", `{"node_id":"node1","role":"leader","is_leader":true,"leader_id":"node1",
+			"leader_raft_addr":"node1:7000","leader_grpc_addr":"127.0.0.1:9000","term":3,
+			"commit_index":12,"applied_index":11,"last_log_index":12}`,
+			"healthy: node1 is leader in term 3, leader node1 at 127.0.0.1:9000 (applied 11, commit 12)\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := healthServer(t, http.StatusOK, tc.body)
+			code, out, errOut := runHealthcheck(t, nil, "-addr", addr)
+			if code != 0 || out != tc.want || errOut != "" {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want 0, %q, empty", code, out, errOut, tc.want)
+			}
+		})
+	}
+}
+
+func TestHealthcheckNoLeader(t *testing.T) {
+	addr := healthServer(t, http.StatusOK,
+		`{"node_id":"node3","role":"candidate","is_leader":false,"term":7,"commit_index":4,"applied_index":4,"last_log_index":5}`)
+	code, out, errOut := runHealthcheck(t, nil, "-addr", addr)
+	want := "unhealthy: node3 is candidate in term 7 and knows no leader (applied 4, commit 4)\n"
+	if code != 1 || out != "" || errOut != want {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 1, empty, %q", code, out, errOut, want)
+	}
+}
+
+func TestHealthcheckFailures(t *testing.T) {
+	// An address nothing listens on: bind a port, then free it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unreachable := ln.Addr().String()
+	ln.Close()
+
+	for _, tc := range []struct {
+		name, addr string
+		want       []string // substrings of stderr
+	}{
+		{"non-200", healthServer(t, http.StatusServiceUnavailable, `{"error":"starting"}`),
+			[]string{"unhealthy: http://", "/health: HTTP 503 Service Unavailable", `{"error":"starting"}`}},
+		{"not found", healthServer(t, http.StatusNotFound, "404 page not found\n"), []string{"HTTP 404 Not Found", "404 page not found"}},
+		{"unreachable", unreachable, []string{"unhealthy: http://" + unreachable + "/health:", "connection refused"}},
+		{"bad JSON", healthServer(t, http.StatusOK, `<html>hello</html>`),
+			[]string{"answer is not health JSON", "<html>hello</html>"}},
+		{"truncated JSON", healthServer(t, http.StatusOK, `{"node_id":"node1","role":`), []string{"answer is not health JSON"}},
+		{"JSON without node", healthServer(t, http.StatusOK, `{}`), []string{"answer lacks node_id or role"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runHealthcheck(t, nil, "-addr", tc.addr)
+			if code != 1 || out != "" {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want 1 and empty stdout", code, out, errOut)
+			}
+			if strings.Count(errOut, "\n") != 1 || !strings.HasSuffix(errOut, "\n") {
+				t.Errorf("stderr %q is not one line", errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr %q lacks %q", errOut, w)
+				}
+			}
+			if strings.Count(errOut, "/health") != 1 {
+				t.Errorf("stderr %q repeats the URL", errOut)
+			}
+		})
+	}
+}
+
+func TestHealthcheckTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	start := time.Now()
+	code, _, errOut := runHealthcheck(t, nil, "-addr", srv.URL, "-timeout", "200ms")
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("took %v with -timeout 200ms", elapsed)
+	}
+	if code != 1 || !strings.Contains(errOut, "no answer within 200ms") {
+		t.Fatalf("exit %d, stderr %q; want 1 and a timeout message", code, errOut)
+	}
+}
+
+func TestHealthcheckDefaultAddrFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{nil, "127.0.0.1:8080"},
+		{map[string]string{"RAFTOGRAM_HEALTH_BIND_ADDR": ""}, "127.0.0.1:8080"},
+		{map[string]string{"RAFTOGRAM_HEALTH_BIND_ADDR": "0.0.0.0:8081"}, "127.0.0.1:8081"},
+		{map[string]string{"RAFTOGRAM_HEALTH_BIND_ADDR": ":8082"}, "127.0.0.1:8082"},
+		{map[string]string{"RAFTOGRAM_HEALTH_BIND_ADDR": "[::]:8083"}, "127.0.0.1:8083"},
+		{map[string]string{"RAFTOGRAM_HEALTH_BIND_ADDR": "10.1.2.3:8084"}, "10.1.2.3:8084"},
+		{map[string]string{"RAFTOGRAM_HEALTH_BIND_ADDR": "[::1]:8085"}, "[::1]:8085"},
+	} {
+		if got := healthcheckAddrFromEnv(tc.env); got != tc.want {
+			t.Errorf("healthcheckAddrFromEnv(%v) = %q, want %q", tc.env, got, tc.want)
+		}
+	}
+}
+
+// TestHealthcheckUsesEnvAddr checks the default -addr end to end: a node
+// bound on 0.0.0.0:PORT is probed on 127.0.0.1:PORT.
+func TestHealthcheckUsesEnvAddr(t *testing.T) {
+	addr := healthServer(t, http.StatusOK, `{"node_id":"node1","role":"leader","is_leader":true,"leader_id":"node1","leader_grpc_addr":"127.0.0.1:9000","term":2}`)
+	_, port, _ := net.SplitHostPort(addr)
+	code, out, errOut := runHealthcheck(t, map[string]string{"RAFTOGRAM_HEALTH_BIND_ADDR": "0.0.0.0:" + port})
+	if code != 0 || !strings.HasPrefix(out, "healthy: node1 is leader") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+func TestHealthcheckAddrForms(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"127.0.0.1:8080", "http://127.0.0.1:8080/health"},
+		{"0.0.0.0:8081", "http://127.0.0.1:8081/health"},
+		{"node1:8080", "http://node1:8080/health"},
+		{"[::1]:8080", "http://[::1]:8080/health"},
+		{"http://127.0.0.1:8080", "http://127.0.0.1:8080/health"},
+		{"http://127.0.0.1:8080/health", "http://127.0.0.1:8080/health"},
+	} {
+		got, err := healthcheckURL(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("healthcheckURL(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "8080", "127.0.0.1", "127.0.0.1:"} {
+		if got, err := healthcheckURL(bad); err == nil {
+			t.Errorf("healthcheckURL(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+func TestHealthcheckUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"-nope"},
+		{"extra"},
+		{"-timeout", "0s"},
+		{"-addr", "no-port"},
+	} {
+		code, out, errOut := runHealthcheck(t, nil, args...)
+		if code != 2 || out != "" || errOut == "" {
+			t.Errorf("healthcheck %q: exit %d, stdout %q, stderr %q; want 2 with a message", args, code, out, errOut)
+		}
+	}
+	code, _, errOut := runHealthcheck(t, nil, "-h")
+	if code != 0 || !strings.Contains(errOut, "Usage: raftogram healthcheck") {
+		t.Errorf("-h: exit %d, stderr %q", code, errOut)
+	}
+}
