@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"errors"
 	"fmt"
 	"io"
@@ -357,4 +360,20 @@ func TestConcurrentSendsEachGetTheirOwnSequence(t *testing.T) {
 		}
 	}
 	c.converged()
+}
+
+func TestUnwritableDataDirFailsClearly(t *testing.T) {
+	// Root may write anywhere, so make the data_dir a path below a regular
+	// file, which nobody can create.
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.DataDir = filepath.Join(file, "data")
+	ls := Listeners{Raft: mustListen(t), GRPC: mustListen(t), HTTP: mustListen(t)}
+	_, err := Open(context.Background(), cfg, ls, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "data_dir "+cfg.DataDir+" cannot be created") {
+		t.Fatalf("got %v", err)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -83,6 +84,10 @@ type Server struct {
 func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger) (*Server, error) {
 	log = log.With("node_id", cfg.NodeID)
 	s := &Server{cfg: cfg, log: log, ls: ls, serveErr: make(chan error, 2)}
+	if err := checkWritable(cfg.DataDir); err != nil {
+		ls.Close()
+		return nil, err
+	}
 	store, err := projection.Open(ctx, filepath.Join(cfg.DataDir, projection.FileName), log)
 	if err != nil {
 		ls.Close()
@@ -136,6 +141,22 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	log.Info("node serving", "grpc_addr", ls.GRPC.Addr().String(), "health_addr", ls.HTTP.Addr().String(),
 		"raft_addr", ls.Raft.Addr().String(), "data_dir", cfg.DataDir)
 	return s, nil
+}
+
+// checkWritable creates dir if needed and proves this process can create
+// files in it, so a wrong volume owner fails with a message that says so
+// rather than as an obscure SQLite error.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("data_dir %s cannot be created (running as uid %d): %w", dir, os.Getuid(), err)
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("data_dir %s is not writable (running as uid %d): %w", dir, os.Getuid(), err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
 }
 
 // Node returns the node's Raft member.
