@@ -2,12 +2,12 @@ package server
 
 import (
 	"context"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
