@@ -29,7 +29,7 @@ CREATE TABLE messages (
     created_at        INTEGER NOT NULL,
     raft_index        INTEGER NOT NULL, -- Raft log index of the MessageSent event
     PRIMARY KEY (channel_id, sequence)
-);
+) WITHOUT ROWID; -- clustered by (channel_id, sequence): history reads are range scans
 
 -- The dedup index: one client_message_id maps to one sequence per channel,
 -- forever. Messages sent without a client_message_id have no row here.
