@@ -9,7 +9,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOS := api/proto/raftogram/v1/messaging.proto api/proto/raftogram/events/v1/events.proto
 
-.PHONY: build test fmt-check vet proto tools dev-cluster bench docker e2e-docker clean
+.PHONY: build test fmt-check vet proto tools dev-cluster bench torture docker e2e-docker clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/raftogram
@@ -42,6 +42,13 @@ dev-cluster: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## torture: the long fault-injection profile (docs/torture.md); SEED=0 picks one from the clock.
+DURATION ?= 10m
+SEED     ?= 0
+NODES    ?= 3
+torture:
+	$(GO) run ./torture/cmd/torture -duration $(DURATION) -seed $(SEED) -nodes $(NODES)
 
 DOCKER_IMAGE ?= raftogram:dev
 
