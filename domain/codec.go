@@ -1,7 +1,9 @@
 package domain
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"fmt"
 	"time"
 
@@ -9,13 +11,23 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// EncodingV1 is the first byte of every log entry written by this version:
-// a protobuf eventsv1.Batch follows.
+// EncodingV1 is the first byte of every log entry written by this version.
+// The layout is: the version byte, a big-endian CRC-32C of the rest, then a
+// protobuf eventsv1.Batch.
 const EncodingV1 byte = 1
+
+const headerLen = 5 // version byte + CRC-32C
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrUnknownEncoding is returned by DecodeEvents for an entry written by a
 // newer (or corrupt) version. A node must stop rather than skip it.
 var ErrUnknownEncoding = errors.New("unknown log entry encoding")
+
+// ErrCorrupt is returned by DecodeEvents when an entry's checksum does not
+// match its content: the Raft log on this node is damaged. A node must stop
+// rather than apply it.
+var ErrCorrupt = errors.New("log entry checksum mismatch")
 
 // EncodeEvents returns the log entry bytes for events, applied in order as
 // one batch. It returns an error only for an unknown event type.
@@ -43,24 +55,29 @@ func EncodeEvents(events []Event) ([]byte, error) {
 		}
 		batch.Events = append(batch.Events, pe)
 	}
-	out := make([]byte, 1, 1+proto.Size(batch))
+	out := make([]byte, headerLen, headerLen+proto.Size(batch))
 	out[0] = EncodingV1
 	out, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(out, batch)
 	if err != nil {
 		return nil, fmt.Errorf("encode events: %w", err)
 	}
+	binary.BigEndian.PutUint32(out[1:headerLen], crc32.Checksum(out[headerLen:], castagnoli))
 	return out, nil
 }
 
 // DecodeEvents parses a log entry written by EncodeEvents. It returns an
 // error wrapping ErrUnknownEncoding for an unknown version byte or event
-// kind, and a protobuf error for malformed bytes.
+// kind, one wrapping ErrCorrupt when the checksum does not match, and a
+// protobuf error for malformed bytes.
 func DecodeEvents(data []byte) ([]Event, error) {
-	if len(data) == 0 || data[0] != EncodingV1 {
+	if len(data) < headerLen || data[0] != EncodingV1 {
 		return nil, fmt.Errorf("decode events: %w (entry of %d bytes)", ErrUnknownEncoding, len(data))
 	}
+	if want, got := binary.BigEndian.Uint32(data[1:headerLen]), crc32.Checksum(data[headerLen:], castagnoli); want != got {
+		return nil, fmt.Errorf("decode events: %w (stored %08x, computed %08x)", ErrCorrupt, want, got)
+	}
 	var batch eventsv1.Batch
-	if err := proto.Unmarshal(data[1:], &batch); err != nil {
+	if err := proto.Unmarshal(data[headerLen:], &batch); err != nil {
 		return nil, fmt.Errorf("decode events: %w", err)
 	}
 	events := make([]Event, 0, len(batch.Events))

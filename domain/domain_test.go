@@ -1,7 +1,9 @@
 package domain
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"reflect"
 	"strings"
 	"testing"
@@ -41,20 +43,38 @@ func TestDecodeRejectsUnknownOrCorruptEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range map[string][]byte{
-		"empty":           nil,
-		"future version":  append([]byte{2}, valid[1:]...),
-		"truncated":       valid[:len(valid)-2],
-		"garbage":         {EncodingV1, 0xff, 0xff, 0xff},
-		"unknown oneof":   {EncodingV1, 0x0a, 0x02, 0x1a, 0x00}, // Event field 3 (unknown kind)
-		"not even protos": []byte("hello"),
+	withCRC := func(body []byte) []byte {
+		out := []byte{EncodingV1, 0, 0, 0, 0}
+		binary.BigEndian.PutUint32(out[1:], crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
+		return append(out, body...)
+	}
+	for name, tc := range map[string]struct {
+		data []byte
+		want error
+	}{
+		"empty":           {nil, ErrUnknownEncoding},
+		"future version":  {append([]byte{2}, valid[1:]...), ErrUnknownEncoding},
+		"truncated":       {valid[:len(valid)-2], ErrCorrupt},
+		"header only":     {valid[:3], ErrUnknownEncoding},
+		"garbage":         {[]byte{EncodingV1, 0xff, 0xff, 0xff, 0xff, 0xff}, ErrCorrupt},
+		"unknown oneof":   {withCRC([]byte{0x0a, 0x02, 0x1a, 0x00}), ErrUnknownEncoding}, // Event field 3 (unknown kind)
+		"bad protobuf":    {withCRC([]byte{0x0a, 0x09, 0x01}), nil},
+		"not even protos": {[]byte("hello"), ErrUnknownEncoding},
 	} {
-		if _, err := DecodeEvents(data); err == nil {
-			t.Errorf("%s: decoded without error", name)
+		_, err := DecodeEvents(tc.data)
+		if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
+			t.Errorf("%s: got %v, want %v", name, err, tc.want)
 		}
 	}
-	if _, err := DecodeEvents(append([]byte{2}, valid[1:]...)); !errors.Is(err, ErrUnknownEncoding) {
-		t.Errorf("future version: %v, want ErrUnknownEncoding", err)
+	// Every single-bit flip anywhere in an entry is detected.
+	for i := range valid {
+		for bit := range 8 {
+			flipped := append([]byte(nil), valid...)
+			flipped[i] ^= 1 << bit
+			if _, err := DecodeEvents(flipped); err == nil {
+				t.Fatalf("bit %d of byte %d flipped: decoded without error", bit, i)
+			}
+		}
 	}
 }
 
@@ -109,6 +129,7 @@ func FuzzDecodeEvents(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{EncodingV1})
 	f.Add([]byte{2, 0})
+	f.Add([]byte{EncodingV1, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		events, err := DecodeEvents(data)
 		if err != nil {
