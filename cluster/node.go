@@ -130,6 +130,9 @@ func Open(ctx context.Context, cfg Config, fsm FSM) (*Node, error) {
 func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 	cfg := n.cfg
 	hlog := newHCLogger(n.log)
+	if err := checkLogFile(filepath.Join(cfg.DataDir, LogFileName)); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
 	store, err := raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(cfg.DataDir, LogFileName),
 		BoltOptions: &bbolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},

@@ -70,7 +70,7 @@ func (s *Store) Restore(ctx context.Context, src io.Reader) error {
 	if err := syncDir(filepath.Dir(s.path)); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	if err := s.open(ctx); err != nil {
+	if err := s.open(ctx, false); err != nil {
 		return fmt.Errorf("restore: reopen after swap: %w: %w", ErrBroken, err)
 	}
 	s.log.Info("projection restored from snapshot", "applied_index", applied)
@@ -88,12 +88,8 @@ func verify(ctx context.Context, path string) (uint64, error) {
 		return 0, err
 	}
 	defer db.Close()
-	var result string
-	if err := db.QueryRowContext(ctx, `PRAGMA quick_check`).Scan(&result); err != nil {
-		return 0, fmt.Errorf("quick_check: %w", err)
-	}
-	if result != "ok" {
-		return 0, fmt.Errorf("quick_check: %s", result)
+	if err := quickCheck(ctx, db); err != nil {
+		return 0, err
 	}
 	var applied uint64
 	if err := db.QueryRowContext(ctx, `SELECT applied_index FROM raft_applied WHERE id = 1`).Scan(&applied); err != nil {

@@ -23,7 +23,8 @@ import (
 	"sync/atomic"
 
 	"github.com/raftogram/raftogram/migrations"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // FileName is the projection's file name inside a node's data directory.
@@ -57,10 +58,43 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("create projection dir: %w", err)
 	}
 	s := &Store{path: path, log: log}
-	if err := s.open(ctx); err != nil {
+	if err := s.open(ctx, true); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// ErrCorrupt is wrapped by Open's error when the database file fails its
+// integrity check. The file can be moved aside (Quarantine) and the
+// projection rebuilt from the Raft snapshot and log.
+var ErrCorrupt = errors.New("projection database is corrupt")
+
+// quickCheck runs PRAGMA quick_check over the whole file of db.
+func quickCheck(ctx context.Context, db *sql.DB) error {
+	var result string
+	if err := db.QueryRowContext(ctx, `PRAGMA quick_check`).Scan(&result); err != nil {
+		return fmt.Errorf("quick_check: %w", err)
+	}
+	if result != "ok" {
+		return fmt.Errorf("quick_check: %s", result)
+	}
+	return nil
+}
+
+// Quarantine moves the projection at path (with its -wal and -shm files)
+// aside to path.corrupt-<suffix> and returns the new name, so a fresh
+// projection can be built in its place.
+func Quarantine(path, suffix string) (string, error) {
+	dst := path + ".corrupt-" + suffix
+	for _, ext := range []string{"", "-wal", "-shm"} {
+		if err := os.Rename(path+ext, dst+ext); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("quarantine %s: %w", path+ext, err)
+		}
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return "", fmt.Errorf("quarantine: %w", err)
+	}
+	return dst, nil
 }
 
 // dsn returns the driver's URI for path with the given pragmas. The path is
@@ -76,7 +110,9 @@ func dsn(path string, pragmas ...string) string {
 
 var uriPathEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
-func (s *Store) open(ctx context.Context) error {
+// open opens the connections; with check it first verifies the file with
+// PRAGMA quick_check (Restore has verified its copy already).
+func (s *Store) open(ctx context.Context, check bool) error {
 	// The writer: WAL without fsync per commit (the Raft log is the durable
 	// record; a lost tail is re-applied) and a 64 MiB page cache, because a
 	// batch touches pages of many channels.
@@ -88,8 +124,17 @@ func (s *Store) open(ctx context.Context) error {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
+	if check {
+		if err := quickCheck(ctx, w); err != nil {
+			w.Close()
+			return fmt.Errorf("%w: %s: %w", ErrCorrupt, s.path, err)
+		}
+	}
 	if err := migrate(ctx, w); err != nil {
 		w.Close()
+		if isCorruption(err) {
+			return fmt.Errorf("%w: %s: %w", ErrCorrupt, s.path, err)
+		}
 		return fmt.Errorf("migrate projection %s: %w", s.path, err)
 	}
 	stmts, err := prepareWrites(ctx, w)
@@ -115,6 +160,20 @@ func (s *Store) open(ctx context.Context) error {
 	s.w, s.r, s.stmts = w, r, stmts
 	s.applied.Store(applied)
 	return nil
+}
+
+// isCorruption reports whether err is SQLite's SQLITE_CORRUPT or
+// SQLITE_NOTADB (the file is damaged or not a database at all).
+func isCorruption(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return true
+	}
+	return false
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {

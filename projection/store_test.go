@@ -329,3 +329,52 @@ func mustDigest(tb testing.TB, s *Store) string {
 	}
 	return d
 }
+
+func TestOpenDetectsCorruptionAndQuarantineMovesItAside(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, s, workload(300)...)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Damage every page after the first two (the header and schema stay
+	// readable, the tables do not).
+	for off := 2 * 4096; off+64 < len(data); off += 4096 {
+		copy(data[off+8:off+64], bytes.Repeat([]byte{0xa5}, 56))
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, path, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open of a damaged file: %v, want ErrCorrupt", err)
+	}
+	if err := os.WriteFile(path, []byte("not a database at all, just text"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, path, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open of a non-database: %v, want ErrCorrupt", err)
+	}
+	moved, err := Quarantine(path, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(moved); err != nil {
+		t.Fatalf("quarantined file missing: %v", err)
+	}
+	fresh, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if fresh.AppliedIndex() != 0 {
+		t.Fatalf("fresh projection at index %d", fresh.AppliedIndex())
+	}
+}

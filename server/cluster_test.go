@@ -377,3 +377,74 @@ func TestUnwritableDataDirFailsClearly(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A node whose projection file is damaged while it is down moves the file
+// aside, rebuilds from its snapshot and log, and converges with the others.
+func TestCorruptProjectionIsRebuiltFromTheLog(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *config.Config) {
+		cfg.Raft.SnapshotThreshold = 40
+		cfg.Raft.TrailingLogs = 10
+		cfg.Raft.SnapshotInterval = 50 * time.Millisecond
+	})
+	l := c.leader()
+	mustCreate(t, c.client(l), "general")
+	for i := range 100 {
+		c.send("general", fmt.Sprintf("m%d", i))
+	}
+	c.converged()
+	victim := (c.leader() + 1) % 3
+	c.stop(victim)
+	path := filepath.Join(c.cfgs[victim].DataDir, "projection.db")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 2 * 4096; off+64 < len(data); off += 4096 {
+		for i := off + 8; i < off+64; i++ {
+			data[i] ^= 0x5a
+		}
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.start(victim)
+	c.send("general", "after")
+	c.converged()
+	if !strings.Contains(c.logs[victim].String(), "projection failed its integrity check") {
+		t.Fatal("the damaged projection was not detected")
+	}
+	moved, _ := filepath.Glob(path + ".corrupt-*")
+	if len(moved) == 0 {
+		t.Fatal("the damaged projection was not kept aside for inspection")
+	}
+}
+
+// A damaged Raft log stops the node at start with an error naming the file;
+// it is never served.
+func TestTruncatedRaftLogFailsToStart(t *testing.T) {
+	c := newTestCluster(t, 3)
+	l := c.leader()
+	mustCreate(t, c.client(l), "general")
+	for i := range 20 {
+		c.send("general", fmt.Sprintf("m%d", i))
+	}
+	victim := (c.leader() + 1) % 3
+	c.converged()
+	c.stop(victim)
+	path := filepath.Join(c.cfgs[victim].DataDir, "raft.db")
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, info.Size()/3); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := Listen(c.cfgs[victim])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(context.Background(), c.cfgs[victim], ls, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "raft.db") {
+		t.Fatalf("start on a truncated raft log: %v, want an error naming raft.db", err)
+	}
+}

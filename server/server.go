@@ -88,7 +88,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		ls.Close()
 		return nil, err
 	}
-	store, err := projection.Open(ctx, filepath.Join(cfg.DataDir, projection.FileName), log)
+	store, err := openProjection(ctx, filepath.Join(cfg.DataDir, projection.FileName), log)
 	if err != nil {
 		ls.Close()
 		return nil, err
@@ -141,6 +141,23 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	log.Info("node serving", "grpc_addr", ls.GRPC.Addr().String(), "health_addr", ls.HTTP.Addr().String(),
 		"raft_addr", ls.Raft.Addr().String(), "data_dir", cfg.DataDir)
 	return s, nil
+}
+
+// openProjection opens the node's projection. A corrupt one is moved aside
+// and replaced by an empty one: the projection is derived state, and raft
+// rebuilds it from the newest snapshot and the log on start.
+func openProjection(ctx context.Context, path string, log *slog.Logger) (*projection.Store, error) {
+	store, err := projection.Open(ctx, path, log)
+	if !errors.Is(err, projection.ErrCorrupt) {
+		return store, err
+	}
+	moved, qerr := projection.Quarantine(path, time.Now().UTC().Format("20060102T150405Z"))
+	if qerr != nil {
+		return nil, errors.Join(err, qerr)
+	}
+	log.Error("projection failed its integrity check; moved aside, rebuilding from the Raft snapshot and log",
+		"error", err, "moved_to", moved)
+	return projection.Open(ctx, path, log)
 }
 
 // checkWritable creates dir if needed and proves this process can create
