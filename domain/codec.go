@@ -3,8 +3,8 @@ package domain
 import (
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"fmt"
+	"hash/crc32"
 	"time"
 
 	eventsv1 "github.com/raftogram/raftogram/api/proto/raftogram/events/v1"
