@@ -332,3 +332,63 @@ func TestSubscribeFromCursorThenLiveAndShutdown(t *testing.T) {
 		t.Fatalf("after shutdown: %v", err)
 	}
 }
+
+func TestHostileClients(t *testing.T) {
+	client, _, lc, _ := newTestServer(t, true)
+	ctx := context.Background()
+	if _, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "c", Name: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	before := digest(t, lc)
+
+	// A request larger than the server's receive limit is refused by gRPC
+	// before any handler runs.
+	_, err := client.SendMessage(ctx, &raftogramv1.SendMessageRequest{ChannelId: "c", AuthorId: "a", Payload: make([]byte, testMaxPayload+128<<10)})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("oversized request: %v, want ResourceExhausted", err)
+	}
+	if digest(t, lc) != before {
+		t.Fatal("an oversized request changed the projection")
+	}
+
+	// A subscriber that never reads, and many that vanish mid-stream, must
+	// not hold up writers or leak subscriptions.
+	stalled, cancelStalled := context.WithCancel(ctx)
+	if _, err := client.Subscribe(stalled, &raftogramv1.SubscribeRequest{ChannelId: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	var cancels []context.CancelFunc
+	for range 100 {
+		sctx, cancel := context.WithCancel(ctx)
+		cancels = append(cancels, cancel)
+		if _, err := client.Subscribe(sctx, &raftogramv1.SubscribeRequest{ChannelId: "c"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "101 subscriptions registered", func() bool { return lc.hub.Len() == 101 })
+	payload := make([]byte, testMaxPayload)
+	for i := range 2000 { // ~2 MiB: far more than the stalled stream's flow-control window
+		if _, err := client.SendMessage(ctx, &raftogramv1.SendMessageRequest{ChannelId: "c", AuthorId: "a", Payload: payload}); err != nil {
+			t.Fatalf("send %d with a stalled subscriber: %v", i, err)
+		}
+		if i == 1000 {
+			for _, cancel := range cancels {
+				cancel()
+			}
+		}
+	}
+	waitUntil(t, "abandoned subscriptions closed", func() bool { return lc.hub.Len() == 1 })
+	cancelStalled()
+	waitUntil(t, "stalled subscription closed", func() bool { return lc.hub.Len() == 0 })
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
