@@ -78,6 +78,12 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 		return n.NotLeader()
 	}
 	term := n.raft.CurrentTerm()
+	if n.stalledRecently() {
+		// After a stall, heartbeat responses to requests sent before it can
+		// still count as votes in VerifyLeader; only a new entry committed
+		// in this term proves this node still leads.
+		n.readyTerm.Store(0)
+	}
 	if err := n.ensureReady(term); err != nil {
 		return err
 	}
@@ -133,4 +139,42 @@ func (n *Node) lastAppliedEntryAtOrBelow(commit uint64) (uint64, error) {
 		}
 	}
 	return 0, nil
+}
+
+// stallTick is how often watchStalls notes that the process runs.
+const stallTick = 10 * time.Millisecond
+
+// stallLimit is the gap between ticks that counts as a stall (the process
+// was stopped, swapped out or starved of CPU).
+func (n *Node) stallLimit() time.Duration {
+	return max(n.cfg.LeaderLeaseTimeout/2, 5*stallTick)
+}
+
+// watchStalls ticks until the node stops. When the gap since the previous
+// tick exceeds stallLimit, the process was frozen: the next read must
+// re-prove leadership with a barrier (see ReadBarrier).
+func (n *Node) watchStalls() {
+	defer n.wg.Done()
+	t := time.NewTicker(stallTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			now := time.Now()
+			if gap := now.Sub(time.Unix(0, n.lastTick.Load())); gap > n.stallLimit() {
+				n.readyTerm.Store(0)
+				n.log.Warn("process stalled; the next read re-proves leadership with a barrier", "stall", gap)
+			}
+			n.lastTick.Store(now.UnixNano())
+		}
+	}
+}
+
+// stalledRecently reports whether the stall watcher has not run for longer
+// than stallLimit, which means the process is just resuming from a freeze
+// the watcher has not seen yet.
+func (n *Node) stalledRecently() bool {
+	return time.Since(time.Unix(0, n.lastTick.Load())) > n.stallLimit()
 }

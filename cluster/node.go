@@ -81,6 +81,7 @@ type Node struct {
 
 	readyTerm atomic.Uint64 // the term whose first barrier has been applied
 	barrierMu sync.Mutex
+	lastTick  atomic.Int64 // UnixNano of the stall watcher's latest tick
 
 	watchMu sync.Mutex
 	watch   chan struct{} // closed on every role or leader change
@@ -199,9 +200,11 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 	}
 	n.raft = r
 	r.RegisterObserver(n.observer)
-	n.wg.Add(2)
+	n.lastTick.Store(time.Now().UnixNano())
+	n.wg.Add(3)
 	go n.observe(obs)
 	go n.runBatcher()
+	go n.watchStalls()
 	n.log.Info("raft started", "raft_addr", n.self.RaftAddr,
 		"applied_index", n.fsm.AppliedIndex(), "skip_snapshot_restore", rc.NoSnapshotRestoreOnStart)
 	return nil

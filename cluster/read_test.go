@@ -1,0 +1,72 @@
+package cluster
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/raftogram/raftogram/fanout"
+	"github.com/raftogram/raftogram/fsm"
+	"github.com/raftogram/raftogram/projection"
+)
+
+// Regression for stale reads after a freeze (torture: pause-leader): a
+// leader resumed after SIGSTOP could pass VerifyLeader on heartbeat
+// responses to requests sent before the freeze. After a stall, a read must
+// commit a fresh barrier entry first.
+func TestReadAfterStallReprovesLeadershipWithABarrier(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := projection.Open(ctx, filepath.Join(dir, projection.FileName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	f, err := fsm.New(store, fanout.New(), filepath.Join(dir, "tmp"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Open(ctx, Config{
+		NodeID: "node1", Peers: []Peer{{ID: "node1", RaftAddr: ln.Addr().String(), GRPCAddr: "127.0.0.1:1"}},
+		DataDir: dir, Listener: ln,
+		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+		LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 10 * time.Millisecond,
+		MaxAppendEntries: 64, SnapshotThreshold: 1024, SnapshotInterval: time.Minute, TrailingLogs: 1024,
+		ApplyTimeout: 5 * time.Second,
+	}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for !n.Status().IsLeader {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := n.ReadBarrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := n.raft.LastIndex()
+	if err := n.ReadBarrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.raft.LastIndex(); got != before {
+		t.Fatalf("a read without a stall wrote %d entries", got-before)
+	}
+	// Freeze: the watcher's last tick is far in the past, as right after SIGCONT.
+	n.lastTick.Store(time.Now().Add(-time.Second).UnixNano())
+	if err := n.ReadBarrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.raft.LastIndex(); got != before+1 {
+		t.Fatalf("read after a stall: log grew by %d entries, want one barrier", got-before)
+	}
+}
