@@ -17,6 +17,8 @@ import (
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/internal/testbin"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -27,7 +29,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
-	binPath, err = buildBinary(dir)
+	binPath, err = testbin.BuildBinary(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.RemoveAll(dir)
@@ -213,7 +215,7 @@ func TestThreeNodeCluster(t *testing.T) {
 		}
 		return nil
 	})
-	if h, err := getHealth(killed.health); err != nil || (h.Role != "follower" && h.Role != "leader") {
+	if h, err := testbin.GetHealth(nil, killed.health); err != nil || (h.Role != "follower" && h.Role != "leader") {
 		t.Fatalf("restarted %s: health %+v, %v", killed.id, h, err)
 	}
 	full := readHistory(t, lc, "general", 0, 0)
@@ -373,7 +375,7 @@ func TestSingleNodeFromEnvironment(t *testing.T) {
 	if err := os.Mkdir(workDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	env := append(baseEnv(),
+	env := append(testbin.BaseEnv(),
 		"RAFTOGRAM_RAFT_BIND_ADDR="+addrs[0],
 		"RAFTOGRAM_GRPC_BIND_ADDR="+addrs[1],
 		"RAFTOGRAM_HEALTH_BIND_ADDR="+addrs[2],
@@ -388,12 +390,12 @@ func TestSingleNodeFromEnvironment(t *testing.T) {
 		if p.exited() {
 			return fmt.Errorf("process exited: %v", p.err)
 		}
-		h, err := getHealth(addrs[2])
+		h, err := testbin.GetHealth(nil, addrs[2])
 		if err != nil {
 			return err
 		}
-		want := health{NodeID: "node1", Role: "leader", IsLeader: true, LeaderID: "node1", LeaderRaftAddr: addrs[0], LeaderGRPCAddr: addrs[1]}
-		got := health{NodeID: h.NodeID, Role: h.Role, IsLeader: h.IsLeader, LeaderID: h.LeaderID, LeaderRaftAddr: h.LeaderRaftAddr, LeaderGRPCAddr: h.LeaderGRPCAddr}
+		want := httpapi.Health{NodeID: "node1", Role: "leader", IsLeader: true, LeaderID: "node1", LeaderRaftAddr: addrs[0], LeaderGRPCAddr: addrs[1]}
+		got := httpapi.Health{NodeID: h.NodeID, Role: h.Role, IsLeader: h.IsLeader, LeaderID: h.LeaderID, LeaderRaftAddr: h.LeaderRaftAddr, LeaderGRPCAddr: h.LeaderGRPCAddr}
 		if got != want {
 			return fmt.Errorf("health %+v, want %+v", h, want)
 		}
@@ -453,7 +455,7 @@ cluster:
 	logPath := filepath.Join(dir, "node.log")
 	dumpLogsOnFailure(t, logPath)
 
-	p := startProc(t, dir, logPath, baseEnv(), "-config", cfgPath, "-dev")
+	p := startProc(t, dir, logPath, testbin.BaseEnv(), "-config", cfgPath, "-dev")
 	code := p.wait(t, exitWait)
 	out, err := os.ReadFile(logPath)
 	if err != nil {

@@ -1,13 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +14,8 @@ import (
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/internal/testbin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
@@ -34,79 +32,15 @@ const (
 	pollInterval = 25 * time.Millisecond
 )
 
-// moduleRoot walks up from the working directory to the directory holding
-// go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// buildBinary runs `go build -o dir/raftogram ./cmd/raftogram` from the
-// module root and returns the binary's path.
-func buildBinary(dir string) (string, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return "", err
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("go tool not found: %w", err)
-	}
-	out := filepath.Join(dir, "raftogram")
-	cmd := exec.Command(goTool, "build", "-o", out, "./cmd/raftogram")
-	cmd.Dir = root
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/raftogram: %w\n%s", err, buf.String())
-	}
-	return out, nil
-}
-
-// freePorts returns n distinct free loopback addresses. All n listeners are
-// held open until every port is chosen, so the addresses are distinct.
+// freePorts returns n distinct free loopback addresses
+// ([testbin.FreePorts]), failing the test when it cannot.
 func freePorts(t testing.TB, n int) []string {
 	t.Helper()
-	ls := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	addrs := make([]string, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("pick a free port: %v", err)
-		}
-		ls = append(ls, l)
-		addrs = append(addrs, l.Addr().String())
+	addrs, err := testbin.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return addrs
-}
-
-// baseEnv is the test process environment without any RAFTOGRAM_* variable,
-// so nothing from the caller's shell leaks into a node's configuration.
-func baseEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RAFTOGRAM_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // proc is one started raftogram process.
@@ -209,56 +143,12 @@ func dumpLogsOnFailure(t testing.TB, paths ...string) {
 	})
 }
 
-// health is the JSON body of GET /health.
-type health struct {
-	NodeID         string `json:"node_id"`
-	Role           string `json:"role"`
-	IsLeader       bool   `json:"is_leader"`
-	LeaderID       string `json:"leader_id"`
-	LeaderRaftAddr string `json:"leader_raft_addr"`
-	LeaderGRPCAddr string `json:"leader_grpc_addr"`
-	Term           uint64 `json:"term"`
-	CommitIndex    uint64 `json:"commit_index"`
-	AppliedIndex   uint64 `json:"applied_index"`
-	LastLogIndex   uint64 `json:"last_log_index"`
-}
-
-var httpClient = &http.Client{Timeout: time.Second}
-
-// getHealth fetches GET http://addr/health.
-func getHealth(addr string) (health, error) {
-	resp, err := httpClient.Get("http://" + addr + "/health")
-	if err != nil {
-		return health{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return health{}, fmt.Errorf("GET /health: status %d", resp.StatusCode)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		return health{}, fmt.Errorf("GET /health: content type %q", ct)
-	}
-	var h health
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-		return health{}, fmt.Errorf("GET /health: decode: %w", err)
-	}
-	return h, nil
-}
-
-// eventually calls cond every pollInterval until it returns nil or d passes,
-// then fails the test with the last error.
+// eventually calls cond every pollInterval until it returns nil or d passes
+// ([testbin.Poll]), then fails the test with the last error.
 func eventually(t testing.TB, d time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %v: %v", what, d, err)
-		}
-		time.Sleep(pollInterval)
+	if err := testbin.Poll(context.Background(), d, pollInterval, cond); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 
@@ -365,7 +255,7 @@ func (c *cluster) start(ids ...string) {
 		if nd.proc != nil && !nd.proc.exited() {
 			c.t.Fatalf("%s is already running", id)
 		}
-		nd.proc = startProc(c.t, "", nd.logPath, baseEnv(), "-config", nd.cfgPath, "-dev")
+		nd.proc = startProc(c.t, "", nd.logPath, testbin.BaseEnv(), "-config", nd.cfgPath, "-dev")
 	}
 }
 
@@ -384,12 +274,12 @@ func (c *cluster) client(id string) raftogramv1.MessengerClient {
 // stable checks, once, that among the named nodes exactly one is the leader
 // and every other one is a follower whose leader_* fields name it with the
 // addresses of the static config. It returns the leader and every health.
-func (c *cluster) stable(ids []string) (*node, map[string]health, error) {
-	hs := make(map[string]health, len(ids))
+func (c *cluster) stable(ids []string) (*node, map[string]httpapi.Health, error) {
+	hs := make(map[string]httpapi.Health, len(ids))
 	var leader *node
 	for _, id := range ids {
 		nd := c.byID[id]
-		h, err := getHealth(nd.health)
+		h, err := testbin.GetHealth(nil, nd.health)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", id, err)
 		}
@@ -412,8 +302,8 @@ func (c *cluster) stable(ids []string) (*node, map[string]health, error) {
 	}
 	for _, id := range ids {
 		h := hs[id]
-		want := health{LeaderID: leader.id, LeaderRaftAddr: leader.raftAddr, LeaderGRPCAddr: leader.grpcAddr}
-		got := health{LeaderID: h.LeaderID, LeaderRaftAddr: h.LeaderRaftAddr, LeaderGRPCAddr: h.LeaderGRPCAddr}
+		want := httpapi.Health{LeaderID: leader.id, LeaderRaftAddr: leader.raftAddr, LeaderGRPCAddr: leader.grpcAddr}
+		got := httpapi.Health{LeaderID: h.LeaderID, LeaderRaftAddr: h.LeaderRaftAddr, LeaderGRPCAddr: h.LeaderGRPCAddr}
 		if got != want {
 			return nil, nil, fmt.Errorf("%s points at %+v, want %+v", id, got, want)
 		}

@@ -2,16 +2,16 @@ package torture
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/internal/testbin"
 )
 
 // Timing bounds of the cluster driver.
@@ -85,7 +85,7 @@ type Cluster struct {
 // proxies. Nothing is started.
 func NewCluster(bin, dir string, n int, raft RaftTuning) (*Cluster, error) {
 	c := &Cluster{bin: bin, Dir: dir, links: map[[2]int]*Link{}, start: time.Now(), raft: raft}
-	addrs, err := freeAddrs(3 * n)
+	addrs, err := testbin.FreePorts(3 * n)
 	if err != nil {
 		return nil, err
 	}
@@ -156,27 +156,6 @@ log_level: info
 `, nd.ID, nd.RaftAddr, nd.GRPCAddr, nd.HealthAddr, nd.DataDir, peers.String(),
 		r.HeartbeatTimeout, r.ElectionTimeout, r.LeaderLeaseTimeout, r.CommitTimeout,
 		r.SnapshotThreshold, r.SnapshotInterval, r.TrailingLogs, r.ApplyTimeout)
-}
-
-// freeAddrs returns n distinct free loopback addresses (all listeners are
-// held until every port is chosen).
-func freeAddrs(n int) ([]string, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var out []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	return out, nil
 }
 
 func (c *Cluster) anomaly(format string, args ...any) {
@@ -265,65 +244,27 @@ func (c *Cluster) CutLinks() []string {
 	return out
 }
 
-// Health is the JSON body of GET /health.
-type Health struct {
-	NodeID         string `json:"node_id"`
-	Role           string `json:"role"`
-	IsLeader       bool   `json:"is_leader"`
-	LeaderID       string `json:"leader_id"`
-	LeaderRaftAddr string `json:"leader_raft_addr"`
-	LeaderGRPCAddr string `json:"leader_grpc_addr"`
-	Term           uint64 `json:"term"`
-	CommitIndex    uint64 `json:"commit_index"`
-	AppliedIndex   uint64 `json:"applied_index"`
-	LastLogIndex   uint64 `json:"last_log_index"`
-	SnapshotIndex  uint64 `json:"snapshot_index"`
-}
-
-var httpClient = &http.Client{Timeout: time.Second}
-
-// Health fetches the node's /health.
-func (n *Node) Health() (Health, error) {
-	resp, err := httpClient.Get("http://" + n.HealthAddr + "/health")
+// Health fetches the node's /health ([testbin.GetHealth]); an error names
+// the node.
+func (n *Node) Health() (httpapi.Health, error) {
+	h, err := testbin.GetHealth(nil, n.HealthAddr)
 	if err != nil {
-		return Health{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return Health{}, fmt.Errorf("%s /health: status %d", n.ID, resp.StatusCode)
-	}
-	var h Health
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-		return Health{}, fmt.Errorf("%s /health: %w", n.ID, err)
+		return httpapi.Health{}, fmt.Errorf("%s: %w", n.ID, err)
 	}
 	return h, nil
 }
 
-// poll calls cond every pollInterval until it returns nil, ctx ends or d
-// passes, and returns the last error.
+// poll is [testbin.Poll] every pollInterval: it calls cond until it returns
+// nil, ctx ends or d passes, and returns the last error.
 func poll(ctx context.Context, d time.Duration, cond func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %v: %w", d, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(pollInterval):
-		}
-	}
+	return testbin.Poll(ctx, d, pollInterval, cond)
 }
 
 // Stable checks once that among the running, unpaused nodes exactly one
 // leads and every other one follows it in the same term. It returns the
 // leader and the health of each.
-func (c *Cluster) Stable() (*Node, map[string]Health, error) {
-	hs := map[string]Health{}
+func (c *Cluster) Stable() (*Node, map[string]httpapi.Health, error) {
+	hs := map[string]httpapi.Health{}
 	var leader *Node
 	for _, n := range c.Nodes {
 		if !n.Running() || n.Paused() {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/raftogram/raftogram/httpapi"
 )
 
 // Fault names.
@@ -509,7 +511,7 @@ func (n *Nemesis) inSync(ctx context.Context, l *Node, d time.Duration) error {
 func (n *Nemesis) floodPast(ctx context.Context, leader *Node, index uint64) string {
 	goal := index + n.c.raft.TrailingLogs + 20
 	start := time.Now()
-	var last Health
+	var last httpapi.Health
 	ok := n.w.Flood(ctx, 8, 40*time.Second, func() bool {
 		h, err := leader.Health()
 		if err != nil {

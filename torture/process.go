@@ -2,71 +2,18 @@ package torture
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/raftogram/raftogram/internal/testbin"
 )
-
-// BuildBinary builds ./cmd/raftogram of the module holding the working
-// directory (or one of its parents) into dir and returns the binary's path.
-func BuildBinary(dir string) (string, error) {
-	root, err := ModuleRoot()
-	if err != nil {
-		return "", err
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("go tool not found: %w", err)
-	}
-	out := filepath.Join(dir, "raftogram")
-	cmd := exec.Command(goTool, "build", "-o", out, "./cmd/raftogram")
-	cmd.Dir = root
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/raftogram: %w\n%s", err, buf.String())
-	}
-	return out, nil
-}
-
-// ModuleRoot walks up from the working directory to the directory holding
-// go.mod.
-func ModuleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// baseEnv is this process's environment without RAFTOGRAM_* variables, so
-// nothing from the caller's shell leaks into a node's configuration.
-func baseEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RAFTOGRAM_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
 
 // process is one started raftogram process. Its stdout and stderr go
 // through a pipe that the harness scans line by line (for log triggers and
@@ -258,7 +205,7 @@ func (n *Node) start() error {
 	}
 	fmt.Fprintf(logf, "=== %s harness: start %s -config %s -dev\n", time.Now().Format(time.RFC3339Nano), n.c.bin, n.CfgPath)
 	cmd := exec.Command(n.c.bin, "-config", n.CfgPath, "-dev")
-	cmd.Env = baseEnv()
+	cmd.Env = testbin.BaseEnv()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
 		pr.Close()

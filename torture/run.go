@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/raftogram/raftogram/internal/testbin"
 )
 
 // Options configures one torture run.
@@ -123,7 +125,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	bin := opts.Bin
 	if bin == "" {
 		var err error
-		if bin, err = BuildBinary(opts.Dir); err != nil {
+		if bin, err = testbin.BuildBinary(opts.Dir); err != nil {
 			return nil, err
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +21,8 @@ import (
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/internal/testbin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -98,20 +99,6 @@ func others(except node) []node {
 		}
 	}
 	return out
-}
-
-// health is the GET /health body.
-type health struct {
-	NodeID         string `json:"node_id"`
-	Role           string `json:"role"`
-	IsLeader       bool   `json:"is_leader"`
-	LeaderID       string `json:"leader_id"`
-	LeaderRaftAddr string `json:"leader_raft_addr"`
-	LeaderGRPCAddr string `json:"leader_grpc_addr"`
-	Term           uint64 `json:"term"`
-	CommitIndex    uint64 `json:"commit_index"`
-	AppliedIndex   uint64 `json:"applied_index"`
-	LastLogIndex   uint64 `json:"last_log_index"`
 }
 
 // imageUnderTest is the image the compose file runs: RAFTOGRAM_IMAGE, by
@@ -277,29 +264,22 @@ func checkPortsFree(t *testing.T) {
 	}
 }
 
-// health asks one node's published /health.
-func (c *cluster) health(n node) (health, error) {
-	resp, err := c.http.Get("http://" + n.HealthAddr + "/health")
+// health asks one node's published /health and checks it answers as that
+// node.
+func (c *cluster) health(n node) (httpapi.Health, error) {
+	h, err := testbin.GetHealth(c.http, n.HealthAddr)
 	if err != nil {
-		return health{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return health{}, fmt.Errorf("%s: HTTP %s", n.HealthAddr, resp.Status)
-	}
-	var h health
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-		return health{}, fmt.Errorf("%s: %w", n.HealthAddr, err)
+		return httpapi.Health{}, err
 	}
 	if h.NodeID != n.Service {
-		return health{}, fmt.Errorf("%s answered as node %q, want %q", n.HealthAddr, h.NodeID, n.Service)
+		return httpapi.Health{}, fmt.Errorf("%s answered as node %q, want %q", n.HealthAddr, h.NodeID, n.Service)
 	}
 	return h, nil
 }
 
 // healthAll asks every node in among; it fails when one does not answer.
-func (c *cluster) healthAll(among []node) (map[string]health, error) {
-	out := make(map[string]health, len(among))
+func (c *cluster) healthAll(among []node) (map[string]httpapi.Health, error) {
+	out := make(map[string]httpapi.Health, len(among))
 	for _, n := range among {
 		h, err := c.health(n)
 		if err != nil {
@@ -414,7 +394,7 @@ func names(ns []node) string {
 	return strings.Join(s, ",")
 }
 
-func describe(hs map[string]health) string {
+func describe(hs map[string]httpapi.Health) string {
 	keys := make([]string, 0, len(hs))
 	for k := range hs {
 		keys = append(keys, k)
