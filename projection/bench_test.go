@@ -3,6 +3,9 @@ package projection
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -63,4 +66,65 @@ func BenchmarkHistory(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSnapshotAndReopen fills a projection with
+// $RAFTOGRAM_BENCH_MESSAGES messages (default 100,000; 128-byte payloads,
+// 100 channels) once, then reports the size, the time of a snapshot copy
+// (VACUUM INTO) and of a reopen including the integrity check:
+//
+//	RAFTOGRAM_BENCH_MESSAGES=1000000 go test -run '^$' -bench SnapshotAndReopen -benchtime 1x ./projection
+func BenchmarkSnapshotAndReopen(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("RAFTOGRAM_BENCH_MESSAGES")); err == nil && v > 0 {
+		n = v
+	}
+	ctx := context.Background()
+	dir := b.TempDir()
+	path := filepath.Join(dir, FileName)
+	s, err := Open(ctx, path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var setup []Entry
+	for c := range 100 {
+		setup = append(setup, create(uint64(c+1), fmt.Sprintf("c%d", c), "x"))
+	}
+	mustApply(b, s, setup...)
+	index := uint64(len(setup))
+	payload := make([]byte, 128)
+	for done := 0; done < n; {
+		events := make([]domain.Event, 0, 1000)
+		for j := 0; j < 1000 && done < n; j++ {
+			events = append(events, domain.MessageSent{ChannelID: fmt.Sprintf("c%d", (done/1000)%100), AuthorID: "a",
+				Payload: payload, ClientMessageID: fmt.Sprintf("m%d", done), CreatedAt: time.Unix(0, int64(done))})
+			done++
+		}
+		index++
+		mustApply(b, s, Entry{Index: index, Term: 1, Events: events})
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		copyPath := filepath.Join(dir, fmt.Sprintf("copy-%d.db", i))
+		start := time.Now()
+		if err := s.Backup(ctx, copyPath); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(start).Seconds(), "snapshot-s")
+		info, err := os.Stat(copyPath)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(info.Size())/(1<<20), "MB")
+		os.Remove(copyPath)
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		if s, err = Open(ctx, path, nil); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(start).Seconds(), "reopen-s")
+	}
+	s.Close()
 }
