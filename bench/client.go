@@ -49,8 +49,10 @@ type Client struct {
 	endpoints map[string]*endpoint
 	closed    bool
 
-	cur     atomic.Pointer[endpoint]
-	changes atomic.Int64
+	cur      atomic.Pointer[endpoint]
+	moves    atomic.Int64
+	answered atomic.Pointer[endpoint] // the last endpoint that answered a call
+	changes  atomic.Int64
 }
 
 // endpoint is the connections to one node.
@@ -145,8 +147,32 @@ func (c *Client) Close() error {
 // Leader is the address calls currently go to.
 func (c *Client) Leader() string { return c.cur.Load().target }
 
-// LeaderChanges is how many times calls moved to another address.
+// LeaderChanges is how many times the node answering calls changed (the
+// first answer does not count).
 func (c *Client) LeaderChanges() int64 { return c.changes.Load() }
+
+// Moves is how many times calls moved to another address: following a
+// hint, or moving on from a node that could not be reached. During an
+// election there are usually many moves per leader change.
+func (c *Client) Moves() int64 { return c.moves.Load() }
+
+// answeredBy records that ep answered a call. Answers from a node calls
+// have already moved away from (a call or stream still in flight there)
+// are ignored, so they do not count as changes back and forth.
+func (c *Client) answeredBy(ep *endpoint) {
+	for c.cur.Load() == ep {
+		prev := c.answered.Load()
+		if prev == ep {
+			return
+		}
+		if c.answered.CompareAndSwap(prev, ep) {
+			if prev != nil {
+				c.changes.Add(1)
+			}
+			return
+		}
+	}
+}
 
 // Errors is the client's failure count.
 func (c *Client) Errors() *ErrorCounts { return c.errs }
@@ -159,7 +185,7 @@ func (c *Client) moveTo(from *endpoint, target string) *endpoint {
 		return c.cur.Load()
 	}
 	if ep != from && c.cur.CompareAndSwap(from, ep) {
-		c.changes.Add(1)
+		c.moves.Add(1)
 	}
 	return c.cur.Load()
 }
@@ -215,6 +241,7 @@ func (c *Client) Call(ctx context.Context, slot int, fn func(context.Context, ra
 		err = fn(actx, ep.stub(slot))
 		cancel()
 		if err == nil {
+			c.answeredBy(ep)
 			return attempt, nil
 		}
 		if ctx.Err() != nil {
@@ -293,6 +320,7 @@ func (c *Client) Subscribe(ctx context.Context, slot int, channelID string, afte
 					break
 				}
 				failures = 0
+				c.answeredBy(ep)
 				after = deliver(chunk, time.Now())
 			}
 		}

@@ -86,8 +86,8 @@ func TestClientFollowsNotLeaderHint(t *testing.T) {
 	if got := counts(cl); got[ClassNotLeader] != 1 || len(got) != 1 {
 		t.Errorf("error classes = %v, want one not_leader", got)
 	}
-	if cl.LeaderChanges() != 1 {
-		t.Errorf("leader changes = %d, want 1", cl.LeaderChanges())
+	if cl.Moves() != 1 || cl.LeaderChanges() != 0 {
+		t.Errorf("moves %d, leader changes %d; want 1 move and no change (only n3 answered)", cl.Moves(), cl.LeaderChanges())
 	}
 }
 
@@ -209,7 +209,8 @@ func TestClientResubscribesAfterFailover(t *testing.T) {
 	c := newFakeCluster(t, "n1", "n1", "n2")
 	c.addChannel("ch")
 	cl := mustClient(t, c, "n1", "n2")
-	ctx, cancel := context.WithCancel(testCtx(t))
+	sendCtx := testCtx(t)
+	ctx, cancel := context.WithCancel(sendCtx) // ends the subscription
 	defer cancel()
 
 	const total = 200
@@ -231,7 +232,7 @@ func TestClientResubscribesAfterFailover(t *testing.T) {
 		if i == total/2 {
 			c.setLeader("n2")
 		}
-		if _, _, err := cl.Send(ctx, 0, &raftogramv1.SendMessageRequest{ChannelId: "ch", AuthorId: "a", ClientMessageId: fmt.Sprintf("m%d", i)}); err != nil {
+		if _, _, err := cl.Send(sendCtx, 0, &raftogramv1.SendMessageRequest{ChannelId: "ch", AuthorId: "a", ClientMessageId: fmt.Sprintf("m%d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -248,6 +249,9 @@ func TestClientResubscribesAfterFailover(t *testing.T) {
 	}
 	if resubs.Load() < 1 {
 		t.Error("no resubscription recorded")
+	}
+	if cl.LeaderChanges() != 1 {
+		t.Errorf("leader changes = %d, want 1 (n1 answered, then n2)", cl.LeaderChanges())
 	}
 	if m := counts(cl); m["subscribe_"+ClassNotLeader] < 1 {
 		t.Errorf("error classes = %v, want subscribe_not_leader", m)

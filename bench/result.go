@@ -59,7 +59,8 @@ type Result struct {
 	ErrorClasses  map[string]int64 `json:"error_classes"`
 	FirstError    string           `json:"first_error,omitempty"`
 	Leader        string           `json:"leader"`         // address calls went to at the end
-	LeaderChanges int64            `json:"leader_changes"` // moves to another address after setup
+	LeaderChanges int64            `json:"leader_changes"` // changes of the node answering, after set-up
+	Redirects     int64            `json:"redirects"`      // moves to another address (hints, unreachable nodes) after set-up
 
 	*MixedStats
 	*DeliveryStats
@@ -133,7 +134,7 @@ func WriteSummary(w io.Writer, r *Result) error {
 	if r.Label != "" {
 		fmt.Fprintf(&b, "  label        %s\n", r.Label)
 	}
-	fmt.Fprintf(&b, "  leader       %s (%d leader changes during the run)\n", r.Leader, r.LeaderChanges)
+	fmt.Fprintf(&b, "  leader       %s (%d leader changes, %d redirects during the run)\n", r.Leader, r.LeaderChanges, r.Redirects)
 	fmt.Fprintf(&b, "  measured     %.3fs, %d ops ok, %d failed, %d warm-up ops\n", r.DurationS, r.Ops, r.Errors, r.WarmupOps)
 	fmt.Fprintf(&b, "  throughput   %.1f ops/s\n", r.OpsPerSec)
 	if r.Rate > 0 && r.OpsPerSec < 0.95*r.Rate {

@@ -53,7 +53,7 @@ func TestWriteJSONIsOneLineWithTheHarnessFields(t *testing.T) {
 	}
 	for _, k := range []string{"target", "label", "clients", "channels", "payload", "ops", "errors", "ops_per_sec",
 		"p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "duration_s", "conns", "dups", "warmup_ops",
-		"workload", "rate", "retries", "error_classes", "leader", "leader_changes", "client_cpu_pct", "started_at"} {
+		"workload", "rate", "retries", "error_classes", "leader", "leader_changes", "redirects", "client_cpu_pct", "started_at"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("key %q missing from %s", k, out)
 		}

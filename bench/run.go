@@ -194,7 +194,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 
 	// The run proper: warm-up, then the measured window.
-	changes0 := r.client.LeaderChanges()
+	changes0, moves0 := r.client.LeaderChanges(), r.client.Moves()
 	r.done.Store(0)
 	r.failed.Store(0)
 	r.retries.Store(0)
@@ -258,6 +258,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	res.Interrupted = ctx.Err() != nil
 	res.Leader = r.client.Leader()
 	res.LeaderChanges = r.client.LeaderChanges() - changes0
+	res.Redirects = r.client.Moves() - moves0
 	r.summarize(res, stats)
 	endErrs, first := r.errs.Snapshot()
 	res.ErrorClasses = diffCounts(endErrs, m0.errs)

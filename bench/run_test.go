@@ -246,7 +246,7 @@ func TestRunSurvivesFailover(t *testing.T) {
 	if res.Errors != 0 {
 		t.Errorf("errors = %d (%v)", res.Errors, res.ErrorClasses)
 	}
-	if res.LeaderChanges < 2 || res.Retries == 0 || res.Dups == 0 {
+	if res.LeaderChanges < 2 || res.Redirects < res.LeaderChanges || res.Retries == 0 || res.Dups == 0 {
 		t.Errorf("leader changes %d, retries %d, dups %d; want some of each", res.LeaderChanges, res.Retries, res.Dups)
 	}
 	if res.ErrorClasses[ClassNotLeader] == 0 || res.ErrorClasses[ClassNoLeader] == 0 || res.ErrorClasses[ClassUnavailable] == 0 {
