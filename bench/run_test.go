@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,7 +224,9 @@ func TestRunSurvivesFailover(t *testing.T) {
 	// Outcome-unknown failures now and then: the retry must be deduplicated.
 	var mu sync.Mutex
 	n := 0
+	var applied atomic.Int64
 	c.afterSend = func(string, *raftogramv1.SendMessageRequest) error {
+		applied.Add(1)
 		mu.Lock()
 		defer mu.Unlock()
 		n++
@@ -232,14 +235,39 @@ func TestRunSurvivesFailover(t *testing.T) {
 		}
 		return nil
 	}
+	// Move leadership as the run progresses, keyed to the sends the fake has
+	// applied rather than to wall time, so a slow machine sees the same run.
+	done := make(chan struct{})
+	defer close(done)
+	afterSends := func(k int64) bool {
+		target := applied.Load() + k
+		for applied.Load() < target {
+			select {
+			case <-done:
+				return false
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		return true
+	}
 	go func() {
-		time.Sleep(cfg.Warmup + 150*time.Millisecond)
-		c.setLeader("") // election
-		time.Sleep(50 * time.Millisecond)
+		if !afterSends(200) {
+			return
+		}
+		c.setLeader("") // an election: no leader for 50 ms
+		select {
+		case <-done:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
 		c.setLeader("n3")
-		time.Sleep(150 * time.Millisecond)
+		if !afterSends(250) {
+			return
+		}
 		c.setLeader("n1")
-		time.Sleep(100 * time.Millisecond)
+		if !afterSends(250) {
+			return
+		}
 		c.setLeader("n2")
 	}()
 	res, _ := runFake(t, cfg)
