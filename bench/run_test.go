@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -10,26 +9,10 @@ import (
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/internal/testbin"
 )
 
 // syncBuffer is a bytes.Buffer safe for the progress goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func fakeConfig(c *fakeCluster, workload string) Config {
 	cfg := DefaultConfig()
 	cfg.Addrs = []string{"n1", "n2", "n3"}
@@ -49,7 +32,7 @@ func fakeConfig(c *fakeCluster, workload string) Config {
 
 func runFake(t *testing.T, cfg Config) (*Result, string) {
 	t.Helper()
-	var progress syncBuffer
+	var progress testbin.Buffer
 	cfg.Progress = &progress
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -1,18 +1,17 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/config"
+	"github.com/raftogram/raftogram/internal/testbin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -22,25 +21,8 @@ type testCluster struct {
 	t       *testing.T
 	cfgs    []config.Config
 	servers []*Server
-	logs    []*syncBuffer
+	logs    []*testbin.Buffer
 	clients map[string]raftogramv1.MessengerClient
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // tune adjusts a node's config before it starts.
@@ -79,7 +61,7 @@ func newTestCluster(t *testing.T, n int, tunes ...tune) *testCluster {
 			t.Fatal(err)
 		}
 		c.cfgs = append(c.cfgs, cfg)
-		c.logs = append(c.logs, &syncBuffer{})
+		c.logs = append(c.logs, &testbin.Buffer{})
 		c.servers = append(c.servers, nil)
 		conn, err := grpc.NewClient(cfg.GRPCBindAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
