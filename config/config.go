@@ -138,6 +138,10 @@ type Config struct {
 	// LogLevel is one of debug, info, warn, error (lower case).
 	// YAML log_level, env RAFTOGRAM_LOG_LEVEL, default "info".
 	LogLevel string `yaml:"log_level" env:"LOG_LEVEL"`
+	// DebugPprof serves Go's runtime profiles under /debug/pprof/ on the
+	// health listener. YAML debug_pprof, env RAFTOGRAM_DEBUG_PPROF,
+	// default false.
+	DebugPprof bool `yaml:"debug_pprof" env:"DEBUG_PPROF"`
 }
 
 // Default returns the built-in defaults: a node "node1" with Raft on

@@ -336,6 +336,7 @@ func TestLoadEnvOnly(t *testing.T) {
 		"RAFTOGRAM_CLUSTER_PEERS":    threePeersLine,
 		"RAFTOGRAM_LOG_LEVEL":        "warn",
 		"RAFTOGRAM_SHUTDOWN_TIMEOUT": "30s",
+		"RAFTOGRAM_DEBUG_PPROF":      "true",
 		"RAFTOGRAM_CONFIG":           "/nonexistent/config.yaml", // read by main, ignored here
 		"RAFTOGRAM_":                 "junk",                     // not a field: ignored
 		"HOME":                       "/root",
@@ -354,6 +355,7 @@ func TestLoadEnvOnly(t *testing.T) {
 	want.Cluster.Peers = threePeers
 	want.LogLevel = "warn"
 	want.ShutdownTimeout = 30 * time.Second
+	want.DebugPprof = true
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("Load() =\n %+v\nwant\n %+v", cfg, want)
 	}

@@ -5,6 +5,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/raftogram/raftogram/cluster"
 )
@@ -30,11 +31,25 @@ type Health struct {
 	SnapshotIndex  uint64 `json:"snapshot_index"`
 }
 
+// Options selects optional endpoints.
+type Options struct {
+	// Pprof serves net/http/pprof under /debug/pprof/.
+	Pprof bool
+}
+
 // Handler returns the HTTP handler of a node: GET (or HEAD) /health answers
-// 200 with a Health body whenever the process serves; other methods get
-// 405 and other paths 404.
-func Handler(n Node) http.Handler {
+// 200 with a Health body whenever the process serves; with opts.Pprof,
+// /debug/pprof/ serves Go's runtime profiles; other methods get 405 and
+// other paths 404.
+func Handler(n Node, opts Options) http.Handler {
 	mux := http.NewServeMux()
+	if opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		st := n.Status()
 		w.Header().Set("Content-Type", "application/json")

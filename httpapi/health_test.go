@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/raftogram/raftogram/cluster"
@@ -15,7 +16,7 @@ func (f fakeNode) Status() cluster.Status { return cluster.Status(f) }
 
 func TestHealthReportsRoleAndLeader(t *testing.T) {
 	h := Handler(fakeNode{NodeID: "node2", Role: "follower", LeaderID: "node1",
-		LeaderRaftAddr: "127.0.0.1:7000", LeaderGRPCAddr: "127.0.0.1:9000", Term: 3, AppliedIndex: 7})
+		LeaderRaftAddr: "127.0.0.1:7000", LeaderGRPCAddr: "127.0.0.1:9000", Term: 3, AppliedIndex: 7}, Options{})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
@@ -35,7 +36,7 @@ func TestHealthReportsRoleAndLeader(t *testing.T) {
 }
 
 func TestHealthOmitsUnknownLeaderAndRejectsOtherMethods(t *testing.T) {
-	h := Handler(fakeNode{NodeID: "node1", Role: "candidate"})
+	h := Handler(fakeNode{NodeID: "node1", Role: "candidate"}, Options{})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
 	var got map[string]any
@@ -53,6 +54,23 @@ func TestHealthOmitsUnknownLeaderAndRejectsOtherMethods(t *testing.T) {
 		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
 		if rec.Code != tc.code {
 			t.Errorf("%s %s = %d, want %d", tc.method, tc.path, rec.Code, tc.code)
+		}
+	}
+}
+
+func TestPprofServedOnlyWhenEnabled(t *testing.T) {
+	for _, tc := range []struct {
+		pprof bool
+		code  int
+	}{{false, http.StatusNotFound}, {true, http.StatusOK}} {
+		h := Handler(fakeNode{NodeID: "node1", Role: "leader"}, Options{Pprof: tc.pprof})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/goroutine?debug=1", nil))
+		if rec.Code != tc.code {
+			t.Errorf("pprof=%v: GET /debug/pprof/goroutine = %d, want %d", tc.pprof, rec.Code, tc.code)
+		}
+		if tc.pprof && !strings.Contains(rec.Body.String(), "goroutine profile") {
+			t.Errorf("pprof enabled but body is not a goroutine profile: %.200q", rec.Body.String())
 		}
 	}
 }

@@ -123,7 +123,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	s.api = grpcapi.New(s.node, store, hub, grpcapi.Options{MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, Logger: log})
 	s.grpc = grpc.NewServer(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes)...)
 	raftogramv1.RegisterMessengerServer(s.grpc, s.api)
-	s.http = &http.Server{Handler: httpapi.Handler(s.node), ReadHeaderTimeout: 5 * time.Second}
+	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof}), ReadHeaderTimeout: 5 * time.Second}
 
 	s.wg.Add(2)
 	go func() {
