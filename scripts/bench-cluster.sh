@@ -37,7 +37,7 @@ trap stop EXIT
 for i in 1 2 3; do
   mkdir -p "$dir/node$i"
   # shellcheck disable=SC2086
-  env RAFTOGRAM_NODE_ID="node$i" RAFTOGRAM_PEERS="$peers" \
+  env RAFTOGRAM_NODE_ID="node$i" RAFTOGRAM_CLUSTER_PEERS="$peers" \
     RAFTOGRAM_RAFT_BIND_ADDR="127.0.0.1:$((base + i - 1))" \
     RAFTOGRAM_GRPC_BIND_ADDR="127.0.0.1:$((base + 2000 + i - 1))" \
     RAFTOGRAM_HEALTH_BIND_ADDR="127.0.0.1:$((base + 1080 + i - 1))" \
@@ -56,6 +56,9 @@ for _ in $(seq 200); do
   sleep 0.1
 done
 [ "$ok" = 3 ] || { echo "cluster did not elect a leader; logs in $dir" >&2; cleanup_dir=""; exit 1; }
+# Refuse to measure anything but one three-node cluster.
+leaders=$(for i in 1 2 3; do curl -fsS "127.0.0.1:$((base + 1080 + i - 1))/health"; done | grep -c '"is_leader": true' || true)
+[ "$leaders" = 1 ] || { echo "expected one leader among three nodes, found $leaders; logs in $dir" >&2; cleanup_dir=""; exit 1; }
 
 addrs="127.0.0.1:$((base + 2000)),127.0.0.1:$((base + 2001)),127.0.0.1:$((base + 2002))"
 status=0
