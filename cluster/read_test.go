@@ -19,7 +19,7 @@ import (
 func TestReadAfterStallReprovesLeadershipWithABarrier(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	store, err := projection.Open(ctx, filepath.Join(dir, projection.FileName), nil)
+	store, err := projection.Open(ctx, filepath.Join(dir, projection.FileName), projection.Options{CommitDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,8 @@
 // Package fanout delivers newly committed messages to live subscribers.
 //
-// The state machine publishes each batch's new messages once, after its
-// transaction commits. The hub keeps a bounded window of the latest messages
+// The state machine publishes each batch's new messages once, as it applies
+// them (committed in the Raft log; the projection may commit them a little
+// later, and a reader of the projection flushes it first). The hub keeps a bounded window of the latest messages
 // of every channel that has subscribers and rings each subscriber's
 // doorbell. A woken subscriber takes what follows its cursor from the window;
 // one that fell behind the window (or joined before it filled) reads from

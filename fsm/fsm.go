@@ -27,6 +27,7 @@ import (
 type Projection interface {
 	Apply(ctx context.Context, entries []projection.Entry) ([][]domain.Result, error)
 	AppliedIndex() uint64
+	Flush(ctx context.Context) error
 	Backup(ctx context.Context, dst string) error
 	Restore(ctx context.Context, src io.Reader) error
 }
@@ -77,14 +78,19 @@ func New(store Projection, notify Notifier, tmpDir string, log *slog.Logger) (*F
 // AppliedIndex returns the last log index applied to the projection.
 func (f *FSM) AppliedIndex() uint64 { return f.store.AppliedIndex() }
 
-// WaitApplied blocks until the projection has applied index, returning nil,
-// or until ctx ends, returning ctx's error.
+// WaitApplied blocks until the projection has applied index and made it
+// visible to reads (committing its open transaction if need be), returning
+// nil; or until ctx ends, returning ctx's error; or returns the I/O error of
+// a failed commit.
 func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 	for {
 		f.mu.Lock()
 		ch := f.applied
 		f.mu.Unlock()
 		if f.store.AppliedIndex() >= index {
+			if err := f.store.Flush(ctx); err != nil {
+				return fmt.Errorf("wait for index %d: %w", index, err)
+			}
 			return nil
 		}
 		select {
@@ -107,8 +113,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch applies logs in one projection transaction and returns one
-// response per log. An undecodable entry or a failed transaction panics:
+// ApplyBatch applies logs to the projection, publishes their new messages
+// and returns one response per log. The messages are published before the
+// projection commits them: they are committed in the Raft log, and whoever
+// reads the projection for them flushes it first (WaitApplied, Subscribe). An undecodable entry or a failed transaction panics:
 // raft never offers an entry twice, so continuing would diverge from the
 // other nodes. Restarting replays the entry from the durable log.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
@@ -154,9 +162,13 @@ func (f *FSM) fatal(err error) {
 	panic(fmt.Sprintf("fsm: %v", err))
 }
 
-// Snapshot returns a handle whose Persist copies the projection. It is
-// cheap: the copy happens in Persist, concurrently with Apply.
+// Snapshot commits the projection's open transaction and returns a handle
+// whose Persist copies the projection; the copy happens in Persist,
+// concurrently with Apply. It returns the commit's I/O error.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.store.Flush(context.Background()); err != nil {
+		return nil, fmt.Errorf("fsm snapshot: %w", err)
+	}
 	return &snapshot{f: f}, nil
 }
 

@@ -16,7 +16,7 @@ import (
 func mustFSM(tb testing.TB) (*FSM, *projection.Store, *fanout.Hub) {
 	tb.Helper()
 	dir := tb.TempDir()
-	store, err := projection.Open(context.Background(), filepath.Join(dir, projection.FileName), nil)
+	store, err := projection.Open(context.Background(), filepath.Join(dir, projection.FileName), projection.Options{CommitDelay: time.Hour})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -95,8 +95,10 @@ func TestUndecodableEntryStopsTheNode(t *testing.T) {
 	f.ApplyBatch([]*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte{99, 1, 2}}})
 }
 
+// WaitApplied returns once the index is readable: the store defers its
+// commits (mustFSM), so it must have flushed.
 func TestWaitApplied(t *testing.T) {
-	f, _, _ := mustFSM(t)
+	f, store, _ := mustFSM(t)
 	done := make(chan error, 1)
 	go func() { done <- f.WaitApplied(context.Background(), 2) }()
 	f.ApplyBatch([]*raft.Log{cmd(t, 1, domain.ChannelCreated{ChannelID: "a", Name: "A"})})
@@ -108,6 +110,9 @@ func TestWaitApplied(t *testing.T) {
 	f.ApplyBatch([]*raft.Log{cmd(t, 2, domain.ChannelCreated{ChannelID: "b", Name: "B"})})
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+	if _, err := store.Channel(context.Background(), "b"); err != nil {
+		t.Fatalf("entry 2 not readable after WaitApplied(2): %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

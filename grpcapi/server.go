@@ -43,6 +43,7 @@ type Cluster interface {
 // Store is the projection the API reads (a *projection.Store).
 type Store interface {
 	History(ctx context.Context, channelID string, after uint64, limit, maxBytes int) ([]domain.Message, bool, error)
+	Flush(ctx context.Context) error
 }
 
 // Hub is where subscriptions learn of commits (a *fanout.Hub).
@@ -223,6 +224,11 @@ func (s *Server) Subscribe(req *raftogramv1.SubscribeRequest, stream grpc.Server
 		msgs, ok := sub.Since(cursor, MaxLimit, MaxResponseBytes)
 		more := false
 		if !ok {
+			// The window may hold messages the projection has not committed
+			// yet; commit them so the read reaches them.
+			if err := s.store.Flush(ctx); err != nil {
+				return toStatus(s.log, method, err)
+			}
 			var err error
 			msgs, more, err = s.store.History(ctx, channelID, cursor, MaxLimit, MaxResponseBytes)
 			if err != nil {

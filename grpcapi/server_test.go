@@ -53,11 +53,14 @@ func (c *localCluster) Apply(ctx context.Context, events []domain.Event) ([]doma
 	return rs[0], nil
 }
 
-func (c *localCluster) ReadBarrier(context.Context) error {
+// ReadBarrier makes everything applied readable, as the real barrier's
+// WaitApplied does; the store defers its commits (CommitDelay) so that a
+// read path that skipped the barrier would miss writes.
+func (c *localCluster) ReadBarrier(ctx context.Context) error {
 	if !c.IsLeader(1) {
 		return c.NotLeader()
 	}
-	return nil
+	return c.store.Flush(ctx)
 }
 
 func (c *localCluster) NotLeader() *domain.NotLeaderError { h := c.hint; return &h }
@@ -76,7 +79,7 @@ const testMaxPayload = 1024
 // the server.
 func newTestServer(t *testing.T, leader bool) (raftogramv1.MessengerClient, *grpc.ClientConn, *localCluster, *Server) {
 	t.Helper()
-	store, err := projection.Open(context.Background(), filepath.Join(t.TempDir(), projection.FileName), nil)
+	store, err := projection.Open(context.Background(), filepath.Join(t.TempDir(), projection.FileName), projection.Options{CommitDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

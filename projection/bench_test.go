@@ -82,7 +82,7 @@ func BenchmarkSnapshotAndReopen(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
 	path := filepath.Join(dir, FileName)
-	s, err := Open(ctx, path, nil)
+	s, err := Open(ctx, path, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func BenchmarkSnapshotAndReopen(b *testing.B) {
 			b.Fatal(err)
 		}
 		start = time.Now()
-		if s, err = Open(ctx, path, nil); err != nil {
+		if s, err = Open(ctx, path, Options{}); err != nil {
 			b.Fatal(err)
 		}
 		b.ReportMetric(time.Since(start).Seconds(), "reopen-s")

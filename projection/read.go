@@ -25,7 +25,7 @@ func (s *Store) reader(fn func(db *sql.DB) error) error {
 	return fn(s.r)
 }
 
-// Channel returns the stored channel, an ENOTFOUND *domain.Error when it
+// Channel returns the committed channel, an ENOTFOUND *domain.Error when it
 // does not exist, or an I/O error.
 func (s *Store) Channel(ctx context.Context, id string) (domain.Channel, error) {
 	var ch domain.Channel
@@ -57,7 +57,8 @@ func channel(ctx context.Context, db *sql.DB, id string) (domain.Channel, error)
 // reporting more, once the payloads returned exceed maxBytes (at least one
 // message is returned; maxBytes <= 0 means no byte bound). It returns an
 // ENOTFOUND *domain.Error when the channel does not exist and an EINVALID
-// one when limit is not positive.
+// one when limit is not positive. It reads committed state: what Apply
+// wrote since the last commit is visible only after Flush.
 func (s *Store) History(ctx context.Context, channelID string, after uint64, limit, maxBytes int) ([]domain.Message, bool, error) {
 	if limit <= 0 {
 		return nil, false, domain.Errorf(domain.EINVALID, "limit must be positive")
@@ -101,10 +102,14 @@ func (s *Store) History(ctx context.Context, channelID string, after uint64, lim
 	return msgs, more, err
 }
 
-// Digest returns a hex SHA-256 over every channel, message and dedup row in
-// key order: equal digests mean equal projection content. Nodes that applied
-// the same log prefix have equal digests.
+// Digest flushes the open transaction, then returns a hex SHA-256 over every
+// channel, message and dedup row in key order: equal digests mean equal
+// projection content. Nodes that applied the same log prefix have equal
+// digests.
 func (s *Store) Digest(ctx context.Context) (string, error) {
+	if err := s.Flush(ctx); err != nil {
+		return "", err
+	}
 	h := sha256.New()
 	err := s.reader(func(db *sql.DB) error {
 		conn, err := db.Conn(ctx)

@@ -13,7 +13,8 @@ import (
 // Backup writes a consistent copy of the projection to dst (which must not
 // exist) with VACUUM INTO, on its own connection, so Apply keeps committing
 // meanwhile. The copy holds the state of its own read snapshot: at or past
-// whatever index the caller observed before calling. It returns an error if
+// the committed index the caller observed before calling (Flush first to
+// include everything applied). It returns an error if
 // the copy cannot be written.
 func (s *Store) Backup(ctx context.Context, dst string) error {
 	s.mu.RLock()
@@ -42,6 +43,9 @@ func (s *Store) Backup(ctx context.Context, dst string) error {
 // projection is left as it was, unless reopening failed after the swap,
 // which the error says.
 func (s *Store) Restore(ctx context.Context, src io.Reader) error {
+	if err := s.Flush(ctx); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 	tmp := s.path + ".restore"
 	if err := writeFile(tmp, src); err != nil {
 		os.Remove(tmp)

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/raftogram/raftogram/migrations"
 	"modernc.org/sqlite" // registers the "sqlite" driver
@@ -31,11 +32,12 @@ import (
 const FileName = "projection.db"
 
 // Store is a node's SQLite projection. Apply, Restore and Close must be
-// called from one goroutine at a time (the FSM's); reads and Backup are safe
-// from any goroutine, concurrently with them.
+// called from one goroutine at a time (the FSM's); reads, Flush and Backup
+// are safe from any goroutine, concurrently with them.
 type Store struct {
-	path string
-	log  *slog.Logger
+	path        string
+	log         *slog.Logger
+	commitDelay time.Duration
 
 	// mu is held shared by readers and backups and exclusively while
 	// Restore swaps the file and the connections.
@@ -44,22 +46,50 @@ type Store struct {
 	r     *sql.DB // query-only pool
 	stmts writeStmts
 
-	applied atomic.Uint64
+	// wmu guards the open write transaction (commit.go).
+	wmu    sync.Mutex
+	pend   *pendingTx
+	broken error
+
+	applied   atomic.Uint64 // last entry applied, committed or not
+	committed atomic.Uint64 // last entry committed: what readers see
+
+	kick        chan struct{} // a transaction began; buffered 1
+	stop        chan struct{} // closed by Close
+	stopOnce    sync.Once
+	flusherDone chan struct{}
+}
+
+// Options tunes a Store. The zero value commits every Apply at once.
+type Options struct {
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+	// CommitDelay is how long applied entries may wait in the open
+	// transaction before a commit (see Flush); 0 commits in every Apply.
+	CommitDelay time.Duration
 }
 
 // Open opens (creating if needed) the projection at path, applies pending
 // migrations and loads the applied index. It returns an error if the file
-// cannot be opened or migrated.
-func Open(ctx context.Context, path string, log *slog.Logger) (*Store, error) {
+// cannot be opened or migrated, wrapping ErrCorrupt if it fails its
+// integrity check.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create projection dir: %w", err)
 	}
-	s := &Store{path: path, log: log}
+	s := &Store{path: path, log: log, commitDelay: opts.CommitDelay,
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), flusherDone: make(chan struct{})}
 	if err := s.open(ctx, true); err != nil {
 		return nil, err
+	}
+	if s.commitDelay > 0 {
+		go s.runFlusher()
+	} else {
+		close(s.flusherDone)
 	}
 	return s, nil
 }
@@ -116,7 +146,7 @@ func (s *Store) open(ctx context.Context, check bool) error {
 	// The writer: WAL without fsync per commit (the Raft log is the durable
 	// record; a lost tail is re-applied) and a 64 MiB page cache, because a
 	// batch touches pages of many channels.
-	w, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-65536)")+"&_txlock=immediate")
+	w, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-65536)", "temp_store(MEMORY)")+"&_txlock=immediate")
 	if err != nil {
 		return fmt.Errorf("open projection %s: %w", s.path, err)
 	}
@@ -159,6 +189,7 @@ func (s *Store) open(ctx context.Context, check bool) error {
 	}
 	s.w, s.r, s.stmts = w, r, stmts
 	s.applied.Store(applied)
+	s.committed.Store(applied)
 	return nil
 }
 
@@ -221,15 +252,24 @@ func applyMigration(ctx context.Context, db *sql.DB, m migrations.Migration) err
 // Path returns the projection's file path.
 func (s *Store) Path() string { return s.path }
 
-// AppliedIndex returns the last Raft log index whose effects are committed
-// in the projection.
+// AppliedIndex returns the last Raft log index applied to the projection.
+// Its effects are visible to reads after a Flush.
 func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
 
-// Close closes every connection. The store must not be used afterwards.
+// CommittedIndex returns the last Raft log index whose effects are
+// committed: visible to every read now.
+func (s *Store) CommittedIndex() uint64 { return s.committed.Load() }
+
+// Close stops the flusher, commits what is pending and closes every
+// connection. The store must not be used afterwards. It returns the commit's
+// or the close's error.
 func (s *Store) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.flusherDone
+	ferr := s.Flush(context.Background())
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closeLocked()
+	return errors.Join(ferr, s.closeLocked())
 }
 
 func (s *Store) closeLocked() error {

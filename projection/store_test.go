@@ -17,7 +17,7 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func mustOpen(tb testing.TB) *Store {
 	tb.Helper()
-	s, err := Open(context.Background(), filepath.Join(tb.TempDir(), FileName), nil)
+	s, err := Open(context.Background(), filepath.Join(tb.TempDir(), FileName), Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestPathsWithURIMetacharactersStaySeparate(t *testing.T) {
 	ctx := context.Background()
 	var stores []*Store
 	for _, name := range []string{"run#1", "run#2", "q?x=1", "pct%41"} {
-		s, err := Open(ctx, filepath.Join(dir, name, FileName), nil)
+		s, err := Open(ctx, filepath.Join(dir, name, FileName), Options{})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -159,7 +159,7 @@ func TestReplayOfAppliedEntriesIsNoOp(t *testing.T) {
 func TestReplayAfterReopenIsNoOp(t *testing.T) {
 	path := filepath.Join(t.TempDir(), FileName)
 	ctx := context.Background()
-	s, err := Open(ctx, path, nil)
+	s, err := Open(ctx, path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestReplayAfterReopenIsNoOp(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(ctx, path, nil)
+	s, err = Open(ctx, path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +333,7 @@ func mustDigest(tb testing.TB, s *Store) string {
 func TestOpenDetectsCorruptionAndQuarantineMovesItAside(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), FileName)
-	s, err := Open(ctx, path, nil)
+	s, err := Open(ctx, path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,13 +353,13 @@ func TestOpenDetectsCorruptionAndQuarantineMovesItAside(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(ctx, path, nil); !errors.Is(err, ErrCorrupt) {
+	if _, err := Open(ctx, path, Options{}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Open of a damaged file: %v, want ErrCorrupt", err)
 	}
 	if err := os.WriteFile(path, []byte("not a database at all, just text"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(ctx, path, nil); !errors.Is(err, ErrCorrupt) {
+	if _, err := Open(ctx, path, Options{}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Open of a non-database: %v, want ErrCorrupt", err)
 	}
 	moved, err := Quarantine(path, "test")
@@ -369,7 +369,7 @@ func TestOpenDetectsCorruptionAndQuarantineMovesItAside(t *testing.T) {
 	if _, err := os.Stat(moved); err != nil {
 		t.Fatalf("quarantined file missing: %v", err)
 	}
-	fresh, err := Open(ctx, path, nil)
+	fresh, err := Open(ctx, path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,11 +143,18 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	return s, nil
 }
 
+// projectionCommitDelay is how long applied entries may wait in the
+// projection's open transaction before a commit (projection.Options). Reads
+// that need them commit at once, so it bounds only how much work a crash
+// makes raft replay, and how many batches share one commit's page writes.
+const projectionCommitDelay = 100 * time.Millisecond
+
 // openProjection opens the node's projection. A corrupt one is moved aside
 // and replaced by an empty one: the projection is derived state, and raft
 // rebuilds it from the newest snapshot and the log on start.
 func openProjection(ctx context.Context, path string, log *slog.Logger) (*projection.Store, error) {
-	store, err := projection.Open(ctx, path, log)
+	opts := projection.Options{Logger: log, CommitDelay: projectionCommitDelay}
+	store, err := projection.Open(ctx, path, opts)
 	if !errors.Is(err, projection.ErrCorrupt) {
 		return store, err
 	}
@@ -157,7 +164,7 @@ func openProjection(ctx context.Context, path string, log *slog.Logger) (*projec
 	}
 	log.Error("projection failed its integrity check; moved aside, rebuilding from the Raft snapshot and log",
 		"error", err, "moved_to", moved)
-	return projection.Open(ctx, path, log)
+	return projection.Open(ctx, path, opts)
 }
 
 // checkWritable creates dir if needed and proves this process can create

@@ -134,7 +134,7 @@ func TestGetHealth(t *testing.T) {
 		LeaderRaftAddr: "127.0.0.1:7000", LeaderGRPCAddr: "127.0.0.1:9000",
 		Term: 3, CommitIndex: 40, AppliedIndex: 39, LastLogIndex: 41, SnapshotIndex: 20,
 	}
-	srv := httptest.NewServer(httpapi.Handler(fakeNode(want)))
+	srv := httptest.NewServer(httpapi.Handler(fakeNode(want), httpapi.Options{}))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	for _, client := range []*http.Client{nil, {Timeout: 2 * time.Second}} {

@@ -1,0 +1,142 @@
+package projection
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Deferred commits.
+//
+// Apply writes each batch into an open transaction and returns without
+// committing it. The transaction commits when Options.CommitDelay has passed
+// since it began (the flusher goroutine), when it holds maxPendingEvents
+// events, or as soon as someone needs to read what it holds: Flush, which a
+// linearizable read, a snapshot, a subscriber catching up from the database,
+// Digest and Close all call. Nothing acknowledged depends on the commit:
+// the Raft log is the durable record, and a crash loses at most the open
+// transaction, whose entries raft replays on restart (the applied index is
+// committed in the same transaction).
+//
+// Committing a group of batches at once writes each touched page to the WAL
+// once per group instead of once per batch: the tail page of a busy channel
+// takes many appends between commits.
+
+// maxPendingEvents bounds the events one open transaction may hold before
+// Apply commits it inline, so a commit never has to write an unbounded
+// number of pages at once and a catching-up subscriber's projection read
+// never trails the fan-out window (fanout keeps 4096 messages a channel).
+const maxPendingEvents = 2048
+
+// pendingTx is the open write transaction and what it has applied.
+type pendingTx struct {
+	tx     *sql.Tx
+	a      *applier
+	index  uint64 // last entry applied in tx
+	term   uint64
+	events int
+}
+
+// beginLocked returns the open transaction, beginning one (and waking the
+// flusher) if none is open. The transaction outlives the Apply call that
+// began it, so it is not bound to that call's context.
+func (s *Store) beginLocked() (*pendingTx, error) {
+	if s.pend != nil {
+		return s.pend, nil
+	}
+	tx, err := s.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("apply: begin: %w", err)
+	}
+	s.pend = &pendingTx{tx: tx, a: newApplier(context.Background(), tx, s.stmts)}
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return s.pend, nil
+}
+
+// commitLocked commits the open transaction, if any, recording its last
+// entry as applied. On failure the store is broken: every later Apply and
+// Flush returns the error.
+func (s *Store) commitLocked() error {
+	p := s.pend
+	if p == nil {
+		return nil
+	}
+	s.pend = nil
+	err := p.a.flushSequences()
+	if err == nil {
+		if _, err = p.a.stmt(p.a.st.setApplied).ExecContext(context.Background(), p.index, p.term); err != nil {
+			err = fmt.Errorf("record applied index %d: %w", p.index, err)
+		}
+	}
+	if err == nil {
+		if err = p.tx.Commit(); err != nil {
+			err = fmt.Errorf("commit through index %d: %w", p.index, err)
+		}
+	}
+	if err != nil {
+		p.tx.Rollback()
+		return s.breakLocked(fmt.Errorf("apply: %w", err))
+	}
+	s.committed.Store(p.index)
+	return nil
+}
+
+// breakLocked rolls back whatever is pending and makes err the answer of
+// every later Apply and Flush.
+func (s *Store) breakLocked(err error) error {
+	if s.pend != nil {
+		s.pend.tx.Rollback()
+		s.pend = nil
+	}
+	s.applied.Store(s.committed.Load())
+	s.broken = err
+	return err
+}
+
+// Flush commits what Apply has written but not yet committed, so that every
+// read that starts after it returns sees all applied entries. It returns
+// ctx's error if ctx ends first, or the I/O error of a failed commit (after
+// which the store is unusable and the node must stop).
+func (s *Store) Flush(ctx context.Context) error {
+	if s.committed.Load() == s.applied.Load() {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.broken != nil {
+		return s.broken
+	}
+	return s.commitLocked()
+}
+
+// runFlusher commits each transaction CommitDelay after it began, unless
+// something committed it sooner. It returns when s.stop closes.
+func (s *Store) runFlusher() {
+	defer close(s.flusherDone)
+	t := time.NewTimer(0)
+	<-t.C
+	for {
+		select {
+		case <-s.kick:
+		case <-s.stop:
+			return
+		}
+		t.Reset(s.commitDelay)
+		select {
+		case <-t.C:
+		case <-s.stop:
+			t.Stop()
+			return
+		}
+		if err := s.Flush(context.Background()); err != nil {
+			s.log.Error("projection commit failed; the node must stop", "error", err)
+		}
+	}
+}
