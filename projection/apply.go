@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/raftogram/raftogram/domain"
@@ -19,28 +20,45 @@ type Entry struct {
 	Events []domain.Event
 }
 
+// writeStmts are the writer connection's prepared statements. The
+// multi-row ones come in the sizes of rowChunks: a batch of n rows is
+// written with the fewest statements whose sizes add up to n.
 type writeStmts struct {
-	getChannel, insertChannel, bumpSequence *sql.Stmt
-	getDedup, insertDedup, insertMessage    *sql.Stmt
-	setApplied                              *sql.Stmt
+	getChannel, insertChannel, bumpSequence, setApplied *sql.Stmt
+	getDedup, insertDedup, insertMessages               map[int]*sql.Stmt // by rows
 }
 
+// rowChunks are the row counts of the multi-row statements, largest first.
+// 64 message rows take 448 parameters, well under SQLite's limit.
+var rowChunks = []int{64, 16, 4, 1}
+
 func prepareWrites(ctx context.Context, db *sql.DB) (writeStmts, error) {
-	var s writeStmts
+	s := writeStmts{getDedup: map[int]*sql.Stmt{}, insertDedup: map[int]*sql.Stmt{}, insertMessages: map[int]*sql.Stmt{}}
 	var err error
-	prep := func(dst **sql.Stmt, query string) {
-		if err == nil {
-			*dst, err = db.PrepareContext(ctx, query)
+	prep := func(query string) *sql.Stmt {
+		if err != nil {
+			return nil
 		}
+		var st *sql.Stmt
+		st, err = db.PrepareContext(ctx, query)
+		return st
 	}
-	prep(&s.getChannel, `SELECT name, created_at, last_sequence FROM channels WHERE channel_id = ?`)
-	prep(&s.insertChannel, `INSERT INTO channels (channel_id, name, created_at, created_index) VALUES (?, ?, ?, ?)`)
-	prep(&s.bumpSequence, `UPDATE channels SET last_sequence = ? WHERE channel_id = ?`)
-	prep(&s.getDedup, `SELECT sequence FROM dedup WHERE channel_id = ? AND client_message_id = ?`)
-	prep(&s.insertDedup, `INSERT INTO dedup (channel_id, client_message_id, sequence) VALUES (?, ?, ?)`)
-	prep(&s.insertMessage, `INSERT INTO messages (channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`)
-	prep(&s.setApplied, `UPDATE raft_applied SET applied_index = ?, applied_term = ? WHERE id = 1`)
+	s.getChannel = prep(`SELECT name, created_at, last_sequence FROM channels WHERE channel_id = ?`)
+	s.insertChannel = prep(`INSERT INTO channels (channel_id, name, created_at, created_index) VALUES (?, ?, ?, ?)`)
+	s.bumpSequence = prep(`UPDATE channels SET last_sequence = ? WHERE channel_id = ?`)
+	s.setApplied = prep(`UPDATE raft_applied SET applied_index = ?, applied_term = ? WHERE id = 1`)
+	for _, n := range rowChunks {
+		// The CROSS JOIN makes SQLite probe the primary key once per
+		// wanted key instead of scanning the table.
+		s.getDedup[n] = prep(`SELECT d.channel_id, d.client_message_id, d.sequence FROM (VALUES ` +
+			rowPlaceholders(n, 2) + `) AS k CROSS JOIN dedup AS d ON d.channel_id = k.column1 AND d.client_message_id = k.column2`)
+		// OR FAIL: a conflict would be a bug that breaks the store anyway
+		// (the whole transaction rolls back), and unlike the default ABORT
+		// it spares SQLite a statement journal for every multi-row insert.
+		s.insertDedup[n] = prep(`INSERT OR FAIL INTO dedup (channel_id, client_message_id, sequence) VALUES ` + rowPlaceholders(n, 3))
+		s.insertMessages[n] = prep(`INSERT OR FAIL INTO messages (channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index) VALUES ` +
+			rowPlaceholders(n, 7))
+	}
 	if err != nil {
 		s.close()
 		return writeStmts{}, err
@@ -48,23 +66,46 @@ func prepareWrites(ctx context.Context, db *sql.DB) (writeStmts, error) {
 	return s, nil
 }
 
+// rowPlaceholders returns "(?, ?), (?, ?)" for rows=2, cols=2.
+func rowPlaceholders(rows, cols int) string {
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	return strings.TrimSuffix(strings.Repeat(row+", ", rows), ", ")
+}
+
+func (s writeStmts) all() []*sql.Stmt {
+	out := []*sql.Stmt{s.getChannel, s.insertChannel, s.bumpSequence, s.setApplied}
+	for _, m := range []map[int]*sql.Stmt{s.getDedup, s.insertDedup, s.insertMessages} {
+		for _, st := range m {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
 func (s writeStmts) close() {
-	for _, st := range []*sql.Stmt{s.getChannel, s.insertChannel, s.bumpSequence, s.getDedup, s.insertDedup, s.insertMessage, s.setApplied} {
+	for _, st := range s.all() {
 		if st != nil {
 			st.Close()
 		}
 	}
 }
 
-// Apply applies entries, in order, in one transaction that also records the
-// last entry's index as applied. Entries at or below the applied index were
-// applied before (a replay after restart or snapshot install) and are
-// skipped. It returns one []domain.Result per entry, nil for skipped
-// entries; a domain rejection is a Result.Err, not an error. A returned
-// error is an I/O failure: nothing of the batch was applied and the node
-// must stop, because Raft will not offer the entries again.
+// Apply applies entries, in order, and returns one []domain.Result per
+// entry, nil for skipped entries; a domain rejection is a Result.Err, not an
+// error. Entries at or below the applied index were applied before (a
+// replay after restart or snapshot install) and are skipped. The effects go
+// into the open transaction (see Flush): readers see them once it commits,
+// together with the last entry's index as applied. A returned error is an
+// I/O failure: the open transaction is rolled back and the node must stop,
+// because Raft will not offer the entries again (it replays them from its
+// log after a restart).
 func (s *Store) Apply(ctx context.Context, entries []Entry) ([][]domain.Result, error) {
 	results := make([][]domain.Result, len(entries))
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.broken != nil {
+		return nil, s.broken
+	}
 	applied := s.applied.Load()
 	var last *Entry
 	for i := range entries {
@@ -75,37 +116,39 @@ func (s *Store) Apply(ctx context.Context, entries []Entry) ([][]domain.Result, 
 	if last == nil {
 		return results, nil
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("apply: begin: %w", err)
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	defer tx.Rollback()
-	a := newApplier(ctx, tx, s.stmts)
+	p, err := s.beginLocked()
+	if err != nil {
+		return nil, s.breakLocked(err)
+	}
+	if err := p.a.prefetchDedup(entries, applied); err != nil {
+		return nil, s.breakLocked(fmt.Errorf("apply through index %d: %w", last.Index, err))
+	}
 	for i, e := range entries {
-		if e.Index <= applied {
-			continue
-		}
-		if len(e.Events) == 0 {
+		if e.Index <= applied || len(e.Events) == 0 {
 			continue
 		}
 		rs := make([]domain.Result, len(e.Events))
 		for j, ev := range e.Events {
-			if rs[j], err = a.apply(e.Index, j, ev); err != nil {
-				return nil, fmt.Errorf("apply index %d event %d: %w", e.Index, j, err)
+			if rs[j], err = p.a.apply(e.Index, j, ev); err != nil {
+				return nil, s.breakLocked(fmt.Errorf("apply index %d event %d: %w", e.Index, j, err))
 			}
 		}
 		results[i] = rs
+		p.events += len(e.Events)
 	}
-	if err := a.flushSequences(); err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
+	if err := p.a.writeRows(); err != nil {
+		return nil, s.breakLocked(fmt.Errorf("apply through index %d: %w", last.Index, err))
 	}
-	if _, err := a.st.setApplied.ExecContext(ctx, last.Index, last.Term); err != nil {
-		return nil, fmt.Errorf("apply: record applied index %d: %w", last.Index, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("apply: commit through index %d: %w", last.Index, err)
-	}
+	p.index, p.term = last.Index, last.Term
 	s.applied.Store(last.Index)
+	if s.commitDelay <= 0 || p.events >= maxPendingEvents {
+		if err := s.commitLocked(); err != nil {
+			return nil, err
+		}
+	}
 	return results, nil
 }
 
@@ -113,34 +156,133 @@ func (s *Store) Apply(ctx context.Context, entries []Entry) ([][]domain.Result, 
 // error only for I/O failures; rejections go into the Result.
 //
 // It keeps each touched channel's last sequence in memory for the length of
-// the transaction and writes it back once, in flushSequences, rather than
-// once per message.
+// the transaction and writes it back once, in flushSequences before the
+// commit, rather than once per message. New messages and dedup rows are
+// buffered and written by writeRows with multi-row statements; the dedup
+// keys an Apply call needs are looked up together first (prefetchDedup).
 type applier struct {
 	ctx   context.Context
-	st    writeStmts // bound to the transaction
+	tx    *sql.Tx
+	st    writeStmts              // prepared on the writer connection
+	bound map[*sql.Stmt]*sql.Stmt // st's statements bound to tx, as used
 	last  map[string]uint64
 	dirty map[string]bool
+
+	// Per Apply call: the sequence of every dedup key looked up or
+	// assigned, and the rows not yet written.
+	known    map[dedupKey]uint64
+	messages []any // insertMessages arguments, 7 per row
+	dedups   []any // insertDedup arguments, 3 per row
 }
 
+type dedupKey struct{ channelID, clientMessageID string }
+
 func newApplier(ctx context.Context, tx *sql.Tx, st writeStmts) *applier {
-	bind := func(s *sql.Stmt) *sql.Stmt { return tx.StmtContext(ctx, s) }
-	return &applier{
-		ctx: ctx,
-		st: writeStmts{
-			getChannel: bind(st.getChannel), insertChannel: bind(st.insertChannel), bumpSequence: bind(st.bumpSequence),
-			getDedup: bind(st.getDedup), insertDedup: bind(st.insertDedup), insertMessage: bind(st.insertMessage),
-			setApplied: bind(st.setApplied),
-		},
-		last:  map[string]uint64{},
-		dirty: map[string]bool{},
+	return &applier{ctx: ctx, tx: tx, st: st, bound: map[*sql.Stmt]*sql.Stmt{},
+		last: map[string]uint64{}, dirty: map[string]bool{}, known: map[dedupKey]uint64{}}
+}
+
+// stmt returns st bound to the transaction.
+func (a *applier) stmt(st *sql.Stmt) *sql.Stmt {
+	b, ok := a.bound[st]
+	if !ok {
+		b = a.tx.StmtContext(a.ctx, st)
+		a.bound[st] = b
 	}
+	return b
+}
+
+// exec runs the multi-row statement family stmts over args, cols per row,
+// with the fewest statements.
+func (a *applier) exec(stmts map[int]*sql.Stmt, cols int, args []any) error {
+	for rows := len(args) / cols; rows > 0; {
+		n := chunkFor(rows)
+		if _, err := a.stmt(stmts[n]).ExecContext(a.ctx, args[:n*cols]...); err != nil {
+			return err
+		}
+		args, rows = args[n*cols:], rows-n
+	}
+	return nil
+}
+
+// chunkFor returns the largest statement size that fits rows.
+func chunkFor(rows int) int {
+	for _, n := range rowChunks {
+		if n <= rows {
+			return n
+		}
+	}
+	return 1
+}
+
+// prefetchDedup looks up, in a few statements, the stored sequence of every
+// client_message_id that entries after applied send to an existing channel.
+func (a *applier) prefetchDedup(entries []Entry, applied uint64) error {
+	clear(a.known)
+	var keys []any
+	seen := map[dedupKey]bool{}
+	for _, e := range entries {
+		if e.Index <= applied {
+			continue
+		}
+		for _, ev := range e.Events {
+			m, ok := ev.(domain.MessageSent)
+			if !ok || m.ClientMessageID == "" {
+				continue
+			}
+			k := dedupKey{m.ChannelID, m.ClientMessageID}
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k.channelID, k.clientMessageID)
+			}
+		}
+	}
+	for rows := len(keys) / 2; rows > 0; {
+		n := chunkFor(rows)
+		if err := a.queryDedup(a.stmt(a.st.getDedup[n]), keys[:2*n]); err != nil {
+			return fmt.Errorf("read dedup: %w", err)
+		}
+		keys, rows = keys[2*n:], rows-n
+	}
+	return nil
+}
+
+func (a *applier) queryDedup(st *sql.Stmt, args []any) error {
+	rows, err := st.QueryContext(a.ctx, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k dedupKey
+		var seq uint64
+		if err := rows.Scan(&k.channelID, &k.clientMessageID, &seq); err != nil {
+			return err
+		}
+		a.known[k] = seq
+	}
+	return rows.Err()
+}
+
+// writeRows writes the buffered messages and dedup rows.
+func (a *applier) writeRows() error {
+	if err := a.exec(a.st.insertMessages, 7, a.messages); err != nil {
+		return fmt.Errorf("insert messages: %w", err)
+	}
+	if err := a.exec(a.st.insertDedup, 3, a.dedups); err != nil {
+		return fmt.Errorf("insert dedup: %w", err)
+	}
+	clear(a.messages) // drop payload references
+	clear(a.dedups)
+	a.messages, a.dedups = a.messages[:0], a.dedups[:0]
+	return nil
 }
 
 // flushSequences writes back the last sequence of every channel that got
 // messages in this transaction.
 func (a *applier) flushSequences() error {
 	for id := range a.dirty {
-		if _, err := a.st.bumpSequence.ExecContext(a.ctx, a.last[id], id); err != nil {
+		if _, err := a.stmt(a.st.bumpSequence).ExecContext(a.ctx, a.last[id], id); err != nil {
 			return fmt.Errorf("update last_sequence of %q: %w", id, err)
 		}
 	}
@@ -183,7 +325,7 @@ func (a *applier) createChannel(index uint64, pos int, ev domain.ChannelCreated)
 	case !errors.Is(err, sql.ErrNoRows):
 		return domain.Result{}, err
 	}
-	if _, err := a.st.insertChannel.ExecContext(a.ctx, id, ev.Name, ev.CreatedAt.UnixNano(), index); err != nil {
+	if _, err := a.stmt(a.st.insertChannel).ExecContext(a.ctx, id, ev.Name, ev.CreatedAt.UnixNano(), index); err != nil {
 		return domain.Result{}, fmt.Errorf("insert channel: %w", err)
 	}
 	ch = domain.Channel{ID: id, Name: ev.Name, CreatedAt: ev.CreatedAt.UTC()}
@@ -193,7 +335,7 @@ func (a *applier) createChannel(index uint64, pos int, ev domain.ChannelCreated)
 func (a *applier) channel(id string) (domain.Channel, error) {
 	ch := domain.Channel{ID: id}
 	var created int64
-	err := a.st.getChannel.QueryRowContext(a.ctx, id).Scan(&ch.Name, &created, &ch.LastSequence)
+	err := a.stmt(a.st.getChannel).QueryRowContext(a.ctx, id).Scan(&ch.Name, &created, &ch.LastSequence)
 	if err != nil {
 		return domain.Channel{}, err
 	}
@@ -229,14 +371,10 @@ func (a *applier) sendMessage(index uint64, ev domain.MessageSent) (domain.Resul
 	case !ok:
 		return domain.Result{Err: domain.Errorf(domain.ENOTFOUND, "channel %q not found", ev.ChannelID)}, nil
 	}
+	key := dedupKey{ev.ChannelID, ev.ClientMessageID}
 	if ev.ClientMessageID != "" {
-		var seq uint64
-		err := a.st.getDedup.QueryRowContext(a.ctx, ev.ChannelID, ev.ClientMessageID).Scan(&seq)
-		switch {
-		case err == nil:
+		if seq, ok := a.known[key]; ok {
 			return domain.Result{Sequence: seq, Deduplicated: true}, nil
-		case !errors.Is(err, sql.ErrNoRows):
-			return domain.Result{}, fmt.Errorf("read dedup: %w", err)
 		}
 	}
 	seq := last + 1
@@ -244,14 +382,10 @@ func (a *applier) sendMessage(index uint64, ev domain.MessageSent) (domain.Resul
 	if payload == nil {
 		payload = []byte{}
 	}
-	if _, err := a.st.insertMessage.ExecContext(a.ctx, ev.ChannelID, seq, ev.AuthorID, payload,
-		ev.ClientMessageID, ev.CreatedAt.UnixNano(), index); err != nil {
-		return domain.Result{}, fmt.Errorf("insert message: %w", err)
-	}
+	a.messages = append(a.messages, ev.ChannelID, seq, ev.AuthorID, payload, ev.ClientMessageID, ev.CreatedAt.UnixNano(), index)
 	if ev.ClientMessageID != "" {
-		if _, err := a.st.insertDedup.ExecContext(a.ctx, ev.ChannelID, ev.ClientMessageID, seq); err != nil {
-			return domain.Result{}, fmt.Errorf("insert dedup: %w", err)
-		}
+		a.dedups = append(a.dedups, ev.ChannelID, ev.ClientMessageID, seq)
+		a.known[key] = seq
 	}
 	a.last[ev.ChannelID] = seq
 	a.dirty[ev.ChannelID] = true
