@@ -128,7 +128,7 @@ func (n *Node) ensureReady(term uint64) error {
 func (n *Node) lastAppliedEntryAtOrBelow(commit uint64) (uint64, error) {
 	for i := commit; i > n.fsm.AppliedIndex(); i-- {
 		var l raft.Log
-		err := n.store.GetLog(i, &l)
+		err := n.logs.GetLog(i, &l)
 		switch {
 		case errors.Is(err, raft.ErrLogNotFound):
 			return 0, nil // compacted into a snapshot the FSM already holds

@@ -31,6 +31,11 @@ const (
 	retainSnapshots = 2
 )
 
+// logCacheEntries is how many of the newest log entries LogCache keeps: a
+// few seconds of group-committed entries at full load (each entry holds up
+// to maxBatchEvents events).
+const logCacheEntries = 1024
+
 // Peer is one voting member of the static cluster.
 type Peer struct {
 	ID       string
@@ -75,7 +80,8 @@ type Node struct {
 
 	raft     *raft.Raft
 	fsm      FSM
-	store    *raftboltdb.BoltStore
+	store    *raftboltdb.BoltStore // the log and stable store
+	logs     *raft.LogCache        // the log through a cache of recent entries
 	trans    *raft.NetworkTransport
 	observer *raft.Observer
 
@@ -142,6 +148,13 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 		return fmt.Errorf("cluster: open raft log %s: %w", filepath.Join(cfg.DataDir, LogFileName), err)
 	}
 	n.store = store
+	// Recent entries are served from memory: the leader reads each one back
+	// to replicate it, every node to apply it, and reads to find the last
+	// applied entry.
+	n.logs, err = raft.NewLogCache(logCacheEntries, store)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, retainSnapshots, hlog)
 	if err != nil {
 		return fmt.Errorf("cluster: open snapshot store: %w", err)
@@ -194,7 +207,7 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 		}
 		return false
 	})
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, n.trans)
+	r, err := raft.NewRaft(rc, n.fsm, n.logs, store, snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}

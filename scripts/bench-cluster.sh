@@ -6,7 +6,7 @@
 #
 #   make build && scripts/bench-cluster.sh -json -clients 64 -channels 64 -payload 128 -duration 10s
 #
-# BENCH_DATA_DIR overrides where the nodes keep their data (default: a new
+# BENCH_BIN names the binary to run (default ./raftogram). BENCH_DATA_DIR overrides where the nodes keep their data (default: a new
 # directory under ${TMPDIR:-/tmp}, removed afterwards). BENCH_BASE_PORT moves
 # the ports (default 17000: raft 17000-2, gRPC 19000-2, health 18080-2).
 # BENCH_NODE_ENV adds environment to every node (e.g.
@@ -14,7 +14,8 @@
 # peak RSS (VmHWM) after the run on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x ./raftogram ] || { echo "run 'make build' first" >&2; exit 1; }
+bin=${BENCH_BIN:-./raftogram}
+[ -x "$bin" ] || { echo "$bin not found: run 'make build' first" >&2; exit 1; }
 
 base=${BENCH_BASE_PORT:-17000}
 dir=${BENCH_DATA_DIR:-}
@@ -42,7 +43,7 @@ for i in 1 2 3; do
     RAFTOGRAM_GRPC_BIND_ADDR="127.0.0.1:$((base + 2000 + i - 1))" \
     RAFTOGRAM_HEALTH_BIND_ADDR="127.0.0.1:$((base + 1080 + i - 1))" \
     RAFTOGRAM_DATA_DIR="$dir/node$i/data" RAFTOGRAM_LOG_LEVEL=warn ${BENCH_NODE_ENV:-} \
-    ./raftogram >"$dir/node$i/log" 2>&1 &
+    "$bin" >"$dir/node$i/log" 2>&1 &
   pids+=($!)
 done
 
@@ -50,7 +51,7 @@ done
 for _ in $(seq 200); do
   ok=0
   for i in 1 2 3; do
-    ./raftogram healthcheck -addr "127.0.0.1:$((base + 1080 + i - 1))" >/dev/null 2>&1 && ok=$((ok + 1))
+    "$bin" healthcheck -addr "127.0.0.1:$((base + 1080 + i - 1))" >/dev/null 2>&1 && ok=$((ok + 1))
   done
   [ "$ok" = 3 ] && break
   sleep 0.1
@@ -62,7 +63,7 @@ leaders=$(for i in 1 2 3; do curl -fsS "127.0.0.1:$((base + 1080 + i - 1))/healt
 
 addrs="127.0.0.1:$((base + 2000)),127.0.0.1:$((base + 2001)),127.0.0.1:$((base + 2002))"
 status=0
-./raftogram bench -addrs "$addrs" -server-pids "$(IFS=,; echo "${pids[*]}")" "$@" || status=$?
+"$bin" bench -addrs "$addrs" -server-pids "$(IFS=,; echo "${pids[*]}")" "$@" || status=$?
 if [ "${BENCH_RSS:-0}" = 1 ]; then
   for i in 0 1 2; do echo "node$((i + 1)) $(grep VmHWM /proc/${pids[$i]}/status)" >&2; done
 fi
