@@ -69,13 +69,80 @@ func (n *Node) raftError(op string, err error) error {
 // ReadBarrier returns nil once a read of the local projection is
 // linearizable: this node has applied an entry of its current term, has
 // confirmed with a quorum that it still leads, and its projection has
-// applied everything committed when the read began. It returns a
+// applied (and made readable) everything committed when the read began.
+// Concurrent calls share one confirmation round (runReads). It returns a
 // *domain.NotLeaderError on a follower or a deposed leader, an EUNAVAILABLE
-// *domain.Error when leadership changes meanwhile, and ctx's error when ctx
-// ends first.
+// *domain.Error when leadership changes meanwhile or the node shuts down,
+// and ctx's error when ctx ends first.
 func (n *Node) ReadBarrier(ctx context.Context) error {
 	if n.raft.State() != raft.Leader {
 		return n.NotLeader()
+	}
+	w := &readWaiter{done: make(chan readResult, 1)}
+	select {
+	case n.reads <- w:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stop:
+		return n.raftError("read", errShutdown)
+	}
+	var r readResult
+	select {
+	case r = <-w.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stop:
+		return n.raftError("read", errShutdown)
+	}
+	if r.err != nil {
+		return r.err
+	}
+	return n.fsm.WaitApplied(ctx, r.target)
+}
+
+// readWaiter is one ReadBarrier call waiting for a confirmation round.
+type readWaiter struct{ done chan readResult } // buffered, receives once
+
+type readResult struct {
+	target uint64 // the index the projection must reach
+	err    error
+}
+
+// runReads owns the read confirmation rounds until n.stop closes. Every
+// round serves the calls queued when it starts, so each call's round began
+// after the call did (its commit index is read after the read began), and
+// a crowd of readers costs one VerifyLeader per round instead of one each.
+func (n *Node) runReads() {
+	defer n.wg.Done()
+	for {
+		var batch []*readWaiter
+		select {
+		case w := <-n.reads:
+			batch = append(batch, w)
+		case <-n.stop:
+			return
+		}
+		for queued := true; queued; {
+			select {
+			case w := <-n.reads:
+				batch = append(batch, w)
+			default:
+				queued = false
+			}
+		}
+		n.readRounds.Add(1)
+		target, err := n.readIndex()
+		for _, w := range batch {
+			w.done <- readResult{target: target, err: err}
+		}
+	}
+}
+
+// readIndex runs one confirmation round and returns the index the
+// projection must reach for a linearizable read.
+func (n *Node) readIndex() (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, n.NotLeader()
 	}
 	term := n.raft.CurrentTerm()
 	if n.stalledRecently() {
@@ -85,20 +152,16 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 		n.readyTerm.Store(0)
 	}
 	if err := n.ensureReady(term); err != nil {
-		return err
+		return 0, err
 	}
 	commit := n.raft.CommitIndex()
 	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return n.raftError("read", err)
+		return 0, n.raftError("read", err)
 	}
 	if n.raft.CurrentTerm() != term {
-		return domain.Errorf(domain.EUNAVAILABLE, "read aborted: leadership changed; retry")
+		return 0, domain.Errorf(domain.EUNAVAILABLE, "read aborted: leadership changed; retry")
 	}
-	target, err := n.lastAppliedEntryAtOrBelow(commit)
-	if err != nil {
-		return err
-	}
-	return n.fsm.WaitApplied(ctx, target)
+	return n.lastAppliedEntryAtOrBelow(commit)
 }
 
 // ensureReady makes sure an entry of term has been committed and applied

@@ -92,8 +92,10 @@ type Node struct {
 	watchMu sync.Mutex
 	watch   chan struct{} // closed on every role or leader change
 
-	proposals   chan *proposal // Apply → runBatcher
-	batcherDone chan struct{}  // closed when runBatcher returns
+	proposals   chan *proposal   // Apply → runBatcher
+	reads       chan *readWaiter // ReadBarrier → runReads
+	readRounds  atomic.Uint64    // confirmation rounds run
+	batcherDone chan struct{}    // closed when runBatcher returns
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -113,7 +115,7 @@ func Open(ctx context.Context, cfg Config, fsm FSM) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, fsm: fsm, log: log, peers: map[raft.ServerID]Peer{}, watch: make(chan struct{}), stop: make(chan struct{}),
-		proposals: make(chan *proposal, maxBatchEvents), batcherDone: make(chan struct{})}
+		proposals: make(chan *proposal, maxBatchEvents), reads: make(chan *readWaiter, 1024), batcherDone: make(chan struct{})}
 	var servers []raft.Server
 	for _, p := range cfg.Peers {
 		n.peers[raft.ServerID(p.ID)] = p
@@ -214,9 +216,10 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 	n.raft = r
 	r.RegisterObserver(n.observer)
 	n.lastTick.Store(time.Now().UnixNano())
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.observe(obs)
 	go n.runBatcher()
+	go n.runReads()
 	go n.watchStalls()
 	n.log.Info("raft started", "raft_addr", n.self.RaftAddr,
 		"applied_index", n.fsm.AppliedIndex(), "skip_snapshot_restore", rc.NoSnapshotRestoreOnStart)

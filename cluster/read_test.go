@@ -2,11 +2,14 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/raftogram/raftogram/domain"
 	"github.com/raftogram/raftogram/fanout"
 	"github.com/raftogram/raftogram/fsm"
 	"github.com/raftogram/raftogram/projection"
@@ -18,12 +21,78 @@ import (
 // commit a fresh barrier entry first.
 func TestReadAfterStallReprovesLeadershipWithABarrier(t *testing.T) {
 	ctx := context.Background()
+	n, _ := openSingleNode(t)
+	if err := n.ReadBarrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := n.raft.LastIndex()
+	if err := n.ReadBarrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.raft.LastIndex(); got != before {
+		t.Fatalf("a read without a stall wrote %d entries", got-before)
+	}
+	// Freeze: the watcher's last tick is far in the past, as right after SIGCONT.
+	n.lastTick.Store(time.Now().Add(-time.Second).UnixNano())
+	if err := n.ReadBarrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.raft.LastIndex(); got != before+1 {
+		t.Fatalf("read after a stall: log grew by %d entries, want one barrier", got-before)
+	}
+}
+
+// Concurrent reads share confirmation rounds, and each still sees every
+// write acknowledged before it began (the store defers its commits, so the
+// barrier must also have made them readable).
+func TestConcurrentReadsShareRoundsAndSeeEarlierWrites(t *testing.T) {
+	ctx := context.Background()
+	n, store := openSingleNode(t)
+	const workers, rounds = 32, 20
+	errs := make(chan error, workers)
+	var reads atomic.Uint64
+	for w := 0; w < workers; w++ {
+		go func() {
+			for i := 0; i < rounds; i++ {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				if _, err := n.Apply(ctx, []domain.Event{domain.ChannelCreated{ChannelID: id, Name: id}}); err != nil {
+					errs <- err
+					return
+				}
+				if err := n.ReadBarrier(ctx); err != nil {
+					errs <- err
+					return
+				}
+				reads.Add(1)
+				if _, err := store.Channel(ctx, id); err != nil {
+					errs <- fmt.Errorf("read after acknowledged write of %s: %w", id, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := n.readRounds.Load(); r >= reads.Load() {
+		t.Fatalf("%d reads took %d confirmation rounds; concurrent reads should share them", reads.Load(), r)
+	}
+}
+
+// openSingleNode starts a one-node cluster whose projection defers commits,
+// and waits until it leads.
+func openSingleNode(t *testing.T) (*Node, *projection.Store) {
+	t.Helper()
+	ctx := context.Background()
 	dir := t.TempDir()
 	store, err := projection.Open(ctx, filepath.Join(dir, projection.FileName), projection.Options{CommitDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	t.Cleanup(func() { store.Close() })
 	f, err := fsm.New(store, fanout.New(), filepath.Join(dir, "tmp"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +112,7 @@ func TestReadAfterStallReprovesLeadershipWithABarrier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.Close(ctx)
+	t.Cleanup(func() { n.Close(ctx) })
 	deadline := time.Now().Add(10 * time.Second)
 	for !n.Status().IsLeader {
 		if time.Now().After(deadline) {
@@ -51,22 +120,5 @@ func TestReadAfterStallReprovesLeadershipWithABarrier(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := n.ReadBarrier(ctx); err != nil {
-		t.Fatal(err)
-	}
-	before := n.raft.LastIndex()
-	if err := n.ReadBarrier(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := n.raft.LastIndex(); got != before {
-		t.Fatalf("a read without a stall wrote %d entries", got-before)
-	}
-	// Freeze: the watcher's last tick is far in the past, as right after SIGCONT.
-	n.lastTick.Store(time.Now().Add(-time.Second).UnixNano())
-	if err := n.ReadBarrier(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := n.raft.LastIndex(); got != before+1 {
-		t.Fatalf("read after a stall: log grew by %d entries, want one barrier", got-before)
-	}
+	return n, store
 }

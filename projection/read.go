@@ -65,37 +65,44 @@ func (s *Store) History(ctx context.Context, channelID string, after uint64, lim
 	}
 	var msgs []domain.Message
 	var more bool
-	err := s.reader(func(db *sql.DB) error {
-		ch, err := channel(ctx, db, channelID)
-		if err != nil {
-			return err
-		}
-		if after >= ch.LastSequence {
-			return nil
-		}
-		rows, err := db.QueryContext(ctx, `SELECT sequence, author_id, payload, client_message_id, created_at
-			FROM messages WHERE channel_id = ? AND sequence > ? ORDER BY sequence LIMIT ?`, channelID, after, limit+1)
+	err := s.reader(func(*sql.DB) error {
+		// One statement answers both "does the channel exist" and "what
+		// follows after": the channel's row, LEFT JOINed to the range of
+		// its messages (a primary-key range scan, however long the channel).
+		rows, err := s.history.QueryContext(ctx, after, channelID, limit+1)
 		if err != nil {
 			return fmt.Errorf("read history of %q: %w", channelID, err)
 		}
 		defer rows.Close()
-		size := 0
+		found, size := false, 0
 		for rows.Next() {
+			found = true
+			var seq sql.Null[uint64]
+			var author, cmid sql.Null[string]
+			var payload []byte
+			var created sql.Null[int64]
+			if err := rows.Scan(&seq, &author, &payload, &cmid, &created); err != nil {
+				return fmt.Errorf("scan history of %q: %w", channelID, err)
+			}
+			if !seq.Valid {
+				break // the channel exists and has nothing after
+			}
 			if len(msgs) == limit || (maxBytes > 0 && len(msgs) > 0 && size >= maxBytes) {
 				more = true
 				break
 			}
-			m := domain.Message{ChannelID: channelID}
-			var created int64
-			if err := rows.Scan(&m.Sequence, &m.AuthorID, &m.Payload, &m.ClientMessageID, &created); err != nil {
-				return fmt.Errorf("scan history of %q: %w", channelID, err)
+			if payload == nil {
+				payload = []byte{}
 			}
-			m.CreatedAt = time.Unix(0, created).UTC()
-			msgs = append(msgs, m)
-			size += len(m.Payload)
+			msgs = append(msgs, domain.Message{ChannelID: channelID, Sequence: seq.V, AuthorID: author.V, Payload: payload,
+				ClientMessageID: cmid.V, CreatedAt: time.Unix(0, created.V).UTC()})
+			size += len(payload)
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("read history of %q: %w", channelID, err)
+		}
+		if !found {
+			return domain.Errorf(domain.ENOTFOUND, "channel %q not found", channelID)
 		}
 		return nil
 	})

@@ -43,8 +43,9 @@ type Store struct {
 	// Restore swaps the file and the connections.
 	mu    sync.RWMutex
 	w     *sql.DB // exactly one connection: the FSM's
-	r     *sql.DB // query-only pool
-	stmts writeStmts
+	r       *sql.DB // query-only pool
+	stmts   writeStmts
+	history *sql.Stmt // on r
 
 	// wmu guards the open write transaction (commit.go).
 	wmu    sync.Mutex
@@ -180,14 +181,24 @@ func (s *Store) open(ctx context.Context, check bool) error {
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
+	history, err := r.PrepareContext(ctx, `SELECT m.sequence, m.author_id, m.payload, m.client_message_id, m.created_at
+		FROM channels AS c LEFT JOIN messages AS m ON m.channel_id = c.channel_id AND m.sequence > ?
+		WHERE c.channel_id = ? ORDER BY m.sequence LIMIT ?`)
+	if err != nil {
+		stmts.close()
+		w.Close()
+		r.Close()
+		return fmt.Errorf("prepare projection reads %s: %w", s.path, err)
+	}
 	var applied uint64
 	if err := w.QueryRowContext(ctx, `SELECT applied_index FROM raft_applied WHERE id = 1`).Scan(&applied); err != nil {
+		history.Close()
 		stmts.close()
 		w.Close()
 		r.Close()
 		return fmt.Errorf("read applied index of %s: %w", s.path, err)
 	}
-	s.w, s.r, s.stmts = w, r, stmts
+	s.w, s.r, s.stmts, s.history = w, r, stmts, history
 	s.applied.Store(applied)
 	s.committed.Store(applied)
 	return nil
@@ -277,6 +288,7 @@ func (s *Store) closeLocked() error {
 		return nil
 	}
 	s.stmts.close()
+	s.history.Close()
 	err := errors.Join(s.r.Close(), s.w.Close())
 	s.w, s.r = nil, nil
 	if err != nil {
