@@ -93,7 +93,7 @@ func openSingleNode(t *testing.T) (*Node, *projection.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	f, err := fsm.New(store, fanout.New(), filepath.Join(dir, "tmp"), nil)
+	f, err := fsm.New(store, fanout.New(nil), filepath.Join(dir, "tmp"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

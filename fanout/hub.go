@@ -26,19 +26,37 @@ const (
 // Hub routes committed messages to subscriptions by channel id. The zero
 // value is not usable; call New.
 type Hub struct {
-	mu       sync.Mutex
+	encode Encoder
+
+	mu       sync.RWMutex // Publish, Subscribe, Close write; Since reads
 	channels map[string]*channel
 }
 
 type channel struct {
-	subs   map[*Subscription]struct{}
-	window []domain.Message // contiguous sequences, oldest first
+	subs map[*Subscription]struct{}
+	// window holds contiguous sequences, oldest first. Its elements are
+	// never modified once published (Publish only appends and reslices), so
+	// Since hands out sub-slices of it without copying.
+	window []Item
 	bytes  int
 }
 
-// New returns an empty hub.
-func New() *Hub {
-	return &Hub{channels: make(map[string]*channel)}
+// Item is a published message with its wire encoding.
+type Item struct {
+	domain.Message
+	// Wire is the Encoder's encoding of Message, made once at Publish for
+	// every subscriber to send as is; nil without an Encoder.
+	Wire []byte
+}
+
+// Encoder encodes a message for the wire. It must be safe to call from the
+// publishing goroutine and must not retain the message.
+type Encoder func(domain.Message) []byte
+
+// New returns an empty hub that encodes each published message of a
+// subscribed channel once with encode (nil: no encoding).
+func New(encode Encoder) *Hub {
+	return &Hub{encode: encode, channels: make(map[string]*channel)}
 }
 
 // Subscription is one subscriber's doorbell. C receives a value whenever
@@ -87,11 +105,12 @@ func (s *Subscription) Close() {
 // least one message) of the subscription's channel with sequence greater
 // than after, from the window. ok is false when the window cannot tell (it
 // does not reach back to after+1): read the projection instead. An empty
-// result with ok means nothing newer has been published.
-func (s *Subscription) Since(after uint64, limit, maxBytes int) (msgs []domain.Message, ok bool) {
+// result with ok means nothing newer has been published. The items are
+// shared with other subscribers: read them, never modify them.
+func (s *Subscription) Since(after uint64, limit, maxBytes int) (items []Item, ok bool) {
 	h := s.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	ch := h.channels[s.channelID]
 	if ch == nil || len(ch.window) == 0 {
 		return nil, false
@@ -104,15 +123,15 @@ func (s *Subscription) Since(after uint64, limit, maxBytes int) (msgs []domain.M
 		return nil, false
 	}
 	start := int(after + 1 - first)
-	size := 0
+	end, size := start, 0
 	for _, m := range ch.window[start:] {
-		if len(msgs) == limit || (len(msgs) > 0 && size >= maxBytes) {
+		if end-start == limit || (end > start && size >= maxBytes) {
 			break
 		}
-		msgs = append(msgs, m)
+		end++
 		size += len(m.Payload)
 	}
-	return msgs, true
+	return ch.window[start:end:end], true
 }
 
 // Publish adds newly committed messages (in commit order) to the windows of
@@ -132,11 +151,17 @@ func (h *Hub) Publish(msgs []domain.Message) {
 			// subscribers fall back to the projection rather than skip.
 			ch.window, ch.bytes = nil, 0
 		}
-		ch.window = append(ch.window, m)
+		it := Item{Message: m}
+		if h.encode != nil {
+			it.Wire = h.encode(m)
+		}
+		ch.window = append(ch.window, it)
 		ch.bytes += len(m.Payload)
+		// Evicted items are resliced away, not cleared: a subscriber may
+		// still hold them. append copies the live ones to a new array when
+		// the old one fills, and the old one is garbage once unreferenced.
 		for len(ch.window) > windowMessages || (ch.bytes > windowBytes && len(ch.window) > 1) {
 			ch.bytes -= len(ch.window[0].Payload)
-			ch.window[0] = domain.Message{}
 			ch.window = ch.window[1:]
 		}
 		if len(touched) == 0 || touched[len(touched)-1] != ch {

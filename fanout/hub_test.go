@@ -23,16 +23,16 @@ func msgs(ch string, from, to uint64) []domain.Message {
 	return out
 }
 
-func seqs(ms []domain.Message) []uint64 {
+func seqs(items []Item) []uint64 {
 	var out []uint64
-	for _, m := range ms {
-		out = append(out, m.Sequence)
+	for _, it := range items {
+		out = append(out, it.Sequence)
 	}
 	return out
 }
 
 func TestPublishRingsOnlyThatChannelAndCoalesces(t *testing.T) {
-	h := New()
+	h := New(nil)
 	a, b := h.Subscribe("a"), h.Subscribe("b")
 	defer a.Close()
 	defer b.Close()
@@ -54,7 +54,7 @@ func TestPublishRingsOnlyThatChannelAndCoalesces(t *testing.T) {
 }
 
 func TestSinceServesTheWindowOrSaysAskTheStore(t *testing.T) {
-	h := New()
+	h := New(nil)
 	s := h.Subscribe("a")
 	defer s.Close()
 	if _, ok := s.Since(0, 100, 1<<20); ok {
@@ -91,7 +91,7 @@ func TestSinceServesTheWindowOrSaysAskTheStore(t *testing.T) {
 }
 
 func TestWindowIsBoundedAndStaysContiguous(t *testing.T) {
-	h := New()
+	h := New(nil)
 	s := h.Subscribe("a")
 	defer s.Close()
 	h.Publish(msgs("a", 1, windowMessages+10))
@@ -109,7 +109,7 @@ func TestWindowIsBoundedAndStaysContiguous(t *testing.T) {
 }
 
 func TestCloseUnsubscribesAndDropsTheWindow(t *testing.T) {
-	h := New()
+	h := New(nil)
 	s := h.Subscribe("a")
 	if h.Len() != 1 {
 		t.Fatalf("Len = %d, want 1", h.Len())
@@ -124,5 +124,36 @@ func TestCloseUnsubscribesAndDropsTheWindow(t *testing.T) {
 	defer again.Close()
 	if _, ok := again.Since(0, 10, 1<<20); ok {
 		t.Fatal("a window outlived its last subscriber")
+	}
+}
+
+// Items handed to one subscriber are never changed by later publishes, and
+// every item carries the encoder's output, made once.
+func TestItemsAreEncodedOnceAndNeverChangeAfterwards(t *testing.T) {
+	encoded := 0
+	h := New(func(m domain.Message) []byte { encoded++; return []byte{byte(m.Sequence)} })
+	s := h.Subscribe("c")
+	defer s.Close()
+	other := h.Subscribe("c")
+	defer other.Close()
+	h.Publish(msgs("c", 1, 3))
+	first, ok := s.Since(0, 10, 1<<20)
+	if !ok || len(first) != 3 || first[2].Wire[0] != 3 {
+		t.Fatalf("Since(0) = %v, %v", first, ok)
+	}
+	if again, _ := other.Since(0, 10, 1<<20); &again[0] != &first[0] {
+		t.Fatal("subscribers got copies of the window, not the shared items")
+	}
+	// Fill and evict far past the window; the slice handed out stays as it was.
+	for seq := uint64(4); seq < 3*windowMessages; seq += 1000 {
+		h.Publish(msgs("c", seq, min(seq+999, 3*windowMessages-1)))
+	}
+	for i, it := range first {
+		if it.Sequence != uint64(i+1) || it.Wire[0] != byte(i+1) {
+			t.Fatalf("item %d changed after later publishes: %+v", i, it)
+		}
+	}
+	if encoded != 3*windowMessages-1 {
+		t.Fatalf("encoder ran %d times for %d messages published once", encoded, 3*windowMessages-1)
 	}
 }

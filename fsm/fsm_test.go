@@ -21,7 +21,7 @@ func mustFSM(tb testing.TB) (*FSM, *projection.Store, *fanout.Hub) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { store.Close() })
-	hub := fanout.New()
+	hub := fanout.New(nil)
 	f, err := New(store, hub, filepath.Join(dir, "tmp"), nil)
 	if err != nil {
 		tb.Fatal(err)

@@ -2,14 +2,17 @@ package grpcapi
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
+	"github.com/raftogram/raftogram/domain"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	protov2 "google.golang.org/protobuf/proto"
 )
 
@@ -38,6 +41,38 @@ func (g *decodeGuard) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	return nil
 }
+
+// Marshal sends an encodedChunk as is and encodes anything else.
+func (g *decodeGuard) Marshal(v any) (mem.BufferSlice, error) {
+	if c, ok := v.(*encodedChunk); ok {
+		return c.bufs, nil
+	}
+	return g.CodecV2.Marshal(v)
+}
+
+// encodedChunk is a SubscribeChunk already in wire form: the concatenation
+// of its messages' field records (EncodeMessage), each encoded once for
+// every subscriber. Send it with SendMsg.
+type encodedChunk struct{ bufs mem.BufferSlice }
+
+func (c *encodedChunk) add(record []byte) { c.bufs = append(c.bufs, mem.SliceBuffer(record)) }
+
+// EncodeMessage returns m's wire form as one "messages" field record of a
+// SubscribeChunk, ready to be concatenated with others into a chunk: it is
+// the fanout.Encoder the server's hub runs once per published message.
+func EncodeMessage(m domain.Message) []byte {
+	body, err := protov2.Marshal(toProto1(m))
+	if err != nil {
+		// A Message of scalars, bytes and a valid timestamp always
+		// encodes; failing here is a programming error.
+		panic(fmt.Sprintf("grpcapi: encode message: %v", err))
+	}
+	b := protowire.AppendTag(make([]byte, 0, len(body)+8), subscribeChunkMessages, protowire.BytesType)
+	return protowire.AppendBytes(b, body)
+}
+
+// subscribeChunkMessages is the field number of SubscribeChunk.messages.
+const subscribeChunkMessages = 1
 
 func (g *decodeGuard) check(req any) error {
 	if err, ok := g.failed.LoadAndDelete(req); ok {

@@ -219,27 +219,41 @@ func (s *Server) Subscribe(req *raftogramv1.SubscribeRequest, stream grpc.Server
 	}
 	cursor := req.GetAfterSequence()
 	for {
-		// Live messages come from the hub's window; history, and anything
-		// the window no longer (or not yet) holds, from the projection.
-		msgs, ok := sub.Since(cursor, MaxLimit, MaxResponseBytes)
+		// Live messages come from the hub's window, encoded once for every
+		// subscriber; history, and anything the window no longer (or not
+		// yet) holds, from the projection.
+		var chunk encodedChunk
+		items, ok := sub.Since(cursor, MaxLimit, MaxResponseBytes)
 		more := false
-		if !ok {
+		if ok {
+			for _, it := range items {
+				chunk.add(it.Wire)
+			}
+			if len(items) > 0 {
+				cursor = items[len(items)-1].Sequence
+			}
+		} else {
 			// The window may hold messages the projection has not committed
 			// yet; commit them so the read reaches them.
 			if err := s.store.Flush(ctx); err != nil {
 				return toStatus(s.log, method, err)
 			}
-			var err error
-			msgs, more, err = s.store.History(ctx, channelID, cursor, MaxLimit, MaxResponseBytes)
+			msgs, m, err := s.store.History(ctx, channelID, cursor, MaxLimit, MaxResponseBytes)
 			if err != nil {
 				return toStatus(s.log, method, err)
 			}
+			for _, msg := range msgs {
+				chunk.add(EncodeMessage(msg))
+			}
+			if len(msgs) > 0 {
+				cursor = msgs[len(msgs)-1].Sequence
+			}
+			more = m
 		}
-		if len(msgs) > 0 {
-			if err := stream.Send(&raftogramv1.SubscribeChunk{Messages: toProto(msgs)}); err != nil {
+		if len(chunk.bufs) > 0 {
+			if err := stream.SendMsg(&chunk); err != nil {
 				return err
 			}
-			cursor = msgs[len(msgs)-1].Sequence
 		}
 		if more {
 			continue
@@ -265,13 +279,17 @@ func (s *Server) Subscribe(req *raftogramv1.SubscribeRequest, stream grpc.Server
 func toProto(msgs []domain.Message) []*raftogramv1.Message {
 	out := make([]*raftogramv1.Message, len(msgs))
 	for i, m := range msgs {
-		out[i] = &raftogramv1.Message{
-			Sequence:        m.Sequence,
-			AuthorId:        m.AuthorID,
-			Payload:         m.Payload,
-			ClientMessageId: m.ClientMessageID,
-			CreatedAt:       timestamppb.New(m.CreatedAt),
-		}
+		out[i] = toProto1(m)
 	}
 	return out
+}
+
+func toProto1(m domain.Message) *raftogramv1.Message {
+	return &raftogramv1.Message{
+		Sequence:        m.Sequence,
+		AuthorId:        m.AuthorID,
+		Payload:         m.Payload,
+		ClientMessageId: m.ClientMessageID,
+		CreatedAt:       timestamppb.New(m.CreatedAt),
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 )
 
 // localCluster applies events straight to a projection, as a one-node
@@ -46,7 +47,8 @@ func (c *localCluster) Apply(ctx context.Context, events []domain.Event) ([]doma
 	var published []domain.Message
 	for i, r := range rs[0] {
 		if ev, ok := events[i].(domain.MessageSent); ok && r.Err == nil && !r.Deduplicated {
-			published = append(published, domain.Message{ChannelID: ev.ChannelID, Sequence: r.Sequence, AuthorID: ev.AuthorID, Payload: ev.Payload})
+			published = append(published, domain.Message{ChannelID: ev.ChannelID, Sequence: r.Sequence, AuthorID: ev.AuthorID,
+				Payload: ev.Payload, ClientMessageID: ev.ClientMessageID, CreatedAt: ev.CreatedAt})
 		}
 	}
 	c.hub.Publish(published)
@@ -84,7 +86,7 @@ func newTestServer(t *testing.T, leader bool) (raftogramv1.MessengerClient, *grp
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	hub := fanout.New()
+	hub := fanout.New(EncodeMessage)
 	lc := &localCluster{store: store, hub: hub, leader: leader, watch: make(chan struct{}),
 		hint: domain.NotLeaderError{LeaderID: "node1", LeaderGRPCAddr: "127.0.0.1:9000"}}
 	now := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
@@ -322,12 +324,21 @@ func TestSubscribeFromCursorThenLiveAndShutdown(t *testing.T) {
 	if err != nil || len(chunk.GetMessages()) != 2 || chunk.GetMessages()[0].GetSequence() != 2 {
 		t.Fatalf("history chunk: %v, %v", chunk, err)
 	}
-	if _, err := client.SendMessage(ctx, &raftogramv1.SendMessageRequest{ChannelId: "c", AuthorId: "a"}); err != nil {
+	if _, err := client.SendMessage(ctx, &raftogramv1.SendMessageRequest{ChannelId: "c", AuthorId: "b", Payload: []byte{0, 1, 2}, ClientMessageId: "m4"}); err != nil {
 		t.Fatal(err)
 	}
 	chunk, err = stream.Recv()
-	if err != nil || chunk.GetMessages()[0].GetSequence() != 4 {
+	if err != nil || len(chunk.GetMessages()) != 1 || chunk.GetMessages()[0].GetSequence() != 4 {
 		t.Fatalf("live chunk: %v, %v", chunk, err)
+	}
+	// The live chunk was encoded once by the hub (EncodeMessage); it must
+	// decode to exactly what ReadHistory returns for the same message.
+	hist, err := client.ReadHistory(ctx, &raftogramv1.ReadHistoryRequest{ChannelId: "c", AfterSequence: 3})
+	if err != nil || len(hist.GetMessages()) != 1 {
+		t.Fatalf("ReadHistory after 3: %v, %v", hist, err)
+	}
+	if !proto.Equal(chunk.GetMessages()[0], hist.GetMessages()[0]) {
+		t.Fatalf("live message %v differs from history %v", chunk.GetMessages()[0], hist.GetMessages()[0])
 	}
 	api.Shutdown()
 	_, err = stream.Recv()

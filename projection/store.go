@@ -41,8 +41,8 @@ type Store struct {
 
 	// mu is held shared by readers and backups and exclusively while
 	// Restore swaps the file and the connections.
-	mu    sync.RWMutex
-	w     *sql.DB // exactly one connection: the FSM's
+	mu      sync.RWMutex
+	w       *sql.DB // exactly one connection: the FSM's
 	r       *sql.DB // query-only pool
 	stmts   writeStmts
 	history *sql.Stmt // on r

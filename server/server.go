@@ -94,7 +94,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		return nil, err
 	}
 	s.store = store
-	hub := fanout.New()
+	hub := fanout.New(grpcapi.EncodeMessage)
 	f, err := fsm.New(store, hub, filepath.Join(cfg.DataDir, TmpDirName), log)
 	if err != nil {
 		ls.Close()
