@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/raftogram/raftogram/domain"
@@ -197,28 +198,37 @@ type snapshot struct{ f *FSM }
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	tmp := filepath.Join(s.f.tmpDir, "snapshot-"+strings.ReplaceAll(sink.ID(), string(filepath.Separator), "_")+".db")
 	defer os.Remove(tmp)
-	err := s.persist(tmp, sink)
+	start := time.Now()
+	size, err := s.persist(tmp, sink)
 	if err != nil {
 		sink.Cancel()
 		s.f.log.Error("snapshot failed", "id", sink.ID(), "error", err)
 		return err
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		s.f.log.Error("snapshot failed", "id", sink.ID(), "error", err)
+		return err
+	}
+	s.f.log.Info("snapshot persisted", "id", sink.ID(), "bytes", size, "duration", time.Since(start).Round(time.Millisecond).String())
+	return nil
 }
 
-func (s *snapshot) persist(tmp string, sink raft.SnapshotSink) error {
+// persist copies the projection into sink through tmp and returns the
+// copy's size.
+func (s *snapshot) persist(tmp string, sink raft.SnapshotSink) (int64, error) {
 	if err := s.f.store.Backup(context.Background(), tmp); err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return 0, fmt.Errorf("snapshot: %w", err)
 	}
 	file, err := os.Open(tmp)
 	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return 0, fmt.Errorf("snapshot: %w", err)
 	}
 	defer file.Close()
-	if _, err := io.Copy(sink, file); err != nil {
-		return fmt.Errorf("snapshot: write sink: %w", err)
+	n, err := io.Copy(sink, file)
+	if err != nil {
+		return 0, fmt.Errorf("snapshot: write sink: %w", err)
 	}
-	return nil
+	return n, nil
 }
 
 // Release is a no-op: Persist removes its own temporary copy.
