@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -93,7 +95,8 @@ func serve(ctx context.Context, args []string, env map[string]string, stdout, st
 		return 2
 	}
 	log := newLogger(stderr, *dev || env["RAFTOGRAM_DEV"] != "", cfg.LogLevel)
-	log.Info("starting raftogram", "version", version, "node_id", cfg.NodeID, "peers", len(cfg.Cluster.Peers))
+	gc := tuneGC(env)
+	log.Info("starting raftogram", "version", version, "node_id", cfg.NodeID, "peers", len(cfg.Cluster.Peers), "gogc", gc)
 
 	ls, err := server.Listen(cfg)
 	if err != nil {
@@ -110,6 +113,23 @@ func serve(ctx context.Context, args []string, env map[string]string, stdout, st
 		return 1
 	}
 	return 0
+}
+
+// defaultGCPercent is the node's GOGC unless the environment sets one: a
+// node's live heap is small (tens of MB) and allocation-heavy, so collecting
+// half as often costs little memory and measured -6 % CPU per acknowledged
+// write at 64 clients (design.md "Performance").
+const defaultGCPercent = 200
+
+// tuneGC sets the garbage collector's target to defaultGCPercent unless
+// env has GOGC (which the runtime has applied already), and returns the
+// setting in force.
+func tuneGC(env map[string]string) string {
+	if v, ok := env["GOGC"]; ok {
+		return v
+	}
+	debug.SetGCPercent(defaultGCPercent)
+	return strconv.Itoa(defaultGCPercent)
 }
 
 func newLogger(w io.Writer, dev bool, level string) *slog.Logger {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -36,5 +37,22 @@ func TestRunConfigSelection(t *testing.T) {
 				t.Fatalf("exit %d, output %q; want exit %d mentioning %q", code, stdout.String()+stderr.String(), tc.code, tc.out)
 			}
 		})
+	}
+}
+
+func TestTuneGCDefaultsTo200UnlessGOGCIsSet(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	if got := tuneGC(map[string]string{}); got != "200" {
+		t.Fatalf("tuneGC without GOGC = %q, want 200", got)
+	}
+	if now := debug.SetGCPercent(100); now != defaultGCPercent {
+		t.Fatalf("GC percent after tuneGC = %d, want %d", now, defaultGCPercent)
+	}
+	if got := tuneGC(map[string]string{"GOGC": "off"}); got != "off" {
+		t.Fatalf("tuneGC with GOGC=off = %q, want the environment's value", got)
+	}
+	if now := debug.SetGCPercent(100); now != 100 {
+		t.Fatalf("tuneGC overrode GOGC from the environment: GC percent %d", now)
 	}
 }
