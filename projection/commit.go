@@ -82,7 +82,89 @@ func (s *Store) commitLocked() error {
 		return s.breakLocked(fmt.Errorf("apply: %w", err))
 	}
 	s.committed.Store(p.index)
+	if s.commitDelay > 0 {
+		if s.walFrames.Load() > walRestartFrames {
+			s.restartWALLocked()
+		}
+		select {
+		case s.ckKick <- struct{}{}:
+		default:
+		}
+	}
 	return nil
+}
+
+// Checkpoints. With deferred commits the writer does not checkpoint the WAL
+// itself (wal_autocheckpoint=0): after each commit the checkpointer copies
+// the new frames into the database file on a connection of its own, in
+// PASSIVE mode, which never blocks the writer or the readers, so Apply never
+// waits for a checkpoint. The WAL file starts over only when a write
+// transaction begins with every frame copied, which a transaction kept open
+// across batches rarely does; so once the WAL holds more than
+// walRestartFrames frames, the next commit checkpoints on the writer
+// connection before a new transaction can begin. The frames are mostly
+// copied already, so that pass is short, and the next commit writes the WAL
+// from its start again.
+
+// walRestartFrames bounds the WAL: 16384 frames are 64 MiB of 4 KiB pages.
+// checkpointEvery spaces the checkpointer's passes, so that a page rewritten
+// by many commits in between is copied once. Variables so that tests can
+// make them small.
+var (
+	walRestartFrames int64 = 16384
+	checkpointEvery        = time.Second
+)
+
+// runCheckpointer checkpoints after commits, at most once per
+// checkpointEvery, until s.stop closes.
+func (s *Store) runCheckpointer() {
+	defer close(s.ckDone)
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		select {
+		case <-s.ckKick:
+		case <-s.stop:
+			return
+		}
+		s.checkpoint()
+		pause.Reset(checkpointEvery)
+		select {
+		case <-pause.C:
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// checkpoint copies committed WAL frames into the database file without
+// waiting for anyone and records how many frames the WAL holds.
+func (s *Store) checkpoint() {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.ck == nil {
+		return
+	}
+	var busy, frames, copied int64
+	if err := s.ck.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+		s.log.Warn("projection checkpoint failed; will retry after the next commit", "error", err)
+		return
+	}
+	s.walFrames.Store(frames)
+}
+
+// restartWALLocked checkpoints on the writer connection between
+// transactions, so the next transaction finds every frame copied and
+// writes the WAL from its start.
+func (s *Store) restartWALLocked() {
+	var busy, frames, copied int64
+	if err := s.w.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+		s.log.Warn("projection checkpoint failed; will retry after the next commit", "error", err)
+		return
+	}
+	if copied == frames {
+		s.walFrames.Store(0)
+	}
 }
 
 // breakLocked rolls back whatever is pending and makes err the answer of

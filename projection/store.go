@@ -59,6 +59,11 @@ type Store struct {
 	stop        chan struct{} // closed by Close
 	stopOnce    sync.Once
 	flusherDone chan struct{}
+
+	ck        *sql.DB       // the checkpointer's connection (deferred commits only)
+	ckKick    chan struct{} // a commit happened; buffered 1
+	ckDone    chan struct{}
+	walFrames atomic.Int64 // frames in the WAL at the last checkpoint
 }
 
 // Options tunes a Store. The zero value commits every Apply at once.
@@ -83,14 +88,17 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("create projection dir: %w", err)
 	}
 	s := &Store{path: path, log: log, commitDelay: opts.CommitDelay,
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), flusherDone: make(chan struct{})}
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), flusherDone: make(chan struct{}),
+		ckKick: make(chan struct{}, 1), ckDone: make(chan struct{})}
 	if err := s.open(ctx, true); err != nil {
 		return nil, err
 	}
 	if s.commitDelay > 0 {
 		go s.runFlusher()
+		go s.runCheckpointer()
 	} else {
 		close(s.flusherDone)
+		close(s.ckDone)
 	}
 	return s, nil
 }
@@ -147,7 +155,14 @@ func (s *Store) open(ctx context.Context, check bool) error {
 	// The writer: WAL without fsync per commit (the Raft log is the durable
 	// record; a lost tail is re-applied) and a 64 MiB page cache, because a
 	// batch touches pages of many channels.
-	w, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-65536)", "temp_store(MEMORY)")+"&_txlock=immediate")
+	// With deferred commits the checkpointer, not the writer, checkpoints
+	// (commit.go).
+	autocheckpoint := "wal_autocheckpoint(1000)"
+	if s.commitDelay > 0 {
+		autocheckpoint = "wal_autocheckpoint(0)"
+	}
+	w, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)",
+		"cache_size(-65536)", "temp_store(MEMORY)", autocheckpoint)+"&_txlock=immediate")
 	if err != nil {
 		return fmt.Errorf("open projection %s: %w", s.path, err)
 	}
@@ -198,7 +213,18 @@ func (s *Store) open(ctx context.Context, check bool) error {
 		r.Close()
 		return fmt.Errorf("read applied index of %s: %w", s.path, err)
 	}
-	s.w, s.r, s.stmts, s.history = w, r, stmts, history
+	var ck *sql.DB
+	if s.commitDelay > 0 {
+		if ck, err = sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)")); err != nil {
+			history.Close()
+			stmts.close()
+			w.Close()
+			r.Close()
+			return fmt.Errorf("open projection checkpointer %s: %w", s.path, err)
+		}
+		ck.SetMaxOpenConns(1)
+	}
+	s.w, s.r, s.stmts, s.history, s.ck = w, r, stmts, history, ck
 	s.applied.Store(applied)
 	s.committed.Store(applied)
 	return nil
@@ -277,6 +303,7 @@ func (s *Store) CommittedIndex() uint64 { return s.committed.Load() }
 func (s *Store) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.flusherDone
+	<-s.ckDone
 	ferr := s.Flush(context.Background())
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -290,7 +317,10 @@ func (s *Store) closeLocked() error {
 	s.stmts.close()
 	s.history.Close()
 	err := errors.Join(s.r.Close(), s.w.Close())
-	s.w, s.r = nil, nil
+	if s.ck != nil {
+		err = errors.Join(err, s.ck.Close())
+	}
+	s.w, s.r, s.ck = nil, nil, nil
 	if err != nil {
 		return fmt.Errorf("close projection %s: %w", s.path, err)
 	}
