@@ -219,41 +219,15 @@ func (s *Server) Subscribe(req *raftogramv1.SubscribeRequest, stream grpc.Server
 	}
 	cursor := req.GetAfterSequence()
 	for {
-		// Live messages come from the hub's window, encoded once for every
-		// subscriber; history, and anything the window no longer (or not
-		// yet) holds, from the projection.
-		var chunk encodedChunk
-		items, ok := sub.Since(cursor, MaxLimit, MaxResponseBytes)
-		more := false
-		if ok {
-			for _, it := range items {
-				chunk.add(it.Wire)
-			}
-			if len(items) > 0 {
-				cursor = items[len(items)-1].Sequence
-			}
-		} else {
-			// The window may hold messages the projection has not committed
-			// yet; commit them so the read reaches them.
-			if err := s.store.Flush(ctx); err != nil {
-				return toStatus(s.log, method, err)
-			}
-			msgs, m, err := s.store.History(ctx, channelID, cursor, MaxLimit, MaxResponseBytes)
-			if err != nil {
-				return toStatus(s.log, method, err)
-			}
-			for _, msg := range msgs {
-				chunk.add(EncodeMessage(msg))
-			}
-			if len(msgs) > 0 {
-				cursor = msgs[len(msgs)-1].Sequence
-			}
-			more = m
+		chunk, last, more, err := s.nextChunk(ctx, sub, channelID, cursor)
+		if err != nil {
+			return toStatus(s.log, method, err)
 		}
 		if len(chunk.bufs) > 0 {
-			if err := stream.SendMsg(&chunk); err != nil {
+			if err := stream.SendMsg(chunk); err != nil {
 				return err
 			}
+			cursor = last
 		}
 		if more {
 			continue
@@ -274,6 +248,39 @@ func (s *Server) Subscribe(req *raftogramv1.SubscribeRequest, stream grpc.Server
 			}
 		}
 	}
+}
+
+// nextChunk returns the messages after cursor, encoded as one chunk, the
+// sequence of its last message and whether more are ready at once. Live
+// messages come from the hub's window, encoded once for every subscriber;
+// history, and anything the window no longer (or not yet) holds, from the
+// projection.
+func (s *Server) nextChunk(ctx context.Context, sub *fanout.Subscription, channelID string, cursor uint64) (*encodedChunk, uint64, bool, error) {
+	chunk := &encodedChunk{}
+	if items, ok := sub.Since(cursor, MaxLimit, MaxResponseBytes); ok {
+		for _, it := range items {
+			if it.Wire == nil { // a hub without an Encoder
+				it.Wire = EncodeMessage(it.Message)
+			}
+			chunk.add(it.Wire)
+			cursor = it.Sequence
+		}
+		return chunk, cursor, false, nil
+	}
+	// The window may hold messages the projection has not committed yet;
+	// commit them so the read reaches them.
+	if err := s.store.Flush(ctx); err != nil {
+		return nil, 0, false, err
+	}
+	msgs, more, err := s.store.History(ctx, channelID, cursor, MaxLimit, MaxResponseBytes)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	for _, m := range msgs {
+		chunk.add(EncodeMessage(m))
+		cursor = m.Sequence
+	}
+	return chunk, cursor, more, nil
 }
 
 func toProto(msgs []domain.Message) []*raftogramv1.Message {

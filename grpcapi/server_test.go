@@ -81,12 +81,16 @@ const testMaxPayload = 1024
 // the server.
 func newTestServer(t *testing.T, leader bool) (raftogramv1.MessengerClient, *grpc.ClientConn, *localCluster, *Server) {
 	t.Helper()
+	return newTestServerWithHub(t, leader, fanout.New(EncodeMessage))
+}
+
+func newTestServerWithHub(t *testing.T, leader bool, hub *fanout.Hub) (raftogramv1.MessengerClient, *grpc.ClientConn, *localCluster, *Server) {
+	t.Helper()
 	store, err := projection.Open(context.Background(), filepath.Join(t.TempDir(), projection.FileName), projection.Options{CommitDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	hub := fanout.New(EncodeMessage)
 	lc := &localCluster{store: store, hub: hub, leader: leader, watch: make(chan struct{}),
 		hint: domain.NotLeaderError{LeaderID: "node1", LeaderGRPCAddr: "127.0.0.1:9000"}}
 	now := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
@@ -306,7 +310,12 @@ func TestFollowerRefusesEveryRPCWithHint(t *testing.T) {
 }
 
 func TestSubscribeFromCursorThenLiveAndShutdown(t *testing.T) {
-	client, _, _, api := newTestServer(t, true)
+	t.Run("hub encodes", func(t *testing.T) { testSubscribe(t, fanout.New(EncodeMessage)) })
+	t.Run("hub without encoder", func(t *testing.T) { testSubscribe(t, fanout.New(nil)) })
+}
+
+func testSubscribe(t *testing.T, hub *fanout.Hub) {
+	client, _, _, api := newTestServerWithHub(t, true, hub)
 	ctx := context.Background()
 	if _, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "c", Name: "c"}); err != nil {
 		t.Fatal(err)
