@@ -69,6 +69,17 @@ func (e *endpoint) stub(slot int) raftogramv1.MessengerClient {
 	return e.stubs[slot%len(e.stubs)]
 }
 
+func (e *endpoint) conn(slot int) *grpc.ClientConn {
+	if slot < 0 {
+		slot = -slot
+	}
+	return e.ccs[slot%len(e.ccs)]
+}
+
+// subscribeDesc describes Messenger.Subscribe for a stream opened by hand
+// (Client.Subscribe decodes its chunks with chunkCodec).
+var subscribeDesc = grpc.StreamDesc{StreamName: "Subscribe", ServerStreams: true}
+
 // NewClient returns a client for the cluster reachable at addrs
 // (host:port, or any gRPC target with a scheme). It does not connect until
 // the first call.
@@ -305,25 +316,36 @@ func (c *Client) Read(ctx context.Context, slot int, req *raftogramv1.ReadHistor
 // in order, and when the stream breaks it resubscribes after the last
 // sequence deliver was given, on the leader the error points to. It returns
 // when ctx ends (nil) or on an error that cannot be retried.
-// resubscribed is called before each new stream after the first.
+// resubscribed is called before each new stream after the first. The chunk
+// passed to deliver is reused for the next one: copy what must outlive the
+// call.
 func (c *Client) Subscribe(ctx context.Context, slot int, channelID string, after uint64,
-	deliver func(chunk *raftogramv1.SubscribeChunk, at time.Time) uint64, resubscribed func()) error {
+	deliver func(chunk *Chunk, at time.Time) uint64, resubscribed func()) error {
 	failures := 0
+	codec := grpc.ForceCodecV2(newChunkCodec())
+	var chunk Chunk
 	for {
 		ep := c.cur.Load()
-		stream, err := ep.stub(slot).Subscribe(ctx, &raftogramv1.SubscribeRequest{ChannelId: channelID, AfterSequence: after})
+		sctx, cancel := context.WithCancel(ctx)
+		stream, err := ep.conn(slot).NewStream(sctx, &subscribeDesc, raftogramv1.Messenger_Subscribe_FullMethodName, codec)
+		if err == nil {
+			err = stream.SendMsg(&raftogramv1.SubscribeRequest{ChannelId: channelID, AfterSequence: after})
+		}
+		if err == nil {
+			err = stream.CloseSend()
+		}
 		if err == nil {
 			for {
-				chunk, rerr := stream.Recv()
-				if rerr != nil {
+				if rerr := stream.RecvMsg(&chunk); rerr != nil {
 					err = rerr
 					break
 				}
 				failures = 0
 				c.answeredBy(ep)
-				after = deliver(chunk, time.Now())
+				after = deliver(&chunk, time.Now())
 			}
 		}
+		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -218,9 +218,9 @@ func TestClientResubscribesAfterFailover(t *testing.T) {
 	var resubs atomic.Int64
 	done := make(chan error, 1)
 	go func() {
-		done <- cl.Subscribe(ctx, 0, "ch", 0, func(chunk *raftogramv1.SubscribeChunk, _ time.Time) uint64 {
-			for _, m := range chunk.GetMessages() {
-				got = append(got, m.GetSequence())
+		done <- cl.Subscribe(ctx, 0, "ch", 0, func(chunk *Chunk, _ time.Time) uint64 {
+			for _, m := range chunk.Messages {
+				got = append(got, m.Sequence)
 			}
 			if len(got) >= total {
 				cancel()

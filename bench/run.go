@@ -600,11 +600,11 @@ func (r *runner) startSubscribers(ctx context.Context, wg *sync.WaitGroup) []*su
 }
 
 func (r *runner) subscribe(ctx context.Context, slot int, s *subscriber) {
-	_ = r.client.Subscribe(ctx, slot, s.ch.id, 0, func(chunk *raftogramv1.SubscribeChunk, at time.Time) uint64 {
+	_ = r.client.Subscribe(ctx, slot, s.ch.id, 0, func(chunk *Chunk, at time.Time) uint64 {
 		recv := at.UnixNano()
 		var n int64
-		for _, m := range chunk.GetMessages() {
-			seq, last := m.GetSequence(), s.last.Load()
+		for _, m := range chunk.Messages {
+			seq, last := m.Sequence, s.last.Load()
 			if seq <= last {
 				s.outOfOrder++
 				continue
@@ -614,10 +614,13 @@ func (r *runner) subscribe(ctx context.Context, slot int, s *subscriber) {
 			}
 			s.last.Store(seq)
 			n++
-			if sent, measured := readStamp(m.GetPayload()); measured {
+			if !m.StampOK {
+				continue
+			}
+			if sent, measured := readStamp(m.Stamp[:]); measured {
 				s.latency.Record(time.Duration(recv - sent))
-				if c := m.GetCreatedAt(); c != nil {
-					s.accept.Record(time.Duration(recv - c.AsTime().UnixNano()))
+				if m.CreatedAtUnixNano != 0 {
+					s.accept.Record(time.Duration(recv - m.CreatedAtUnixNano))
 				}
 			}
 		}
