@@ -118,6 +118,8 @@ type chunkCodec struct{ encoding.CodecV2 }
 
 func newChunkCodec() chunkCodec { return chunkCodec{encoding.GetCodecV2(proto.Name)} }
 
+// Unmarshal decodes data into v: a *Chunk with Chunk.unmarshal, anything
+// else as proto. It returns the decode error.
 func (c chunkCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if ch, ok := v.(*Chunk); ok {
 		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
