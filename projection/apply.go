@@ -195,24 +195,30 @@ func (a *applier) stmt(st *sql.Stmt) *sql.Stmt {
 // exec runs the multi-row statement family stmts over args, cols per row,
 // with the fewest statements.
 func (a *applier) exec(stmts map[int]*sql.Stmt, cols int, args []any) error {
+	return inChunks(args, cols, func(n int, chunk []any) error {
+		_, err := a.stmt(stmts[n]).ExecContext(a.ctx, chunk...)
+		return err
+	})
+}
+
+// inChunks calls fn with consecutive runs of args, cols per row, each the
+// largest of rowChunks rows that fits what is left, and returns fn's first
+// error.
+func inChunks(args []any, cols int, fn func(rows int, chunk []any) error) error {
 	for rows := len(args) / cols; rows > 0; {
-		n := chunkFor(rows)
-		if _, err := a.stmt(stmts[n]).ExecContext(a.ctx, args[:n*cols]...); err != nil {
+		n := 1
+		for _, size := range rowChunks {
+			if size <= rows {
+				n = size
+				break
+			}
+		}
+		if err := fn(n, args[:n*cols]); err != nil {
 			return err
 		}
 		args, rows = args[n*cols:], rows-n
 	}
 	return nil
-}
-
-// chunkFor returns the largest statement size that fits rows.
-func chunkFor(rows int) int {
-	for _, n := range rowChunks {
-		if n <= rows {
-			return n
-		}
-	}
-	return 1
 }
 
 // prefetchDedup looks up, in a few statements, the stored sequence of every
@@ -237,12 +243,11 @@ func (a *applier) prefetchDedup(entries []Entry, applied uint64) error {
 			}
 		}
 	}
-	for rows := len(keys) / 2; rows > 0; {
-		n := chunkFor(rows)
-		if err := a.queryDedup(a.stmt(a.st.getDedup[n]), keys[:2*n]); err != nil {
-			return fmt.Errorf("read dedup: %w", err)
-		}
-		keys, rows = keys[2*n:], rows-n
+	err := inChunks(keys, 2, func(n int, chunk []any) error {
+		return a.queryDedup(a.stmt(a.st.getDedup[n]), chunk)
+	})
+	if err != nil {
+		return fmt.Errorf("read dedup: %w", err)
 	}
 	return nil
 }

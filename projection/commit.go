@@ -119,8 +119,8 @@ var (
 // checkpointEvery, until s.stop closes.
 func (s *Store) runCheckpointer() {
 	defer close(s.ckDone)
-	pause := time.NewTimer(0)
-	defer pause.Stop()
+	pause := time.NewTimer(checkpointEvery)
+	pause.Stop()
 	for {
 		select {
 		case <-s.ckKick:
@@ -145,26 +145,30 @@ func (s *Store) checkpoint() {
 	if s.ck == nil {
 		return
 	}
-	var busy, frames, copied int64
-	if err := s.ck.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
-		s.log.Warn("projection checkpoint failed; will retry after the next commit", "error", err)
-		return
+	if frames, _, ok := s.passiveCheckpoint(s.ck); ok {
+		s.walFrames.Store(frames)
 	}
-	s.walFrames.Store(frames)
 }
 
 // restartWALLocked checkpoints on the writer connection between
 // transactions, so the next transaction finds every frame copied and
 // writes the WAL from its start.
 func (s *Store) restartWALLocked() {
-	var busy, frames, copied int64
-	if err := s.w.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
-		s.log.Warn("projection checkpoint failed; will retry after the next commit", "error", err)
-		return
-	}
-	if copied == frames {
+	if frames, copied, ok := s.passiveCheckpoint(s.w); ok && copied == frames {
 		s.walFrames.Store(0)
 	}
+}
+
+// passiveCheckpoint runs a PASSIVE checkpoint on db and returns the frames
+// in the WAL and how many of them are copied; a failure is logged (the next
+// commit tries again) and returns ok false.
+func (s *Store) passiveCheckpoint(db *sql.DB) (frames, copied int64, ok bool) {
+	var busy int64
+	if err := db.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+		s.log.Warn("projection checkpoint failed; will retry after the next commit", "error", err)
+		return 0, 0, false
+	}
+	return frames, copied, true
 }
 
 // breakLocked rolls back whatever is pending and makes err the answer of
@@ -202,8 +206,8 @@ func (s *Store) Flush(ctx context.Context) error {
 // something committed it sooner. It returns when s.stop closes.
 func (s *Store) runFlusher() {
 	defer close(s.flusherDone)
-	t := time.NewTimer(0)
-	<-t.C
+	t := time.NewTimer(s.commitDelay)
+	t.Stop()
 	for {
 		select {
 		case <-s.kick:
