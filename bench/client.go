@@ -62,18 +62,16 @@ type endpoint struct {
 	stubs  []raftogramv1.MessengerClient
 }
 
-func (e *endpoint) stub(slot int) raftogramv1.MessengerClient {
-	if slot < 0 {
-		slot = -slot
-	}
-	return e.stubs[slot%len(e.stubs)]
-}
+func (e *endpoint) stub(slot int) raftogramv1.MessengerClient { return e.stubs[e.index(slot)] }
 
-func (e *endpoint) conn(slot int) *grpc.ClientConn {
+func (e *endpoint) conn(slot int) *grpc.ClientConn { return e.ccs[e.index(slot)] }
+
+// index maps a client slot (negative for set-up calls) to a connection.
+func (e *endpoint) index(slot int) int {
 	if slot < 0 {
 		slot = -slot
 	}
-	return e.ccs[slot%len(e.ccs)]
+	return slot % len(e.ccs)
 }
 
 // subscribeDesc describes Messenger.Subscribe for a stream opened by hand
