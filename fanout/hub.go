@@ -45,7 +45,8 @@ type channel struct {
 type Item struct {
 	domain.Message
 	// Wire is the Encoder's encoding of Message, made once at Publish for
-	// every subscriber to send as is; nil without an Encoder.
+	// every subscriber to send as is; nil without an Encoder (or, rarely,
+	// for a channel subscribed while Publish ran).
 	Wire []byte
 }
 
@@ -136,12 +137,31 @@ func (s *Subscription) Since(after uint64, limit, maxBytes int) (items []Item, o
 
 // Publish adds newly committed messages (in commit order) to the windows of
 // subscribed channels and rings their subscribers. Messages of channels
-// without subscribers are ignored. It never blocks.
+// without subscribers are ignored. It never blocks. The messages are
+// encoded before the hub is locked, so streams reading the windows do not
+// wait for the encoder; a channel subscribed in between gets its items
+// without Wire (its streams encode those themselves).
 func (h *Hub) Publish(msgs []domain.Message) {
+	var wires [][]byte
+	if h.encode != nil {
+		wires = make([][]byte, len(msgs))
+		h.mu.RLock()
+		for i, m := range msgs {
+			if h.channels[m.ChannelID] != nil {
+				wires[i] = []byte{} // subscribed: encode below
+			}
+		}
+		h.mu.RUnlock()
+		for i, m := range msgs {
+			if wires[i] != nil {
+				wires[i] = h.encode(m)
+			}
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var touched []*channel
-	for _, m := range msgs {
+	for i, m := range msgs {
 		ch := h.channels[m.ChannelID]
 		if ch == nil {
 			continue
@@ -152,8 +172,8 @@ func (h *Hub) Publish(msgs []domain.Message) {
 			ch.window, ch.bytes = nil, 0
 		}
 		it := Item{Message: m}
-		if h.encode != nil {
-			it.Wire = h.encode(m)
+		if wires != nil && len(wires[i]) > 0 {
+			it.Wire = wires[i]
 		}
 		ch.window = append(ch.window, it)
 		ch.bytes += len(m.Payload)

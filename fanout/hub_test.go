@@ -156,4 +156,8 @@ func TestItemsAreEncodedOnceAndNeverChangeAfterwards(t *testing.T) {
 	if encoded != 3*windowMessages-1 {
 		t.Fatalf("encoder ran %d times for %d messages published once", encoded, 3*windowMessages-1)
 	}
+	h.Publish(msgs("nobody-listens", 1, 10))
+	if encoded != 3*windowMessages-1 {
+		t.Fatalf("encoder ran for a channel without subscribers (%d calls)", encoded-(3*windowMessages-1))
+	}
 }
