@@ -7,7 +7,7 @@ TOOLS_BIN := $(CURDIR)/bin
 
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
-PROTOS := api/proto/raftogram/v1/messaging.proto api/proto/raftogram/events/v1/events.proto
+PROTOS := api/proto/raftogram/v1/messaging.proto api/proto/raftogram/v1/admin.proto api/proto/raftogram/peer/v1/peer.proto api/proto/raftogram/events/v1/events.proto
 
 .PHONY: build test fmt-check vet proto tools dev-cluster bench torture docker e2e-docker clean
 

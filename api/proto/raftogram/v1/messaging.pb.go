@@ -24,6 +24,69 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReadConsistency says which node may answer a read or stream and how fresh
+// its answer must be.
+type ReadConsistency int32
+
+const (
+	// The leader only, linearizable (the behaviour before this field
+	// existed). Other nodes reply FailedPrecondition + NotLeader.
+	ReadConsistency_READ_CONSISTENCY_UNSPECIFIED ReadConsistency = 0
+	// Any node, linearizable: a follower asks the leader for a read index (the
+	// leader confirms its leadership with a quorum), waits until it has
+	// applied it, then answers from its own projection.
+	ReadConsistency_READ_CONSISTENCY_LINEARIZABLE ReadConsistency = 1
+	// Any node, once it has applied min_index (waiting within the deadline):
+	// read-your-writes and monotonic reads across nodes.
+	ReadConsistency_READ_CONSISTENCY_AT_LEAST ReadConsistency = 2
+	// Any node, at once, from whatever it has applied (may be stale; the
+	// response says how fresh).
+	ReadConsistency_READ_CONSISTENCY_LOCAL ReadConsistency = 3
+)
+
+// Enum value maps for ReadConsistency.
+var (
+	ReadConsistency_name = map[int32]string{
+		0: "READ_CONSISTENCY_UNSPECIFIED",
+		1: "READ_CONSISTENCY_LINEARIZABLE",
+		2: "READ_CONSISTENCY_AT_LEAST",
+		3: "READ_CONSISTENCY_LOCAL",
+	}
+	ReadConsistency_value = map[string]int32{
+		"READ_CONSISTENCY_UNSPECIFIED":  0,
+		"READ_CONSISTENCY_LINEARIZABLE": 1,
+		"READ_CONSISTENCY_AT_LEAST":     2,
+		"READ_CONSISTENCY_LOCAL":        3,
+	}
+)
+
+func (x ReadConsistency) Enum() *ReadConsistency {
+	p := new(ReadConsistency)
+	*p = x
+	return p
+}
+
+func (x ReadConsistency) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReadConsistency) Descriptor() protoreflect.EnumDescriptor {
+	return file_raftogram_v1_messaging_proto_enumTypes[0].Descriptor()
+}
+
+func (ReadConsistency) Type() protoreflect.EnumType {
+	return &file_raftogram_v1_messaging_proto_enumTypes[0]
+}
+
+func (x ReadConsistency) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReadConsistency.Descriptor instead.
+func (ReadConsistency) EnumDescriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{0}
+}
+
 type CreateChannelRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional. When empty the server assigns "channel-<raft log index>".
@@ -85,7 +148,10 @@ type CreateChannelResponse struct {
 	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// False when the channel already existed; name is then the stored name.
 	// Declared optional so JSON clients (grpcurl) always print it, false too.
-	Created       *bool `protobuf:"varint,3,opt,name=created,proto3,oneof" json:"created,omitempty"`
+	Created *bool `protobuf:"varint,3,opt,name=created,proto3,oneof" json:"created,omitempty"`
+	// The Raft log index at which the write applied: pass it as min_index
+	// with READ_CONSISTENCY_AT_LEAST to read your own write on any node.
+	Index         uint64 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -139,6 +205,13 @@ func (x *CreateChannelResponse) GetCreated() bool {
 		return *x.Created
 	}
 	return false
+}
+
+func (x *CreateChannelResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
 }
 
 type SendMessageRequest struct {
@@ -220,7 +293,10 @@ type SendMessageResponse struct {
 	// True when client_message_id was seen before in this channel; sequence is
 	// then the original one and nothing new was stored. Always set (optional
 	// only so JSON clients print false too).
-	Deduplicated  *bool `protobuf:"varint,2,opt,name=deduplicated,proto3,oneof" json:"deduplicated,omitempty"`
+	Deduplicated *bool `protobuf:"varint,2,opt,name=deduplicated,proto3,oneof" json:"deduplicated,omitempty"`
+	// The Raft log index at which this write (or its deduplicated repeat)
+	// applied; see CreateChannelResponse.index.
+	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,12 +345,24 @@ func (x *SendMessageResponse) GetDeduplicated() bool {
 	return false
 }
 
+func (x *SendMessageResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type ReadHistoryRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ChannelId     string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
 	AfterSequence uint64                 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
 	// 0 means 100; values above 1000 are capped at 1000.
-	Limit         uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit uint32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Which node may answer and how fresh it must be; UNSPECIFIED = leader.
+	Consistency ReadConsistency `protobuf:"varint,4,opt,name=consistency,proto3,enum=raftogram.v1.ReadConsistency" json:"consistency,omitempty"`
+	// For READ_CONSISTENCY_AT_LEAST: the Raft index the answering node must
+	// have applied (a write's index).
+	MinIndex      uint64 `protobuf:"varint,5,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -326,6 +414,20 @@ func (x *ReadHistoryRequest) GetAfterSequence() uint64 {
 func (x *ReadHistoryRequest) GetLimit() uint32 {
 	if x != nil {
 		return x.Limit
+	}
+	return 0
+}
+
+func (x *ReadHistoryRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *ReadHistoryRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
 	}
 	return 0
 }
@@ -412,7 +514,10 @@ type ReadHistoryResponse struct {
 	Messages []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	// True when more messages follow the last one returned. Always set
 	// (optional only so JSON clients print false too).
-	HasMore       *bool `protobuf:"varint,2,opt,name=has_more,json=hasMore,proto3,oneof" json:"has_more,omitempty"`
+	HasMore *bool `protobuf:"varint,2,opt,name=has_more,json=hasMore,proto3,oneof" json:"has_more,omitempty"`
+	// The node that answered and the Raft index it had applied when it read.
+	NodeId        string `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	AppliedIndex  uint64 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -461,10 +566,33 @@ func (x *ReadHistoryResponse) GetHasMore() bool {
 	return false
 }
 
+func (x *ReadHistoryResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ReadHistoryResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 type SubscribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ChannelId     string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
 	AfterSequence uint64                 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	// UNSPECIFIED: leader only; the stream ends with NotLeader when the node
+	// stops leading. Any other level: any node serves the stream, starting
+	// once the node is as fresh as the level asks, and the stream then
+	// carries what that node applies, across leader changes, with periodic
+	// heartbeat chunks (no messages) while it is idle.
+	Consistency ReadConsistency `protobuf:"varint,3,opt,name=consistency,proto3,enum=raftogram.v1.ReadConsistency" json:"consistency,omitempty"`
+	// For READ_CONSISTENCY_AT_LEAST: the Raft index the node must have
+	// applied before the stream starts.
+	MinIndex      uint64 `protobuf:"varint,4,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -513,12 +641,33 @@ func (x *SubscribeRequest) GetAfterSequence() uint64 {
 	return 0
 }
 
-// SubscribeChunk carries one or more consecutive messages.
+func (x *SubscribeRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *SubscribeRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
+	}
+	return 0
+}
+
+// SubscribeChunk carries one or more consecutive messages, or none in a
+// heartbeat (only on streams that set a consistency level).
 type SubscribeChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Messages      []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Messages []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// The node that sent the chunk and the Raft index it had applied.
+	NodeId       string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// The leader's commit index as this node last heard it; 0 when unknown.
+	// applied_index well below it means this node is behind.
+	LeaderCommitIndex uint64 `protobuf:"varint,4,opt,name=leader_commit_index,json=leaderCommitIndex,proto3" json:"leader_commit_index,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SubscribeChunk) Reset() {
@@ -558,6 +707,298 @@ func (x *SubscribeChunk) GetMessages() []*Message {
 	return nil
 }
 
+func (x *SubscribeChunk) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SubscribeChunk) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *SubscribeChunk) GetLeaderCommitIndex() uint64 {
+	if x != nil {
+		return x.LeaderCommitIndex
+	}
+	return 0
+}
+
+type GetChannelRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	// As ReadHistoryRequest.consistency.
+	Consistency   ReadConsistency `protobuf:"varint,2,opt,name=consistency,proto3,enum=raftogram.v1.ReadConsistency" json:"consistency,omitempty"`
+	MinIndex      uint64          `protobuf:"varint,3,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetChannelRequest) Reset() {
+	*x = GetChannelRequest{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetChannelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetChannelRequest) ProtoMessage() {}
+
+func (x *GetChannelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetChannelRequest.ProtoReflect.Descriptor instead.
+func (*GetChannelRequest) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetChannelRequest) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *GetChannelRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *GetChannelRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
+	}
+	return 0
+}
+
+// Channel describes one channel and the range of messages it holds.
+type Channel struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The first and last sequence held; both 0 while the channel is empty.
+	FirstSequence uint64 `protobuf:"varint,4,opt,name=first_sequence,json=firstSequence,proto3" json:"first_sequence,omitempty"`
+	LastSequence  uint64 `protobuf:"varint,5,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	MessageCount  uint64 `protobuf:"varint,6,opt,name=message_count,json=messageCount,proto3" json:"message_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Channel) Reset() {
+	*x = Channel{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Channel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Channel) ProtoMessage() {}
+
+func (x *Channel) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Channel.ProtoReflect.Descriptor instead.
+func (*Channel) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Channel) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *Channel) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Channel) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Channel) GetFirstSequence() uint64 {
+	if x != nil {
+		return x.FirstSequence
+	}
+	return 0
+}
+
+func (x *Channel) GetLastSequence() uint64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
+func (x *Channel) GetMessageCount() uint64 {
+	if x != nil {
+		return x.MessageCount
+	}
+	return 0
+}
+
+type ListChannelsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 means 100; values above 1000 are capped at 1000.
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Empty for the first page; otherwise a previous next_page_token.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// As ReadHistoryRequest.consistency.
+	Consistency   ReadConsistency `protobuf:"varint,3,opt,name=consistency,proto3,enum=raftogram.v1.ReadConsistency" json:"consistency,omitempty"`
+	MinIndex      uint64          `protobuf:"varint,4,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListChannelsRequest) Reset() {
+	*x = ListChannelsRequest{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChannelsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChannelsRequest) ProtoMessage() {}
+
+func (x *ListChannelsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChannelsRequest.ProtoReflect.Descriptor instead.
+func (*ListChannelsRequest) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListChannelsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListChannelsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListChannelsRequest) GetConsistency() ReadConsistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return ReadConsistency_READ_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *ListChannelsRequest) GetMinIndex() uint64 {
+	if x != nil {
+		return x.MinIndex
+	}
+	return 0
+}
+
+type ListChannelsResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Channels []*Channel             `protobuf:"bytes,1,rep,name=channels,proto3" json:"channels,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListChannelsResponse) Reset() {
+	*x = ListChannelsResponse{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChannelsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChannelsResponse) ProtoMessage() {}
+
+func (x *ListChannelsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChannelsResponse.ProtoReflect.Descriptor instead.
+func (*ListChannelsResponse) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListChannelsResponse) GetChannels() []*Channel {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+func (x *ListChannelsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // NotLeader is attached to FailedPrecondition errors from nodes that are not
 // the Raft leader.
 type NotLeader struct {
@@ -572,7 +1013,7 @@ type NotLeader struct {
 
 func (x *NotLeader) Reset() {
 	*x = NotLeader{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[9]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +1025,7 @@ func (x *NotLeader) String() string {
 func (*NotLeader) ProtoMessage() {}
 
 func (x *NotLeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[9]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +1038,7 @@ func (x *NotLeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotLeader.ProtoReflect.Descriptor instead.
 func (*NotLeader) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{9}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NotLeader) GetLeaderGrpcTarget() string {
@@ -622,12 +1063,13 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\x14CreateChannelRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"u\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x8b\x01\n" +
 	"\x15CreateChannelResponse\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
-	"\acreated\x18\x03 \x01(\bH\x00R\acreated\x88\x01\x01B\n" +
+	"\acreated\x18\x03 \x01(\bH\x00R\acreated\x88\x01\x01\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\x04R\x05indexB\n" +
 	"\n" +
 	"\b_created\"\x96\x01\n" +
 	"\x12SendMessageRequest\x12\x1d\n" +
@@ -635,41 +1077,82 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1b\n" +
 	"\tauthor_id\x18\x02 \x01(\tR\bauthorId\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12*\n" +
-	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\"k\n" +
+	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\"\x81\x01\n" +
 	"\x13SendMessageResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12'\n" +
-	"\fdeduplicated\x18\x02 \x01(\bH\x00R\fdeduplicated\x88\x01\x01B\x0f\n" +
-	"\r_deduplicated\"p\n" +
+	"\fdeduplicated\x18\x02 \x01(\bH\x00R\fdeduplicated\x88\x01\x01\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05indexB\x0f\n" +
+	"\r_deduplicated\"\xce\x01\n" +
 	"\x12ReadHistoryRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12%\n" +
 	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xc3\x01\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12?\n" +
+	"\vconsistency\x18\x04 \x01(\x0e2\x1d.raftogram.v1.ReadConsistencyR\vconsistency\x12\x1b\n" +
+	"\tmin_index\x18\x05 \x01(\x04R\bminIndex\"\xc3\x01\n" +
 	"\aMessage\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1b\n" +
 	"\tauthor_id\x18\x02 \x01(\tR\bauthorId\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12*\n" +
 	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\x129\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"u\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xb3\x01\n" +
 	"\x13ReadHistoryResponse\x121\n" +
 	"\bmessages\x18\x01 \x03(\v2\x15.raftogram.v1.MessageR\bmessages\x12\x1e\n" +
-	"\bhas_more\x18\x02 \x01(\bH\x00R\ahasMore\x88\x01\x01B\v\n" +
-	"\t_has_more\"X\n" +
+	"\bhas_more\x18\x02 \x01(\bH\x00R\ahasMore\x88\x01\x01\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12#\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndexB\v\n" +
+	"\t_has_more\"\xb6\x01\n" +
 	"\x10SubscribeRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12%\n" +
-	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\"C\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\x12?\n" +
+	"\vconsistency\x18\x03 \x01(\x0e2\x1d.raftogram.v1.ReadConsistencyR\vconsistency\x12\x1b\n" +
+	"\tmin_index\x18\x04 \x01(\x04R\bminIndex\"\xb1\x01\n" +
 	"\x0eSubscribeChunk\x121\n" +
-	"\bmessages\x18\x01 \x03(\v2\x15.raftogram.v1.MessageR\bmessages\"_\n" +
+	"\bmessages\x18\x01 \x03(\v2\x15.raftogram.v1.MessageR\bmessages\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12.\n" +
+	"\x13leader_commit_index\x18\x04 \x01(\x04R\x11leaderCommitIndex\"\x90\x01\n" +
+	"\x11GetChannelRequest\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12?\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x1d.raftogram.v1.ReadConsistencyR\vconsistency\x12\x1b\n" +
+	"\tmin_index\x18\x03 \x01(\x04R\bminIndex\"\xe8\x01\n" +
+	"\aChannel\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12%\n" +
+	"\x0efirst_sequence\x18\x04 \x01(\x04R\rfirstSequence\x12#\n" +
+	"\rlast_sequence\x18\x05 \x01(\x04R\flastSequence\x12#\n" +
+	"\rmessage_count\x18\x06 \x01(\x04R\fmessageCount\"\xaf\x01\n" +
+	"\x13ListChannelsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12?\n" +
+	"\vconsistency\x18\x03 \x01(\x0e2\x1d.raftogram.v1.ReadConsistencyR\vconsistency\x12\x1b\n" +
+	"\tmin_index\x18\x04 \x01(\x04R\bminIndex\"q\n" +
+	"\x14ListChannelsResponse\x121\n" +
+	"\bchannels\x18\x01 \x03(\v2\x15.raftogram.v1.ChannelR\bchannels\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"_\n" +
 	"\tNotLeader\x12,\n" +
 	"\x12leader_grpc_target\x18\x01 \x01(\tR\x10leaderGrpcTarget\x12$\n" +
-	"\x0eraft_leader_id\x18\x02 \x01(\tR\fraftLeaderId2\xda\x02\n" +
+	"\x0eraft_leader_id\x18\x02 \x01(\tR\fraftLeaderId*\x91\x01\n" +
+	"\x0fReadConsistency\x12 \n" +
+	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1d\n" +
+	"\x19READ_CONSISTENCY_AT_LEAST\x10\x02\x12\x1a\n" +
+	"\x16READ_CONSISTENCY_LOCAL\x10\x032\xf7\x03\n" +
 	"\tMessenger\x12X\n" +
 	"\rCreateChannel\x12\".raftogram.v1.CreateChannelRequest\x1a#.raftogram.v1.CreateChannelResponse\x12R\n" +
 	"\vSendMessage\x12 .raftogram.v1.SendMessageRequest\x1a!.raftogram.v1.SendMessageResponse\x12R\n" +
 	"\vReadHistory\x12 .raftogram.v1.ReadHistoryRequest\x1a!.raftogram.v1.ReadHistoryResponse\x12K\n" +
-	"\tSubscribe\x12\x1e.raftogram.v1.SubscribeRequest\x1a\x1c.raftogram.v1.SubscribeChunk0\x01BCZAgithub.com/raftogram/raftogram/api/proto/raftogram/v1;raftogramv1b\x06proto3"
+	"\tSubscribe\x12\x1e.raftogram.v1.SubscribeRequest\x1a\x1c.raftogram.v1.SubscribeChunk0\x01\x12D\n" +
+	"\n" +
+	"GetChannel\x12\x1f.raftogram.v1.GetChannelRequest\x1a\x15.raftogram.v1.Channel\x12U\n" +
+	"\fListChannels\x12!.raftogram.v1.ListChannelsRequest\x1a\".raftogram.v1.ListChannelsResponseBCZAgithub.com/raftogram/raftogram/api/proto/raftogram/v1;raftogramv1b\x06proto3"
 
 var (
 	file_raftogram_v1_messaging_proto_rawDescOnce sync.Once
@@ -683,37 +1166,53 @@ func file_raftogram_v1_messaging_proto_rawDescGZIP() []byte {
 	return file_raftogram_v1_messaging_proto_rawDescData
 }
 
-var file_raftogram_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_raftogram_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_raftogram_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_raftogram_v1_messaging_proto_goTypes = []any{
-	(*CreateChannelRequest)(nil),  // 0: raftogram.v1.CreateChannelRequest
-	(*CreateChannelResponse)(nil), // 1: raftogram.v1.CreateChannelResponse
-	(*SendMessageRequest)(nil),    // 2: raftogram.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),   // 3: raftogram.v1.SendMessageResponse
-	(*ReadHistoryRequest)(nil),    // 4: raftogram.v1.ReadHistoryRequest
-	(*Message)(nil),               // 5: raftogram.v1.Message
-	(*ReadHistoryResponse)(nil),   // 6: raftogram.v1.ReadHistoryResponse
-	(*SubscribeRequest)(nil),      // 7: raftogram.v1.SubscribeRequest
-	(*SubscribeChunk)(nil),        // 8: raftogram.v1.SubscribeChunk
-	(*NotLeader)(nil),             // 9: raftogram.v1.NotLeader
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(ReadConsistency)(0),          // 0: raftogram.v1.ReadConsistency
+	(*CreateChannelRequest)(nil),  // 1: raftogram.v1.CreateChannelRequest
+	(*CreateChannelResponse)(nil), // 2: raftogram.v1.CreateChannelResponse
+	(*SendMessageRequest)(nil),    // 3: raftogram.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),   // 4: raftogram.v1.SendMessageResponse
+	(*ReadHistoryRequest)(nil),    // 5: raftogram.v1.ReadHistoryRequest
+	(*Message)(nil),               // 6: raftogram.v1.Message
+	(*ReadHistoryResponse)(nil),   // 7: raftogram.v1.ReadHistoryResponse
+	(*SubscribeRequest)(nil),      // 8: raftogram.v1.SubscribeRequest
+	(*SubscribeChunk)(nil),        // 9: raftogram.v1.SubscribeChunk
+	(*GetChannelRequest)(nil),     // 10: raftogram.v1.GetChannelRequest
+	(*Channel)(nil),               // 11: raftogram.v1.Channel
+	(*ListChannelsRequest)(nil),   // 12: raftogram.v1.ListChannelsRequest
+	(*ListChannelsResponse)(nil),  // 13: raftogram.v1.ListChannelsResponse
+	(*NotLeader)(nil),             // 14: raftogram.v1.NotLeader
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_raftogram_v1_messaging_proto_depIdxs = []int32{
-	10, // 0: raftogram.v1.Message.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 1: raftogram.v1.ReadHistoryResponse.messages:type_name -> raftogram.v1.Message
-	5,  // 2: raftogram.v1.SubscribeChunk.messages:type_name -> raftogram.v1.Message
-	0,  // 3: raftogram.v1.Messenger.CreateChannel:input_type -> raftogram.v1.CreateChannelRequest
-	2,  // 4: raftogram.v1.Messenger.SendMessage:input_type -> raftogram.v1.SendMessageRequest
-	4,  // 5: raftogram.v1.Messenger.ReadHistory:input_type -> raftogram.v1.ReadHistoryRequest
-	7,  // 6: raftogram.v1.Messenger.Subscribe:input_type -> raftogram.v1.SubscribeRequest
-	1,  // 7: raftogram.v1.Messenger.CreateChannel:output_type -> raftogram.v1.CreateChannelResponse
-	3,  // 8: raftogram.v1.Messenger.SendMessage:output_type -> raftogram.v1.SendMessageResponse
-	6,  // 9: raftogram.v1.Messenger.ReadHistory:output_type -> raftogram.v1.ReadHistoryResponse
-	8,  // 10: raftogram.v1.Messenger.Subscribe:output_type -> raftogram.v1.SubscribeChunk
-	7,  // [7:11] is the sub-list for method output_type
-	3,  // [3:7] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	0,  // 0: raftogram.v1.ReadHistoryRequest.consistency:type_name -> raftogram.v1.ReadConsistency
+	15, // 1: raftogram.v1.Message.created_at:type_name -> google.protobuf.Timestamp
+	6,  // 2: raftogram.v1.ReadHistoryResponse.messages:type_name -> raftogram.v1.Message
+	0,  // 3: raftogram.v1.SubscribeRequest.consistency:type_name -> raftogram.v1.ReadConsistency
+	6,  // 4: raftogram.v1.SubscribeChunk.messages:type_name -> raftogram.v1.Message
+	0,  // 5: raftogram.v1.GetChannelRequest.consistency:type_name -> raftogram.v1.ReadConsistency
+	15, // 6: raftogram.v1.Channel.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 7: raftogram.v1.ListChannelsRequest.consistency:type_name -> raftogram.v1.ReadConsistency
+	11, // 8: raftogram.v1.ListChannelsResponse.channels:type_name -> raftogram.v1.Channel
+	1,  // 9: raftogram.v1.Messenger.CreateChannel:input_type -> raftogram.v1.CreateChannelRequest
+	3,  // 10: raftogram.v1.Messenger.SendMessage:input_type -> raftogram.v1.SendMessageRequest
+	5,  // 11: raftogram.v1.Messenger.ReadHistory:input_type -> raftogram.v1.ReadHistoryRequest
+	8,  // 12: raftogram.v1.Messenger.Subscribe:input_type -> raftogram.v1.SubscribeRequest
+	10, // 13: raftogram.v1.Messenger.GetChannel:input_type -> raftogram.v1.GetChannelRequest
+	12, // 14: raftogram.v1.Messenger.ListChannels:input_type -> raftogram.v1.ListChannelsRequest
+	2,  // 15: raftogram.v1.Messenger.CreateChannel:output_type -> raftogram.v1.CreateChannelResponse
+	4,  // 16: raftogram.v1.Messenger.SendMessage:output_type -> raftogram.v1.SendMessageResponse
+	7,  // 17: raftogram.v1.Messenger.ReadHistory:output_type -> raftogram.v1.ReadHistoryResponse
+	9,  // 18: raftogram.v1.Messenger.Subscribe:output_type -> raftogram.v1.SubscribeChunk
+	11, // 19: raftogram.v1.Messenger.GetChannel:output_type -> raftogram.v1.Channel
+	13, // 20: raftogram.v1.Messenger.ListChannels:output_type -> raftogram.v1.ListChannelsResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_raftogram_v1_messaging_proto_init() }
@@ -729,13 +1228,14 @@ func file_raftogram_v1_messaging_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftogram_v1_messaging_proto_rawDesc), len(file_raftogram_v1_messaging_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   10,
+			NumEnums:      1,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_raftogram_v1_messaging_proto_goTypes,
 		DependencyIndexes: file_raftogram_v1_messaging_proto_depIdxs,
+		EnumInfos:         file_raftogram_v1_messaging_proto_enumTypes,
 		MessageInfos:      file_raftogram_v1_messaging_proto_msgTypes,
 	}.Build()
 	File_raftogram_v1_messaging_proto = out.File

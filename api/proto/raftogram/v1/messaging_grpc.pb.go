@@ -25,15 +25,20 @@ const (
 	Messenger_SendMessage_FullMethodName   = "/raftogram.v1.Messenger/SendMessage"
 	Messenger_ReadHistory_FullMethodName   = "/raftogram.v1.Messenger/ReadHistory"
 	Messenger_Subscribe_FullMethodName     = "/raftogram.v1.Messenger/Subscribe"
+	Messenger_GetChannel_FullMethodName    = "/raftogram.v1.Messenger/GetChannel"
+	Messenger_ListChannels_FullMethodName  = "/raftogram.v1.Messenger/ListChannels"
 )
 
 // MessengerClient is the client API for Messenger service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Messenger is served by every node. Only the Raft leader answers; other nodes
-// reply FailedPrecondition with a NotLeader detail (or Unavailable while no
-// leader is known).
+// Messenger is served by every node. By default only the Raft leader
+// answers; other nodes reply FailedPrecondition with a NotLeader detail (or
+// Unavailable while no leader is known). Opt-in: reads and streams with a
+// ReadConsistency other than UNSPECIFIED are served by any node, and a node
+// with forward_writes on forwards CreateChannel and SendMessage to the
+// leader.
 type MessengerClient interface {
 	// CreateChannel creates a channel, or returns the stored one with
 	// created=false when channel_id already exists (idempotent).
@@ -48,6 +53,12 @@ type MessengerClient interface {
 	// Subscribe streams the history after after_sequence, then every new
 	// message as it commits, in order, without gaps or duplicates.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeChunk], error)
+	// GetChannel returns one channel and its message range (NotFound when it
+	// does not exist).
+	GetChannel(ctx context.Context, in *GetChannelRequest, opts ...grpc.CallOption) (*Channel, error)
+	// ListChannels returns channels in ascending channel_id order, a page at
+	// a time.
+	ListChannels(ctx context.Context, in *ListChannelsRequest, opts ...grpc.CallOption) (*ListChannelsResponse, error)
 }
 
 type messengerClient struct {
@@ -107,13 +118,36 @@ func (c *messengerClient) Subscribe(ctx context.Context, in *SubscribeRequest, o
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Messenger_SubscribeClient = grpc.ServerStreamingClient[SubscribeChunk]
 
+func (c *messengerClient) GetChannel(ctx context.Context, in *GetChannelRequest, opts ...grpc.CallOption) (*Channel, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Channel)
+	err := c.cc.Invoke(ctx, Messenger_GetChannel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messengerClient) ListChannels(ctx context.Context, in *ListChannelsRequest, opts ...grpc.CallOption) (*ListChannelsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListChannelsResponse)
+	err := c.cc.Invoke(ctx, Messenger_ListChannels_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessengerServer is the server API for Messenger service.
 // All implementations must embed UnimplementedMessengerServer
 // for forward compatibility.
 //
-// Messenger is served by every node. Only the Raft leader answers; other nodes
-// reply FailedPrecondition with a NotLeader detail (or Unavailable while no
-// leader is known).
+// Messenger is served by every node. By default only the Raft leader
+// answers; other nodes reply FailedPrecondition with a NotLeader detail (or
+// Unavailable while no leader is known). Opt-in: reads and streams with a
+// ReadConsistency other than UNSPECIFIED are served by any node, and a node
+// with forward_writes on forwards CreateChannel and SendMessage to the
+// leader.
 type MessengerServer interface {
 	// CreateChannel creates a channel, or returns the stored one with
 	// created=false when channel_id already exists (idempotent).
@@ -128,6 +162,12 @@ type MessengerServer interface {
 	// Subscribe streams the history after after_sequence, then every new
 	// message as it commits, in order, without gaps or duplicates.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeChunk]) error
+	// GetChannel returns one channel and its message range (NotFound when it
+	// does not exist).
+	GetChannel(context.Context, *GetChannelRequest) (*Channel, error)
+	// ListChannels returns channels in ascending channel_id order, a page at
+	// a time.
+	ListChannels(context.Context, *ListChannelsRequest) (*ListChannelsResponse, error)
 	mustEmbedUnimplementedMessengerServer()
 }
 
@@ -149,6 +189,12 @@ func (UnimplementedMessengerServer) ReadHistory(context.Context, *ReadHistoryReq
 }
 func (UnimplementedMessengerServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeChunk]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedMessengerServer) GetChannel(context.Context, *GetChannelRequest) (*Channel, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetChannel not implemented")
+}
+func (UnimplementedMessengerServer) ListChannels(context.Context, *ListChannelsRequest) (*ListChannelsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListChannels not implemented")
 }
 func (UnimplementedMessengerServer) mustEmbedUnimplementedMessengerServer() {}
 func (UnimplementedMessengerServer) testEmbeddedByValue()                   {}
@@ -236,6 +282,42 @@ func _Messenger_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Messenger_SubscribeServer = grpc.ServerStreamingServer[SubscribeChunk]
 
+func _Messenger_GetChannel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetChannelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessengerServer).GetChannel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Messenger_GetChannel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessengerServer).GetChannel(ctx, req.(*GetChannelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Messenger_ListChannels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListChannelsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessengerServer).ListChannels(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Messenger_ListChannels_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessengerServer).ListChannels(ctx, req.(*ListChannelsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Messenger_ServiceDesc is the grpc.ServiceDesc for Messenger service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -254,6 +336,14 @@ var Messenger_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadHistory",
 			Handler:    _Messenger_ReadHistory_Handler,
+		},
+		{
+			MethodName: "GetChannel",
+			Handler:    _Messenger_GetChannel_Handler,
+		},
+		{
+			MethodName: "ListChannels",
+			Handler:    _Messenger_ListChannels_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
