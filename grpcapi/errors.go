@@ -7,17 +7,10 @@ import (
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/domain"
+	"github.com/raftogram/raftogram/internal/rpcstatus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
-
-// codeOf is the one table from domain error codes to gRPC codes.
-var codeOf = map[string]codes.Code{
-	domain.EINVALID:     codes.InvalidArgument,
-	domain.ENOTFOUND:    codes.NotFound,
-	domain.EUNAVAILABLE: codes.Unavailable,
-	domain.EINTERNAL:    codes.Internal,
-}
 
 // NotLeaderMessage is the status message of every not-leader error.
 const NotLeaderMessage = "not leader: retry on suggested leader client endpoint"
@@ -44,7 +37,7 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	if code == domain.EINTERNAL {
 		log.Error("request failed", "method", method, "error", err)
 	}
-	return status.Error(codeOf[code], domain.ErrorMessage(err))
+	return status.Error(rpcstatus.GRPCCode(code), domain.ErrorMessage(err))
 }
 
 // notLeaderStatus is FailedPrecondition with a NotLeader detail naming the
