@@ -12,7 +12,10 @@ import (
 	"github.com/raftogram/raftogram/bench"
 )
 
-func init() { subcommands["bench"] = benchCommand }
+func init() {
+	subcommands["bench"] = benchCommand
+	summaries["bench"] = "load generator for a running cluster (docs/bench.md)"
+}
 
 // benchCommand is `raftogram bench [flags]`: a load generator for a running
 // cluster (see docs/bench.md). Progress goes to stderr once a second; the

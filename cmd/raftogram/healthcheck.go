@@ -14,7 +14,10 @@ import (
 	"time"
 )
 
-func init() { subcommands["healthcheck"] = healthcheck }
+func init() {
+	subcommands["healthcheck"] = healthcheck
+	summaries["healthcheck"] = "probe a node's GET /health (the container HEALTHCHECK)"
+}
 
 // healthcheckDefaultAddr is probed when RAFTOGRAM_HEALTH_BIND_ADDR is unset;
 // it is the default health_bind_addr.

@@ -1,6 +1,8 @@
-// Command raftogram runs one node of a raftogram cluster.
+// Command raftogram runs one node of a raftogram cluster, and is the
+// command-line client of one.
 //
-//	raftogram [-config config.yaml] [-dev]
+//	raftogram [-config config.yaml] [-dev]   run a node
+//	raftogram COMMAND [flags] [args]         run a command (raftogram help)
 //
 // See the README for the cluster set-up and config.yaml.dist for every key.
 package main
@@ -15,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,15 +53,60 @@ type command func(ctx context.Context, args []string, env map[string]string, std
 // in its own file and registers itself from init.
 var subcommands = map[string]command{}
 
-// run is the whole program; it returns the exit code. With a subcommand
-// name first it runs that; otherwise it runs a node.
+// summaries holds each subcommand's one-line description for the usage
+// text; a subcommand without one is still run but not listed.
+var summaries = map[string]string{}
+
+// Exit codes shared by every subcommand.
+const (
+	exitOK    = 0 // the command did what it was asked
+	exitError = 1 // it ran but failed (the cluster refused, could not be reached, ...)
+	exitUsage = 2 // bad command line: unknown command or flag, missing argument
+)
+
+// run is the whole program; it returns the exit code. No argument, or a
+// flag first, runs a node; `help` (or -h/--help) prints the usage; a known
+// command name runs that command; anything else is a usage error and never
+// starts a node.
 func run(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		if cmd, ok := subcommands[args[0]]; ok {
-			return cmd(ctx, args[1:], env, stdout, stderr)
-		}
+	if len(args) == 0 || (strings.HasPrefix(args[0], "-") && !isHelpFlag(args[0])) {
+		return serve(ctx, args, env, stdout, stderr)
 	}
-	return serve(ctx, args, env, stdout, stderr)
+	name := args[0]
+	if isHelpFlag(name) || name == "help" {
+		if len(args) > 1 && name == "help" {
+			if cmd, ok := subcommands[args[1]]; ok {
+				return cmd(ctx, []string{"-help"}, env, stdout, stderr)
+			}
+		}
+		usage(stdout)
+		return exitOK
+	}
+	if cmd, ok := subcommands[name]; ok {
+		return cmd(ctx, args[1:], env, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "raftogram: unknown command %q\n\n", name)
+	usage(stderr)
+	return exitUsage
+}
+
+func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
+
+// usage writes the program's usage: how to run a node and the commands.
+func usage(w io.Writer) {
+	fmt.Fprint(w, "Usage:\n  raftogram [-config FILE] [-dev]      run a node (see the README)\n"+
+		"  raftogram COMMAND [flags] [args]     run a command\n  raftogram help COMMAND               a command's flags\n\n"+
+		"Node flags:\n  -config FILE  the YAML config (env RAFTOGRAM_CONFIG; default config.yaml)\n"+
+		"  -dev          human-readable logs (env RAFTOGRAM_DEV)\n  -version      print the version and exit\n\nCommands:\n")
+	names := make([]string, 0, len(subcommands))
+	for n := range subcommands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-12s %s\n", n, summaries[n])
+	}
+	fmt.Fprint(w, "\nExit status: 0 success, 1 failure, 2 usage error.\n")
 }
 
 // serve runs one node until ctx ends.

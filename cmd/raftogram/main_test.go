@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -54,5 +55,33 @@ func TestTuneGCDefaultsTo200UnlessGOGCIsSet(t *testing.T) {
 	}
 	if now := debug.SetGCPercent(100); now != 100 {
 		t.Fatalf("tuneGC overrode GOGC from the environment: GC percent %d", now)
+	}
+}
+
+// Only no argument or a flag first runs a node: a word that is not a
+// command is a usage error (it used to start a node in ./data/node1).
+func TestUnknownCommandIsAUsageErrorAndHelpListsCommands(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"RAFTOGRAM_DATA_DIR": filepath.Join(dir, "data")}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"bogus"}, env, &stdout, &stderr); code != exitUsage {
+		t.Fatalf("raftogram bogus: exit %d, want %d", code, exitUsage)
+	}
+	if !strings.Contains(stderr.String(), `unknown command "bogus"`) || !strings.Contains(stderr.String(), "Commands:") {
+		t.Fatalf("raftogram bogus: stderr %q lacks the error and the usage", stderr.String())
+	}
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
+		stdout.Reset()
+		if code := run(context.Background(), args, env, &stdout, &stderr); code != exitOK {
+			t.Fatalf("raftogram %v: exit %d", args, code)
+		}
+		for name := range subcommands {
+			if !strings.Contains(stdout.String(), name) {
+				t.Fatalf("raftogram %v: usage %q does not list %q", args, stdout.String(), name)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
+		t.Fatalf("a usage error created the data directory (stat: %v)", err)
 	}
 }
