@@ -9,6 +9,11 @@ type Channel struct {
 	CreatedAt time.Time
 	// LastSequence is the sequence of the newest message (0 when empty).
 	LastSequence uint64
+	// FirstSequence is the sequence of the oldest message held (0 when
+	// empty) and MessageCount how many messages are held. Only the
+	// projection's channel queries set them; write results leave them 0.
+	FirstSequence uint64
+	MessageCount  uint64
 }
 
 // Message is one committed message of a channel.
@@ -51,6 +56,11 @@ func (MessageSent) isEvent()    {}
 // fields are set according to the event kind.
 type Result struct {
 	Err error
+
+	// Index is the Raft log index of the entry whose apply produced this
+	// result (for a deduplicated repeat or an existing channel, the repeat's
+	// own entry): a read at AT_LEAST this index on any node sees the write.
+	Index uint64
 
 	// ChannelCreated: the stored channel and whether this event created it.
 	Channel Channel

@@ -40,8 +40,8 @@ type Notifier interface {
 }
 
 // FSM implements raft.BatchingFSM over a Projection. The response of every
-// command entry is a []domain.Result, one per event, or nil when the entry
-// had been applied before.
+// command entry is a []domain.Result, one per event, each carrying the
+// entry's index, or nil when the entry had been applied before.
 type FSM struct {
 	store  Projection
 	notify Notifier
@@ -141,6 +141,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	resp := make([]any, len(logs))
 	var published []domain.Message
 	for i := range entries {
+		for j := range results[i] {
+			results[i][j].Index = entries[i].Index
+		}
 		resp[i] = results[i]
 		for j, r := range results[i] {
 			if ev, ok := entries[i].Events[j].(domain.MessageSent); ok && r.Err == nil && !r.Deduplicated {

@@ -64,11 +64,11 @@ func TestApplyBatchRespondsPerEntryAndNotifies(t *testing.T) {
 	if rs := results(t, resp[0]); rs != nil {
 		t.Fatalf("configuration entry got results %+v", rs)
 	}
-	if rs := results(t, resp[1]); !rs[0].Created {
+	if rs := results(t, resp[1]); !rs[0].Created || rs[0].Index != 2 {
 		t.Fatalf("create: %+v", rs)
 	}
 	rs := results(t, resp[2])
-	if rs[0].Sequence != 1 || rs[0].Deduplicated || rs[1].Sequence != 1 || !rs[1].Deduplicated {
+	if rs[0].Sequence != 1 || rs[0].Deduplicated || rs[1].Sequence != 1 || !rs[1].Deduplicated || rs[0].Index != 3 || rs[1].Index != 3 {
 		t.Fatalf("batched sends: %+v", rs)
 	}
 	if store.AppliedIndex() != 3 {

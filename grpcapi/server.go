@@ -122,7 +122,7 @@ func (s *Server) CreateChannel(ctx context.Context, req *raftogramv1.CreateChann
 	if err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
-	return &raftogramv1.CreateChannelResponse{ChannelId: r.Channel.ID, Name: r.Channel.Name, Created: proto.Bool(r.Created)}, nil
+	return &raftogramv1.CreateChannelResponse{ChannelId: r.Channel.ID, Name: r.Channel.Name, Created: proto.Bool(r.Created), Index: r.Index}, nil
 }
 
 // SendMessage validates the request and commits a MessageSent event.
@@ -141,7 +141,7 @@ func (s *Server) SendMessage(ctx context.Context, req *raftogramv1.SendMessageRe
 	if err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
-	return &raftogramv1.SendMessageResponse{Sequence: r.Sequence, Deduplicated: proto.Bool(r.Deduplicated)}, nil
+	return &raftogramv1.SendMessageResponse{Sequence: r.Sequence, Deduplicated: proto.Bool(r.Deduplicated), Index: r.Index}, nil
 }
 
 func (s *Server) validateSend(req *raftogramv1.SendMessageRequest) error {

@@ -44,6 +44,9 @@ func (c *localCluster) Apply(ctx context.Context, events []domain.Event) ([]doma
 	if err != nil {
 		return nil, err
 	}
+	for i := range rs[0] {
+		rs[0][i].Index = c.index
+	}
 	var published []domain.Message
 	for i, r := range rs[0] {
 		if ev, ok := events[i].(domain.MessageSent); ok && r.Err == nil && !r.Deduplicated {
@@ -246,23 +249,25 @@ func TestHistoryLimits(t *testing.T) {
 	}
 }
 
+// Writes answer with the index of the entry that produced the answer, a
+// repeat's own entry included.
 func TestResponsesAlwaysCarryFlags(t *testing.T) {
 	client, _, _, _ := newTestServer(t, true)
 	ctx := context.Background()
 	c, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{Name: "general"})
-	if err != nil || c.Created == nil || !c.GetCreated() || c.GetChannelId() != "channel-1" {
+	if err != nil || c.Created == nil || !c.GetCreated() || c.GetChannelId() != "channel-1" || c.GetIndex() != 1 {
 		t.Fatalf("create = %v, %v", c, err)
 	}
 	again, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "channel-1", Name: "renamed"})
-	if err != nil || again.Created == nil || again.GetCreated() || again.GetName() != "general" {
+	if err != nil || again.Created == nil || again.GetCreated() || again.GetName() != "general" || again.GetIndex() != 2 {
 		t.Fatalf("idempotent create = %v, %v", again, err)
 	}
 	s, err := client.SendMessage(ctx, &raftogramv1.SendMessageRequest{ChannelId: "channel-1", AuthorId: "a", ClientMessageId: "k"})
-	if err != nil || s.Deduplicated == nil || s.GetDeduplicated() || s.GetSequence() != 1 {
+	if err != nil || s.Deduplicated == nil || s.GetDeduplicated() || s.GetSequence() != 1 || s.GetIndex() != 3 {
 		t.Fatalf("send = %v, %v", s, err)
 	}
 	d, err := client.SendMessage(ctx, &raftogramv1.SendMessageRequest{ChannelId: "channel-1", AuthorId: "a", ClientMessageId: "k"})
-	if err != nil || !d.GetDeduplicated() || d.GetSequence() != 1 {
+	if err != nil || !d.GetDeduplicated() || d.GetSequence() != 1 || d.GetIndex() != 4 {
 		t.Fatalf("repeat = %v, %v", d, err)
 	}
 }
