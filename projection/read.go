@@ -25,31 +25,84 @@ func (s *Store) reader(fn func(db *sql.DB) error) error {
 	return fn(s.r)
 }
 
-// Channel returns the committed channel, an ENOTFOUND *domain.Error when it
-// does not exist, or an I/O error.
+// Channel returns the committed channel with its message range
+// (FirstSequence, LastSequence and MessageCount all 0 while it is empty), an
+// ENOTFOUND *domain.Error when it does not exist, or an I/O error. It reads
+// committed state: Flush first to see everything applied.
 func (s *Store) Channel(ctx context.Context, id string) (domain.Channel, error) {
 	var ch domain.Channel
 	err := s.reader(func(db *sql.DB) error {
-		var err error
-		ch, err = channel(ctx, db, id)
-		return err
+		rows, err := db.QueryContext(ctx, channelQuery+` WHERE c.channel_id = ?`, id)
+		if err != nil {
+			return fmt.Errorf("read channel %q: %w", id, err)
+		}
+		chs, err := scanChannels(rows)
+		if err != nil {
+			return fmt.Errorf("read channel %q: %w", id, err)
+		}
+		if len(chs) == 0 {
+			return domain.Errorf(domain.ENOTFOUND, "channel %q not found", id)
+		}
+		ch = chs[0]
+		return nil
 	})
 	return ch, err
 }
 
-func channel(ctx context.Context, db *sql.DB, id string) (domain.Channel, error) {
-	ch := domain.Channel{ID: id}
-	var created int64
-	err := db.QueryRowContext(ctx, `SELECT name, created_at, last_sequence FROM channels WHERE channel_id = ?`, id).
-		Scan(&ch.Name, &created, &ch.LastSequence)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return domain.Channel{}, domain.Errorf(domain.ENOTFOUND, "channel %q not found", id)
-	case err != nil:
-		return domain.Channel{}, fmt.Errorf("read channel %q: %w", id, err)
+// Channels returns up to limit committed channels whose ids sort after
+// after (all of them when after is ""), in ascending id order, each with its
+// message range, and whether more follow. It returns an EINVALID
+// *domain.Error when limit is not positive, or an I/O error.
+func (s *Store) Channels(ctx context.Context, after string, limit int) ([]domain.Channel, bool, error) {
+	if limit <= 0 {
+		return nil, false, domain.Errorf(domain.EINVALID, "limit must be positive")
 	}
-	ch.CreatedAt = time.Unix(0, created).UTC()
-	return ch, nil
+	var chs []domain.Channel
+	err := s.reader(func(db *sql.DB) error {
+		rows, err := db.QueryContext(ctx, channelQuery+` WHERE c.channel_id > ? ORDER BY c.channel_id LIMIT ?`, after, limit+1)
+		if err != nil {
+			return fmt.Errorf("list channels after %q: %w", after, err)
+		}
+		chs, err = scanChannels(rows)
+		if err != nil {
+			return fmt.Errorf("list channels after %q: %w", after, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if len(chs) > limit {
+		return chs[:limit], true, nil
+	}
+	return chs, false, nil
+}
+
+// channelQuery selects channels with the sequence of their oldest message,
+// found by one primary-key seek into messages (0 when there is none).
+// Sequences are contiguous from the oldest held to last_sequence, so the
+// count follows from the two.
+const channelQuery = `SELECT c.channel_id, c.name, c.created_at, c.last_sequence,
+	COALESCE((SELECT m.sequence FROM messages AS m WHERE m.channel_id = c.channel_id ORDER BY m.sequence LIMIT 1), 0)
+	FROM channels AS c`
+
+// scanChannels reads and closes rows of channelQuery.
+func scanChannels(rows *sql.Rows) ([]domain.Channel, error) {
+	defer rows.Close()
+	var out []domain.Channel
+	for rows.Next() {
+		var ch domain.Channel
+		var created int64
+		if err := rows.Scan(&ch.ID, &ch.Name, &created, &ch.LastSequence, &ch.FirstSequence); err != nil {
+			return nil, err
+		}
+		ch.CreatedAt = time.Unix(0, created).UTC()
+		if ch.FirstSequence > 0 && ch.LastSequence >= ch.FirstSequence {
+			ch.MessageCount = ch.LastSequence - ch.FirstSequence + 1
+		}
+		out = append(out, ch)
+	}
+	return out, rows.Err()
 }
 
 // History returns up to limit messages of the channel with sequence greater
