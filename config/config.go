@@ -142,6 +142,21 @@ type Config struct {
 	// health listener. YAML debug_pprof, env RAFTOGRAM_DEBUG_PPROF,
 	// default false.
 	DebugPprof bool `yaml:"debug_pprof" env:"DEBUG_PPROF"`
+	// ForwardWrites makes a follower forward CreateChannel and SendMessage
+	// to the leader and return its answer, instead of answering NotLeader.
+	// YAML forward_writes, env RAFTOGRAM_FORWARD_WRITES, default false.
+	ForwardWrites bool `yaml:"forward_writes" env:"FORWARD_WRITES"`
+	// FollowerStreamHeartbeat is how often an idle Subscribe stream that
+	// asked for a consistency level gets a heartbeat chunk (no messages,
+	// the node's applied index and the leader's commit index).
+	// YAML follower_stream_heartbeat, env RAFTOGRAM_FOLLOWER_STREAM_HEARTBEAT,
+	// default 1s.
+	FollowerStreamHeartbeat time.Duration `yaml:"follower_stream_heartbeat" env:"FOLLOWER_STREAM_HEARTBEAT"`
+	// FollowerStreamCutoff is how long a node may go without contact with a
+	// leader before its consistency-level Subscribe streams end with
+	// Unavailable. YAML follower_stream_cutoff,
+	// env RAFTOGRAM_FOLLOWER_STREAM_CUTOFF, default 10s.
+	FollowerStreamCutoff time.Duration `yaml:"follower_stream_cutoff" env:"FOLLOWER_STREAM_CUTOFF"`
 }
 
 // Default returns the built-in defaults: a node "node1" with Raft on
@@ -171,8 +186,10 @@ func Default() Config {
 		Limits: Limits{
 			MaxPayloadBytes: 1 << 20,
 		},
-		ShutdownTimeout: 10 * time.Second,
-		LogLevel:        "info",
+		ShutdownTimeout:         10 * time.Second,
+		LogLevel:                "info",
+		FollowerStreamHeartbeat: time.Second,
+		FollowerStreamCutoff:    10 * time.Second,
 	}
 }
 

@@ -46,9 +46,11 @@ func TestDefault(t *testing.T) {
 			TrailingLogs:       10240,
 			ApplyTimeout:       10 * time.Second,
 		},
-		Limits:          Limits{MaxPayloadBytes: 1048576},
-		ShutdownTimeout: 10 * time.Second,
-		LogLevel:        "info",
+		Limits:                  Limits{MaxPayloadBytes: 1048576},
+		ShutdownTimeout:         10 * time.Second,
+		LogLevel:                "info",
+		FollowerStreamHeartbeat: time.Second,
+		FollowerStreamCutoff:    10 * time.Second,
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Default() = %+v\nwant %+v", got, want)
@@ -213,6 +215,8 @@ func TestValidateRejects(t *testing.T) {
 		{"zero snapshot interval", func(c *Config) { c.Raft.SnapshotInterval = 0 }, "raft.snapshot_interval must be positive, got 0s"},
 		{"negative apply", func(c *Config) { c.Raft.ApplyTimeout = -time.Millisecond }, "raft.apply_timeout must be positive, got -1ms"},
 		{"zero shutdown", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout must be positive, got 0s"},
+		{"zero stream heartbeat", func(c *Config) { c.FollowerStreamHeartbeat = 0 }, "follower_stream_heartbeat must be positive, got 0s"},
+		{"negative stream cutoff", func(c *Config) { c.FollowerStreamCutoff = -time.Second }, "follower_stream_cutoff must be positive, got -1s"},
 		{"heartbeat below raft minimum", func(c *Config) {
 			c.Raft.HeartbeatTimeout = time.Millisecond
 			c.Raft.LeaderLeaseTimeout = time.Millisecond
@@ -328,18 +332,21 @@ func TestLoadDistFile(t *testing.T) {
 func TestLoadEnvOnly(t *testing.T) {
 	t.Parallel()
 	environ := map[string]string{
-		"RAFTOGRAM_NODE_ID":          "node3",
-		"RAFTOGRAM_RAFT_BIND_ADDR":   "0.0.0.0:7002",
-		"RAFTOGRAM_GRPC_BIND_ADDR":   "0.0.0.0:9002",
-		"RAFTOGRAM_HEALTH_BIND_ADDR": ":8082",
-		"RAFTOGRAM_DATA_DIR":         "/var/lib/raftogram",
-		"RAFTOGRAM_CLUSTER_PEERS":    threePeersLine,
-		"RAFTOGRAM_LOG_LEVEL":        "warn",
-		"RAFTOGRAM_SHUTDOWN_TIMEOUT": "30s",
-		"RAFTOGRAM_DEBUG_PPROF":      "true",
-		"RAFTOGRAM_CONFIG":           "/nonexistent/config.yaml", // read by main, ignored here
-		"RAFTOGRAM_":                 "junk",                     // not a field: ignored
-		"HOME":                       "/root",
+		"RAFTOGRAM_NODE_ID":                   "node3",
+		"RAFTOGRAM_RAFT_BIND_ADDR":            "0.0.0.0:7002",
+		"RAFTOGRAM_GRPC_BIND_ADDR":            "0.0.0.0:9002",
+		"RAFTOGRAM_HEALTH_BIND_ADDR":          ":8082",
+		"RAFTOGRAM_DATA_DIR":                  "/var/lib/raftogram",
+		"RAFTOGRAM_CLUSTER_PEERS":             threePeersLine,
+		"RAFTOGRAM_LOG_LEVEL":                 "warn",
+		"RAFTOGRAM_SHUTDOWN_TIMEOUT":          "30s",
+		"RAFTOGRAM_DEBUG_PPROF":               "true",
+		"RAFTOGRAM_FORWARD_WRITES":            "true",
+		"RAFTOGRAM_FOLLOWER_STREAM_HEARTBEAT": "250ms",
+		"RAFTOGRAM_FOLLOWER_STREAM_CUTOFF":    "3s",
+		"RAFTOGRAM_CONFIG":                    "/nonexistent/config.yaml", // read by main, ignored here
+		"RAFTOGRAM_":                          "junk",                     // not a field: ignored
+		"HOME":                                "/root",
 	}
 	path := filepath.Join(t.TempDir(), "config.yaml") // does not exist
 	cfg, err := Load(path, false, environ)
@@ -356,6 +363,9 @@ func TestLoadEnvOnly(t *testing.T) {
 	want.LogLevel = "warn"
 	want.ShutdownTimeout = 30 * time.Second
 	want.DebugPprof = true
+	want.ForwardWrites = true
+	want.FollowerStreamHeartbeat = 250 * time.Millisecond
+	want.FollowerStreamCutoff = 3 * time.Second
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("Load() =\n %+v\nwant\n %+v", cfg, want)
 	}

@@ -42,7 +42,8 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 //     collides with another bind address;
 //   - an empty data_dir;
 //   - a non-positive duration (raft.* timeouts and intervals,
-//     shutdown_timeout), or Raft timings hashicorp/raft would refuse
+//     shutdown_timeout, follower_stream_heartbeat, follower_stream_cutoff),
+//     or Raft timings hashicorp/raft would refuse
 //     (heartbeat/election/leader-lease/snapshot interval below 5ms, commit
 //     timeout below 1ms, leader_lease_timeout above heartbeat_timeout,
 //     election_timeout below heartbeat_timeout);
@@ -156,6 +157,8 @@ func (c Config) Validate() error {
 		{"raft.snapshot_interval", r.SnapshotInterval, 5 * time.Millisecond},
 		{"raft.apply_timeout", r.ApplyTimeout, 0},
 		{"shutdown_timeout", c.ShutdownTimeout, 0},
+		{"follower_stream_heartbeat", c.FollowerStreamHeartbeat, 0},
+		{"follower_stream_cutoff", c.FollowerStreamCutoff, 0},
 	} {
 		switch {
 		case d.val <= 0:
