@@ -75,36 +75,71 @@ func (n *Node) raftError(op string, err error) error {
 // *domain.Error when leadership changes meanwhile or the node shuts down,
 // and ctx's error when ctx ends first.
 func (n *Node) ReadBarrier(ctx context.Context) error {
+	r, err := n.confirm(ctx)
+	if err != nil {
+		return err
+	}
+	return n.fsm.WaitApplied(ctx, r.target)
+}
+
+// ReadIndex is etcd's ReadIndex, served by the leader for a follower's
+// linearizable read: it runs exactly the confirmation round of ReadBarrier
+// (shared with concurrent reads) and returns the index a node must have
+// applied to answer the read, and the term that confirmed it, without
+// waiting for this node's own projection. The index is that of an entry
+// every node's state machine applies (a command or configuration entry), so
+// a follower's applied index reaches it. It returns the errors of
+// ReadBarrier.
+func (n *Node) ReadIndex(ctx context.Context) (index, term uint64, err error) {
+	r, err := n.confirm(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return r.target, r.term, nil
+}
+
+// confirm queues a read for the next confirmation round and returns its
+// outcome.
+func (n *Node) confirm(ctx context.Context) (readResult, error) {
 	if n.raft.State() != raft.Leader {
-		return n.NotLeader()
+		return readResult{}, n.NotLeader()
 	}
 	w := &readWaiter{done: make(chan readResult, 1)}
 	select {
 	case n.reads <- w:
 	case <-ctx.Done():
-		return ctx.Err()
+		return readResult{}, ctx.Err()
 	case <-n.stop:
-		return n.raftError("read", errShutdown)
+		return readResult{}, n.raftError("read", errShutdown)
 	}
 	var r readResult
 	select {
 	case r = <-w.done:
 	case <-ctx.Done():
-		return ctx.Err()
+		return readResult{}, ctx.Err()
 	case <-n.stop:
-		return n.raftError("read", errShutdown)
+		return readResult{}, n.raftError("read", errShutdown)
 	}
-	if r.err != nil {
-		return r.err
-	}
-	return n.fsm.WaitApplied(ctx, r.target)
+	return r, r.err
 }
+
+// WaitApplied blocks until this node's projection has applied index and
+// made it readable, returning nil; it returns ctx's error (wrapped) when
+// ctx ends first, or the projection's I/O error.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	return n.fsm.WaitApplied(ctx, index)
+}
+
+// AppliedIndex returns the last log index applied to this node's
+// projection.
+func (n *Node) AppliedIndex() uint64 { return n.fsm.AppliedIndex() }
 
 // readWaiter is one ReadBarrier call waiting for a confirmation round.
 type readWaiter struct{ done chan readResult } // buffered, receives once
 
 type readResult struct {
 	target uint64 // the index the projection must reach
+	term   uint64 // the term that confirmed it
 	err    error
 }
 
@@ -131,18 +166,18 @@ func (n *Node) runReads() {
 			}
 		}
 		n.readRounds.Add(1)
-		target, err := n.readIndex()
+		target, term, err := n.readIndex()
 		for _, w := range batch {
-			w.done <- readResult{target: target, err: err}
+			w.done <- readResult{target: target, term: term, err: err}
 		}
 	}
 }
 
 // readIndex runs one confirmation round and returns the index the
-// projection must reach for a linearizable read.
-func (n *Node) readIndex() (uint64, error) {
+// projection must reach for a linearizable read, and the term.
+func (n *Node) readIndex() (uint64, uint64, error) {
 	if n.raft.State() != raft.Leader {
-		return 0, n.NotLeader()
+		return 0, 0, n.NotLeader()
 	}
 	term := n.raft.CurrentTerm()
 	if n.stalledRecently() {
@@ -152,16 +187,26 @@ func (n *Node) readIndex() (uint64, error) {
 		n.readyTerm.Store(0)
 	}
 	if err := n.ensureReady(term); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	commit := n.raft.CommitIndex()
 	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return 0, n.raftError("read", err)
+		return 0, 0, n.raftError("read", err)
 	}
 	if n.raft.CurrentTerm() != term {
-		return 0, domain.Errorf(domain.EUNAVAILABLE, "read aborted: leadership changed; retry")
+		return 0, 0, domain.Errorf(domain.EUNAVAILABLE, "read aborted: leadership changed; retry")
 	}
-	return n.lastAppliedEntryAtOrBelow(commit)
+	target, err := n.lastAppliedEntryAtOrBelow(commit)
+	if err != nil {
+		return 0, 0, err
+	}
+	if target == 0 {
+		// This projection already holds every state-machine entry up to
+		// commit: its applied index is such an entry (or later, also
+		// committed), which a follower reaches too.
+		target = n.fsm.AppliedIndex()
+	}
+	return target, term, nil
 }
 
 // ensureReady makes sure an entry of term has been committed and applied

@@ -88,6 +88,7 @@ type Node struct {
 	readyTerm atomic.Uint64 // the term whose first barrier has been applied
 	barrierMu sync.Mutex
 	lastTick  atomic.Int64 // UnixNano of the stall watcher's latest tick
+	ledUntil  atomic.Int64 // UnixNano when this node last stopped leading
 
 	watchMu sync.Mutex
 	watch   chan struct{} // closed on every role or leader change
@@ -240,6 +241,7 @@ func projectionHoldsSnapshot(snaps raft.SnapshotStore, applied uint64) (bool, er
 // the first barrier of a new leadership term eagerly.
 func (n *Node) observe(obs chan raft.Observation) {
 	defer n.wg.Done()
+	wasLeader := false
 	for {
 		select {
 		case <-n.stop:
@@ -248,6 +250,10 @@ func (n *Node) observe(obs chan raft.Observation) {
 			switch d := o.Data.(type) {
 			case raft.RaftState:
 				n.log.Info("raft role changed", "role", strings.ToLower(d.String()), "term", n.raft.CurrentTerm())
+				if wasLeader && d != raft.Leader {
+					n.ledUntil.Store(time.Now().UnixNano())
+				}
+				wasLeader = d == raft.Leader
 			case raft.LeaderObservation:
 				n.log.Info("raft leader changed", "leader_id", string(d.LeaderID), "leader_raft_addr", string(d.LeaderAddr))
 			}
@@ -347,6 +353,9 @@ type Status struct {
 	AppliedIndex   uint64 // last index applied to the projection
 	LastLogIndex   uint64
 	SnapshotIndex  uint64 // index of the newest snapshot this node holds
+	// LastContact is when this node last heard from a leader; zero on the
+	// leader itself and when it never has.
+	LastContact time.Time
 }
 
 // Status returns this node's role, the leader it knows and its indexes.
@@ -363,6 +372,9 @@ func (n *Node) Status() Status {
 		st.SnapshotIndex = idx
 	}
 	st.IsLeader = st.Role == "leader"
+	if !st.IsLeader {
+		st.LastContact = n.raft.LastContact()
+	}
 	addr, id := n.raft.LeaderWithID()
 	if id != "" {
 		st.LeaderID = string(id)
@@ -370,6 +382,64 @@ func (n *Node) Status() Status {
 		st.LeaderGRPCAddr = n.peers[id].GRPCAddr
 	}
 	return st
+}
+
+// TransferLeadershipTo hands leadership to the voter id, or to the most
+// up-to-date follower when id is empty, and waits for the outcome. It
+// returns nil at once when id names this node and it leads; a
+// *domain.NotLeaderError when this node does not lead; an EINVALID
+// *domain.Error when id is not a voter of the cluster; an EUNAVAILABLE one
+// when raft could not complete the transfer.
+func (n *Node) TransferLeadershipTo(id string) error {
+	if n.raft.State() != raft.Leader {
+		return n.NotLeader()
+	}
+	var f raft.Future
+	switch p, ok := n.peers[raft.ServerID(id)]; {
+	case id == "":
+		f = n.raft.LeadershipTransfer()
+	case !ok:
+		return domain.Errorf(domain.EINVALID, "node %q is not a member of the cluster", id)
+	case id == n.cfg.NodeID:
+		return nil
+	default:
+		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(p.RaftAddr))
+	}
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return n.NotLeader()
+		}
+		return domain.Errorf(domain.EUNAVAILABLE, "leadership transfer failed: %v; retry", err)
+	}
+	return nil
+}
+
+// NodeID returns this node's id.
+func (n *Node) NodeID() string { return n.cfg.NodeID }
+
+// LeaderCommitIndex returns the leader's commit index as this node knows it
+// (raft's commit index, which followers learn from the leader), or 0 while
+// no leader is known.
+func (n *Node) LeaderCommitIndex() uint64 {
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		return 0
+	}
+	return n.raft.CommitIndex()
+}
+
+// LastLeaderContact returns when this node last knew itself connected to a
+// leader: now while it leads, otherwise the later of raft's last contact
+// from a leader and the moment this node stopped leading (zero when
+// neither happened).
+func (n *Node) LastLeaderContact() time.Time {
+	if n.raft.State() == raft.Leader {
+		return time.Now()
+	}
+	t := n.raft.LastContact()
+	if led := n.ledUntil.Load(); led != 0 && time.Unix(0, led).After(t) {
+		t = time.Unix(0, led)
+	}
+	return t
 }
 
 // IsLeader reports whether this node currently believes it leads in term.

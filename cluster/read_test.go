@@ -122,3 +122,43 @@ func openSingleNode(t *testing.T) (*Node, *projection.Store) {
 	}
 	return n, store
 }
+
+// ReadIndex answers an index the state machine reaches: the last write's
+// entry, never a later barrier or no-op entry (a follower's applied index
+// would never reach those).
+func TestReadIndexIsTheLastStateMachineEntry(t *testing.T) {
+	ctx := context.Background()
+	n, _ := openSingleNode(t)
+	rs, err := n.Apply(ctx, []domain.Event{domain.ChannelCreated{ChannelID: "c", Name: "c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A read after a stall commits a barrier entry after the write.
+	n.lastTick.Store(time.Now().Add(-time.Second).UnixNano())
+	idx, term, err := n.ReadIndex(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idx != rs[0].Index || term != n.Term() {
+		t.Fatalf("ReadIndex = %d (term %d), want the write's %d (term %d); log ends at %d", idx, term, rs[0].Index, n.Term(), n.raft.LastIndex())
+	}
+	if n.raft.LastIndex() <= idx {
+		t.Fatalf("no barrier entry after the write (log ends at %d)", n.raft.LastIndex())
+	}
+	if err := n.WaitApplied(ctx, idx); err != nil || n.AppliedIndex() < idx {
+		t.Fatalf("WaitApplied(%d) = %v, applied %d", idx, err, n.AppliedIndex())
+	}
+}
+
+func TestTransferLeadershipToRefusesUnknownNodes(t *testing.T) {
+	n, _ := openSingleNode(t)
+	if err := n.TransferLeadershipTo("nobody"); domain.ErrorCode(err) != domain.EINVALID {
+		t.Fatalf("unknown node: %v", err)
+	}
+	if err := n.TransferLeadershipTo("node1"); err != nil {
+		t.Fatalf("to itself while leading: %v", err)
+	}
+	if !n.LastLeaderContact().After(time.Now().Add(-time.Second)) || n.LeaderCommitIndex() == 0 {
+		t.Fatalf("leader: last contact %v, commit %d", n.LastLeaderContact(), n.LeaderCommitIndex())
+	}
+}
