@@ -57,6 +57,28 @@ type encodedChunk struct{ bufs mem.BufferSlice }
 
 func (c *encodedChunk) add(record []byte) { c.bufs = append(c.bufs, mem.SliceBuffer(record)) }
 
+// stamp appends the chunk's node_id, applied_index and leader_commit_index
+// fields (protobuf allows fields in any order; zero values are left out,
+// as the proto encoder would).
+func (c *encodedChunk) stamp(nodeID string, applied, leaderCommit uint64) {
+	var b []byte
+	if nodeID != "" {
+		b = protowire.AppendTag(b, subscribeChunkNodeID, protowire.BytesType)
+		b = protowire.AppendString(b, nodeID)
+	}
+	if applied != 0 {
+		b = protowire.AppendTag(b, subscribeChunkAppliedIndex, protowire.VarintType)
+		b = protowire.AppendVarint(b, applied)
+	}
+	if leaderCommit != 0 {
+		b = protowire.AppendTag(b, subscribeChunkLeaderCommitIndex, protowire.VarintType)
+		b = protowire.AppendVarint(b, leaderCommit)
+	}
+	if len(b) > 0 {
+		c.add(b)
+	}
+}
+
 // EncodeMessage returns m's wire form as one "messages" field record of a
 // SubscribeChunk, ready to be concatenated with others into a chunk: it is
 // the fanout.Encoder the server's hub runs once per published message.
@@ -71,8 +93,13 @@ func EncodeMessage(m domain.Message) []byte {
 	return protowire.AppendBytes(b, body)
 }
 
-// subscribeChunkMessages is the field number of SubscribeChunk.messages.
-const subscribeChunkMessages = 1
+// Field numbers of SubscribeChunk.
+const (
+	subscribeChunkMessages          = 1
+	subscribeChunkNodeID            = 2
+	subscribeChunkAppliedIndex      = 3
+	subscribeChunkLeaderCommitIndex = 4
+)
 
 func (g *decodeGuard) check(req any) error {
 	if err, ok := g.failed.LoadAndDelete(req); ok {

@@ -6,6 +6,7 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -38,11 +39,19 @@ type Cluster interface {
 	Term() uint64
 	IsLeader(term uint64) bool
 	Watch() <-chan struct{}
+
+	NodeID() string
+	AppliedIndex() uint64
+	WaitApplied(ctx context.Context, index uint64) error
+	LeaderCommitIndex() uint64
+	LastLeaderContact() time.Time
 }
 
 // Store is the projection the API reads (a *projection.Store).
 type Store interface {
 	History(ctx context.Context, channelID string, after uint64, limit, maxBytes int) ([]domain.Message, bool, error)
+	Channel(ctx context.Context, id string) (domain.Channel, error)
+	Channels(ctx context.Context, after string, limit int) ([]domain.Channel, bool, error)
 	Flush(ctx context.Context) error
 }
 
@@ -56,6 +65,18 @@ type Options struct {
 	MaxPayloadBytes int              // larger payloads are InvalidArgument
 	Now             func() time.Time // the leader's clock; time.Now when nil
 	Logger          *slog.Logger
+
+	// ForwardWrites makes a follower forward CreateChannel and SendMessage
+	// to the leader (config forward_writes).
+	ForwardWrites bool
+	// StreamHeartbeat is the idle interval after which a consistency-level
+	// Subscribe stream gets a heartbeat chunk; 1s when 0.
+	StreamHeartbeat time.Duration
+	// StreamCutoff is how long without leader contact ends a
+	// consistency-level Subscribe stream with Unavailable; 10s when 0.
+	StreamCutoff time.Duration
+	// Version is the node's build, reported by Admin.GetNodeStatus.
+	Version string
 }
 
 // Server implements raftogramv1.MessengerServer.
@@ -68,9 +89,11 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	done    chan struct{}
+	peers   *Peers // connections to the other nodes: forwarding, ReadIndex
 }
 
-// New returns a Server over the given cluster, store and hub.
+// New returns a Server over the given cluster, store and hub. Close it
+// after the gRPC server has stopped, to close its connections to peers.
 func New(c Cluster, s Store, h Hub, opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -78,7 +101,21 @@ func New(c Cluster, s Store, h Hub, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cluster: c, store: s, hub: h, opts: opts, log: opts.Logger, done: make(chan struct{})}
+	if opts.StreamHeartbeat <= 0 {
+		opts.StreamHeartbeat = time.Second
+	}
+	if opts.StreamCutoff <= 0 {
+		opts.StreamCutoff = 10 * time.Second
+	}
+	return &Server{cluster: c, store: s, hub: h, opts: opts, log: opts.Logger, done: make(chan struct{}), peers: NewPeers()}
+}
+
+// Close closes the server's connections to other nodes; call it once no
+// handler runs any more (after the gRPC server stopped). It returns the
+// first error met closing them.
+func (s *Server) Close() error {
+	s.Shutdown()
+	return s.peers.Close()
 }
 
 // ServerOptions returns the grpc.Server options raftogram runs with:
@@ -107,7 +144,8 @@ func (s *Server) Shutdown() {
 	}
 }
 
-// CreateChannel validates the request and commits a ChannelCreated event.
+// CreateChannel validates the request and commits a ChannelCreated event;
+// on a follower with ForwardWrites it has the leader do so (forward.go).
 func (s *Server) CreateChannel(ctx context.Context, req *raftogramv1.CreateChannelRequest) (*raftogramv1.CreateChannelResponse, error) {
 	const method = "CreateChannel"
 	if req.GetChannelId() != "" {
@@ -119,25 +157,47 @@ func (s *Server) CreateChannel(ctx context.Context, req *raftogramv1.CreateChann
 		return nil, toStatus(s.log, method, err)
 	}
 	r, err := s.apply(ctx, domain.ChannelCreated{ChannelID: req.GetChannelId(), Name: req.GetName(), CreatedAt: s.opts.Now()})
+	if s.forwardable(ctx, err) {
+		resp, ferr := forward(s, ctx, func(ctx context.Context, c raftogramv1.MessengerClient) (*raftogramv1.CreateChannelResponse, error) {
+			return c.CreateChannel(ctx, req)
+		})
+		if !errors.Is(ferr, errLeading) {
+			return resp, ferr
+		}
+		r, err = s.apply(ctx, domain.ChannelCreated{ChannelID: req.GetChannelId(), Name: req.GetName(), CreatedAt: s.opts.Now()})
+	}
 	if err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
 	return &raftogramv1.CreateChannelResponse{ChannelId: r.Channel.ID, Name: r.Channel.Name, Created: proto.Bool(r.Created), Index: r.Index}, nil
 }
 
-// SendMessage validates the request and commits a MessageSent event.
+// SendMessage validates the request and commits a MessageSent event; on a
+// follower with ForwardWrites it has the leader do so (forward.go).
 func (s *Server) SendMessage(ctx context.Context, req *raftogramv1.SendMessageRequest) (*raftogramv1.SendMessageResponse, error) {
 	const method = "SendMessage"
 	if err := s.validateSend(req); err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
-	r, err := s.apply(ctx, domain.MessageSent{
-		ChannelID:       req.GetChannelId(),
-		AuthorID:        req.GetAuthorId(),
-		Payload:         req.GetPayload(),
-		ClientMessageID: req.GetClientMessageId(),
-		CreatedAt:       s.opts.Now(),
-	})
+	event := func() domain.Event {
+		return domain.MessageSent{
+			ChannelID:       req.GetChannelId(),
+			AuthorID:        req.GetAuthorId(),
+			Payload:         req.GetPayload(),
+			ClientMessageID: req.GetClientMessageId(),
+			CreatedAt:       s.opts.Now(),
+		}
+	}
+	r, err := s.apply(ctx, event())
+	if s.forwardable(ctx, err) {
+		resp, ferr := forward(s, ctx, func(ctx context.Context, c raftogramv1.MessengerClient) (*raftogramv1.SendMessageResponse, error) {
+			return c.SendMessage(ctx, req)
+		})
+		if !errors.Is(ferr, errLeading) {
+			return resp, ferr
+		}
+		r, err = s.apply(ctx, event())
+	}
 	if err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
@@ -173,7 +233,9 @@ func (s *Server) apply(ctx context.Context, ev domain.Event) (domain.Result, err
 	return rs[0], nil
 }
 
-// ReadHistory serves committed messages after a linearizable read barrier.
+// ReadHistory serves committed messages once this node is as fresh as the
+// request's consistency asks (see fresh). With a consistency level the
+// response names the node and the index it had applied.
 func (s *Server) ReadHistory(ctx context.Context, req *raftogramv1.ReadHistoryRequest) (*raftogramv1.ReadHistoryResponse, error) {
 	const method = "ReadHistory"
 	if err := domain.ValidateChannelID(req.GetChannelId()); err != nil {
@@ -186,19 +248,27 @@ func (s *Server) ReadHistory(ctx context.Context, req *raftogramv1.ReadHistoryRe
 	case limit > MaxLimit:
 		limit = MaxLimit
 	}
-	if err := s.cluster.ReadBarrier(ctx); err != nil {
+	if err := s.fresh(ctx, req.GetConsistency(), req.GetMinIndex()); err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
 	msgs, more, err := s.store.History(ctx, req.GetChannelId(), req.GetAfterSequence(), limit, MaxResponseBytes)
 	if err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
-	return &raftogramv1.ReadHistoryResponse{Messages: toProto(msgs), HasMore: proto.Bool(more)}, nil
+	resp := &raftogramv1.ReadHistoryResponse{Messages: toProto(msgs), HasMore: proto.Bool(more)}
+	if req.GetConsistency() != raftogramv1.ReadConsistency_READ_CONSISTENCY_UNSPECIFIED {
+		// Read after the query: the answer holds nothing past it, so a
+		// later read at AT_LEAST this index is never older than this one.
+		resp.NodeId, resp.AppliedIndex = s.cluster.NodeID(), s.cluster.AppliedIndex()
+	}
+	return resp, nil
 }
 
-// Subscribe streams history after after_sequence, then live commits. It
-// ends with NotLeader when this node stops leading, Unavailable when the
-// server shuts down, and the context's status when the client goes away.
+// Subscribe streams history after after_sequence, then live commits. By
+// default (UNSPECIFIED) only the leader serves it, and it ends with
+// NotLeader when this node stops leading; with a consistency level any node
+// serves it (see subscribeAt). It ends with Unavailable when the server
+// shuts down, and the context's status when the client goes away.
 func (s *Server) Subscribe(req *raftogramv1.SubscribeRequest, stream grpc.ServerStreamingServer[raftogramv1.SubscribeChunk]) error {
 	const method = "Subscribe"
 	ctx := stream.Context()
@@ -209,6 +279,9 @@ func (s *Server) Subscribe(req *raftogramv1.SubscribeRequest, stream grpc.Server
 	// Subscribe before reading, so no commit after the read goes unnoticed.
 	sub := s.hub.Subscribe(channelID)
 	defer sub.Close()
+	if req.GetConsistency() != raftogramv1.ReadConsistency_READ_CONSISTENCY_UNSPECIFIED {
+		return s.subscribeAt(ctx, req, sub, stream)
+	}
 	term := s.cluster.Term()
 	watch := s.cluster.Watch()
 	if err := s.cluster.ReadBarrier(ctx); err != nil {
@@ -248,6 +321,71 @@ func (s *Server) Subscribe(req *raftogramv1.SubscribeRequest, stream grpc.Server
 			}
 		}
 	}
+}
+
+// subscribeAt serves a stream that asked for a consistency level: it starts
+// once this node is as fresh as the level asks, then streams what this node
+// applies, whoever leads. Every chunk carries node_id, applied_index and
+// leader_commit_index; an idle stream gets a heartbeat chunk (no messages)
+// every StreamHeartbeat. The stream ends with Unavailable once this node
+// has had no contact with a leader for longer than StreamCutoff (counted
+// from the stream's start at the earliest; checked at each heartbeat).
+func (s *Server) subscribeAt(ctx context.Context, req *raftogramv1.SubscribeRequest, sub *fanout.Subscription, stream grpc.ServerStreamingServer[raftogramv1.SubscribeChunk]) error {
+	const method = "Subscribe"
+	if err := s.fresh(ctx, req.GetConsistency(), req.GetMinIndex()); err != nil {
+		return toStatus(s.log, method, err)
+	}
+	start := time.Now()
+	heartbeat := time.NewTimer(s.opts.StreamHeartbeat)
+	defer heartbeat.Stop()
+	send := func(chunk *encodedChunk) error {
+		chunk.stamp(s.cluster.NodeID(), s.cluster.AppliedIndex(), s.cluster.LeaderCommitIndex())
+		heartbeat.Reset(s.opts.StreamHeartbeat)
+		return stream.SendMsg(chunk)
+	}
+	cursor := req.GetAfterSequence()
+	for {
+		chunk, last, more, err := s.nextChunk(ctx, sub, req.GetChannelId(), cursor)
+		if err != nil {
+			return toStatus(s.log, method, err)
+		}
+		if len(chunk.bufs) > 0 {
+			if err := send(chunk); err != nil {
+				return err
+			}
+			cursor = last
+		}
+		if more {
+			continue
+		}
+		for waiting := true; waiting; {
+			select {
+			case <-sub.C:
+				waiting = false
+			case <-heartbeat.C:
+				if s.cutOff(start) {
+					return status.Errorf(codes.Unavailable, "node %s has had no contact with a leader for more than %s; resubscribe on another node after sequence %d",
+						s.cluster.NodeID(), s.opts.StreamCutoff, cursor)
+				}
+				if err := send(&encodedChunk{}); err != nil {
+					return err
+				}
+			case <-s.done:
+				return status.Error(codes.Unavailable, "server shutting down; resubscribe on another node")
+			case <-ctx.Done():
+				return toStatus(s.log, method, ctx.Err())
+			}
+		}
+	}
+}
+
+// cutOff reports whether this node has had no contact with a leader for
+// longer than StreamCutoff, counting from since at the earliest.
+func (s *Server) cutOff(since time.Time) bool {
+	if contact := s.cluster.LastLeaderContact(); contact.After(since) {
+		since = contact
+	}
+	return time.Since(since) > s.opts.StreamCutoff
 }
 
 // nextChunk returns the messages after cursor, encoded as one chunk, the

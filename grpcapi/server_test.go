@@ -31,6 +31,8 @@ type localCluster struct {
 	leader bool
 	hint   domain.NotLeaderError
 	watch  chan struct{}
+
+	cutOffSince time.Time // when set, LastLeaderContact reports it
 }
 
 func (c *localCluster) Apply(ctx context.Context, events []domain.Event) ([]domain.Result, error) {
@@ -66,6 +68,39 @@ func (c *localCluster) ReadBarrier(ctx context.Context) error {
 		return c.NotLeader()
 	}
 	return c.store.Flush(ctx)
+}
+
+func (c *localCluster) NodeID() string       { return "node1" }
+func (c *localCluster) AppliedIndex() uint64 { return c.store.AppliedIndex() }
+
+// WaitApplied polls: the fake has no apply notifications.
+func (c *localCluster) WaitApplied(ctx context.Context, index uint64) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for c.store.AppliedIndex() < index {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return c.store.Flush(ctx)
+}
+
+func (c *localCluster) LeaderCommitIndex() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.index
+}
+
+// LastLeaderContact is now unless the test set cutOffSince.
+func (c *localCluster) LastLeaderContact() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.cutOffSince.IsZero() {
+		return c.cutOffSince
+	}
+	return time.Now()
 }
 
 func (c *localCluster) NotLeader() *domain.NotLeaderError { h := c.hint; return &h }

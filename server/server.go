@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	peerv1 "github.com/raftogram/raftogram/api/proto/raftogram/peer/v1"
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/cluster"
 	"github.com/raftogram/raftogram/config"
@@ -78,10 +79,23 @@ type Server struct {
 	stopErr  error
 }
 
+// Option adjusts how Open builds a node.
+type Option func(*options)
+
+type options struct{ version string }
+
+// WithVersion sets the build version the node reports (Admin.GetNodeStatus).
+func WithVersion(v string) Option { return func(o *options) { o.version = v } }
+
 // Open opens the projection and starts the Raft member and both servers on
-// ls. The listeners belong to the Server from then on. It returns an error
-// if any part fails to start, after stopping the parts that started.
-func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger) (*Server, error) {
+// ls. The gRPC server serves the Messenger, Admin and Peer services. The
+// listeners belong to the Server from then on. It returns an error if any
+// part fails to start, after stopping the parts that started.
+func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger, opts ...Option) (*Server, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	log = log.With("node_id", cfg.NodeID)
 	s := &Server{cfg: cfg, log: log, ls: ls, serveErr: make(chan error, 2)}
 	if err := checkWritable(cfg.DataDir); err != nil {
@@ -120,9 +134,15 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		store.Close()
 		return nil, err
 	}
-	s.api = grpcapi.New(s.node, store, hub, grpcapi.Options{MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, Logger: log})
+	apiOpts := grpcapi.Options{
+		MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, Logger: log, Version: o.version,
+		ForwardWrites: cfg.ForwardWrites, StreamHeartbeat: cfg.FollowerStreamHeartbeat, StreamCutoff: cfg.FollowerStreamCutoff,
+	}
+	s.api = grpcapi.New(s.node, store, hub, apiOpts)
 	s.grpc = grpc.NewServer(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes)...)
 	raftogramv1.RegisterMessengerServer(s.grpc, s.api)
+	raftogramv1.RegisterAdminServer(s.grpc, grpcapi.NewAdmin(s.node, apiOpts))
+	peerv1.RegisterPeerServer(s.grpc, grpcapi.NewPeer(s.node, apiOpts))
 	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof}), ReadHeaderTimeout: 5 * time.Second}
 
 	s.wg.Add(2)
@@ -221,6 +241,7 @@ func (s *Server) Close() error {
 			<-stopped
 		}
 		var errs []error
+		errs = append(errs, s.api.Close())
 		errs = append(errs, s.node.Close(ctx))
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("health server shutdown: %w", err))

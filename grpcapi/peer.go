@@ -1,0 +1,44 @@
+package grpcapi
+
+import (
+	"context"
+	"log/slog"
+
+	peerv1 "github.com/raftogram/raftogram/api/proto/raftogram/peer/v1"
+)
+
+// ReadIndexer is the leader side of a follower's linearizable read (a
+// *cluster.Node).
+type ReadIndexer interface {
+	ReadIndex(ctx context.Context) (index, term uint64, err error)
+}
+
+// Peer implements peerv1.PeerServer, the node-to-node service.
+type Peer struct {
+	peerv1.UnimplementedPeerServer
+
+	node ReadIndexer
+	log  *slog.Logger
+}
+
+// NewPeer returns the Peer service of node.
+func NewPeer(node ReadIndexer, opts Options) *Peer {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Peer{node: node, log: log}
+}
+
+// ReadIndex confirms this node's leadership with a quorum, exactly as for
+// its own linearizable reads, and returns the index the asking node must
+// apply before it answers. A node that does not lead answers
+// FailedPrecondition + NotLeader (Unavailable while no leader is known);
+// a leadership change during the round is Unavailable.
+func (p *Peer) ReadIndex(ctx context.Context, req *peerv1.ReadIndexRequest) (*peerv1.ReadIndexResponse, error) {
+	index, term, err := p.node.ReadIndex(ctx)
+	if err != nil {
+		return nil, toStatus(p.log, "ReadIndex", err)
+	}
+	return &peerv1.ReadIndexResponse{ReadIndex: index, Term: term}, nil
+}

@@ -1,0 +1,62 @@
+package grpcapi
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Peers holds one gRPC client connection per peer address, created on first
+// use and kept for the life of the node: followers use them to forward
+// writes to the leader and to ask it for read indexes. It is safe for
+// concurrent use.
+type Peers struct {
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	closed bool
+}
+
+// NewPeers returns an empty pool.
+func NewPeers() *Peers { return &Peers{conns: map[string]*grpc.ClientConn{}} }
+
+// errPeersClosed is returned by Conn after Close.
+var errPeersClosed = errors.New("peer connections closed: the node is shutting down")
+
+// Conn returns the connection to the gRPC address addr, creating it (it
+// connects lazily, on the first call) if this is the first use. It returns
+// an error after Close or when addr cannot be parsed as a target.
+func (p *Peers) Conn(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errPeersClosed
+	}
+	if c, ok := p.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("connect to peer %s: %w", addr, err)
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+// Close closes every connection; later Conn calls fail. It is idempotent
+// and returns the errors met, joined.
+func (p *Peers) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	var errs []error
+	for addr, c := range p.conns {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close connection to peer %s: %w", addr, err))
+		}
+		delete(p.conns, addr)
+	}
+	return errors.Join(errs...)
+}
