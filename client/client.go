@@ -390,7 +390,12 @@ func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, c
 		case c.isClosed():
 			return fmt.Errorf("%s: %w", cl.op, ErrClosed)
 		case ctx.Err() != nil:
-			return c.ctxError(cl.op, ctx.Err(), fmt.Errorf("%s on %s: %w", cl.op, n.addr, e))
+			// The attempt was cut by ctx: the previous attempt's error,
+			// if any, says more.
+			if lastErr == nil || !unknownOutcome(e.Code) {
+				lastErr = fmt.Errorf("%s on %s: %w", cl.op, n.addr, e)
+			}
+			return c.ctxError(cl.op, ctx.Err(), lastErr)
 		}
 		lastErr = fmt.Errorf("%s on %s: %w", cl.op, n.addr, e)
 		hint = ""
