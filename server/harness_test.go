@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	peerv1 "github.com/raftogram/raftogram/api/proto/raftogram/peer/v1"
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/config"
+	"github.com/raftogram/raftogram/internal/netproxy"
 	"github.com/raftogram/raftogram/internal/testbin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -23,6 +25,10 @@ type testCluster struct {
 	servers []*Server
 	logs    []*testbin.Buffer
 	clients map[string]raftogramv1.MessengerClient
+	conns   map[string]*grpc.ClientConn
+	// proxies[i] carries the Raft traffic other nodes send node i (only in
+	// clusters made by newProxiedTestCluster): cutting it partitions node i.
+	proxies []*netproxy.Proxy
 }
 
 // tune adjusts a node's config before it starts.
@@ -30,19 +36,42 @@ type tune func(*config.Config)
 
 func newTestCluster(t *testing.T, n int, tunes ...tune) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, clients: map[string]raftogramv1.MessengerClient{}}
+	return newTestClusterWith(t, n, false, tunes...)
+}
+
+// newProxiedTestCluster is newTestCluster with every node's Raft address in
+// the peer list pointing at a proxy in front of it (c.proxies), so a test
+// can cut a node off from the leader's appends and heartbeats.
+func newProxiedTestCluster(t *testing.T, n int, tunes ...tune) *testCluster {
+	t.Helper()
+	return newTestClusterWith(t, n, true, tunes...)
+}
+
+func newTestClusterWith(t *testing.T, n int, proxied bool, tunes ...tune) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, clients: map[string]raftogramv1.MessengerClient{}, conns: map[string]*grpc.ClientConn{}}
 	listeners := make([]Listeners, n)
 	var peers config.Peers
 	for i := range n {
 		ls := Listeners{Raft: mustListen(t), GRPC: mustListen(t), HTTP: mustListen(t)}
 		listeners[i] = ls
-		peers = append(peers, config.Peer{NodeID: fmt.Sprintf("node%d", i+1), RaftAddr: ls.Raft.Addr().String(), GRPCAddr: ls.GRPC.Addr().String()})
+		raftAddr := ls.Raft.Addr().String()
+		if proxied {
+			p, err := netproxy.New(raftAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Close() })
+			c.proxies = append(c.proxies, p)
+			raftAddr = p.Addr()
+		}
+		peers = append(peers, config.Peer{NodeID: fmt.Sprintf("node%d", i+1), RaftAddr: raftAddr, GRPCAddr: ls.GRPC.Addr().String()})
 	}
 	dir := t.TempDir()
 	for i := range n {
 		cfg := config.Default()
 		cfg.NodeID = peers[i].NodeID
-		cfg.RaftBindAddr = peers[i].RaftAddr
+		cfg.RaftBindAddr = listeners[i].Raft.Addr().String()
 		cfg.GRPCBindAddr = peers[i].GRPCAddr
 		cfg.HealthBindAddr = listeners[i].HTTP.Addr().String()
 		cfg.DataDir = filepath.Join(dir, cfg.NodeID)
@@ -69,6 +98,7 @@ func newTestCluster(t *testing.T, n int, tunes ...tune) *testCluster {
 		}
 		t.Cleanup(func() { conn.Close() })
 		c.clients[cfg.NodeID] = raftogramv1.NewMessengerClient(conn)
+		c.conns[cfg.NodeID] = conn
 	}
 	for i := range n {
 		c.startWith(i, listeners[i])
@@ -98,7 +128,7 @@ func mustListen(t *testing.T) net.Listener {
 func (c *testCluster) startWith(i int, ls Listeners) {
 	c.t.Helper()
 	log := slog.New(slog.NewTextHandler(c.logs[i], &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := Open(context.Background(), c.cfgs[i], ls, log)
+	s, err := Open(context.Background(), c.cfgs[i], ls, log, WithVersion(testVersion))
 	if err != nil {
 		c.t.Fatalf("start %s: %v", c.cfgs[i].NodeID, err)
 	}
@@ -172,6 +202,15 @@ func (c *testCluster) leader() int {
 }
 
 func (c *testCluster) client(i int) raftogramv1.MessengerClient { return c.clients[c.cfgs[i].NodeID] }
+
+func (c *testCluster) admin(i int) raftogramv1.AdminClient {
+	return raftogramv1.NewAdminClient(c.conns[c.cfgs[i].NodeID])
+}
+
+func (c *testCluster) peer(i int) peerv1.PeerClient { return peerv1.NewPeerClient(c.conns[c.cfgs[i].NodeID]) }
+
+// testVersion is the version every test node reports.
+const testVersion = "test-build"
 
 // converged waits until every running node has applied the same index and
 // holds the same projection content.
