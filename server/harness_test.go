@@ -207,7 +207,9 @@ func (c *testCluster) admin(i int) raftogramv1.AdminClient {
 	return raftogramv1.NewAdminClient(c.conns[c.cfgs[i].NodeID])
 }
 
-func (c *testCluster) peer(i int) peerv1.PeerClient { return peerv1.NewPeerClient(c.conns[c.cfgs[i].NodeID]) }
+func (c *testCluster) peer(i int) peerv1.PeerClient {
+	return peerv1.NewPeerClient(c.conns[c.cfgs[i].NodeID])
+}
 
 // testVersion is the version every test node reports.
 const testVersion = "test-build"
