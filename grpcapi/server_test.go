@@ -124,6 +124,13 @@ func newTestServer(t *testing.T, leader bool) (raftogramv1.MessengerClient, *grp
 
 func newTestServerWithHub(t *testing.T, leader bool, hub *fanout.Hub) (raftogramv1.MessengerClient, *grpc.ClientConn, *localCluster, *Server) {
 	t.Helper()
+	return newTestServerWithOptions(t, leader, hub, Options{})
+}
+
+// newTestServerWithOptions is newTestServer with a hub and options of the
+// caller's (MaxPayloadBytes and Now are the test's).
+func newTestServerWithOptions(t *testing.T, leader bool, hub *fanout.Hub, opts Options) (raftogramv1.MessengerClient, *grpc.ClientConn, *localCluster, *Server) {
+	t.Helper()
 	store, err := projection.Open(context.Background(), filepath.Join(t.TempDir(), projection.FileName), projection.Options{CommitDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +139,9 @@ func newTestServerWithHub(t *testing.T, leader bool, hub *fanout.Hub) (raftogram
 	lc := &localCluster{store: store, hub: hub, leader: leader, watch: make(chan struct{}),
 		hint: domain.NotLeaderError{LeaderID: "node1", LeaderGRPCAddr: "127.0.0.1:9000"}}
 	now := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
-	api := New(lc, store, hub, Options{MaxPayloadBytes: testMaxPayload, Now: func() time.Time { return now }})
+	opts.MaxPayloadBytes, opts.Now = testMaxPayload, func() time.Time { return now }
+	api := New(lc, store, hub, opts)
+	t.Cleanup(func() { api.Close() })
 	ln := bufconn.Listen(1 << 20)
 	g := grpc.NewServer(ServerOptions(testMaxPayload)...)
 	raftogramv1.RegisterMessengerServer(g, api)
