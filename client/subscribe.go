@@ -81,6 +81,10 @@ type Subscription struct {
 // Recv. The Subscription ends with ctx, its Close or the Client's Close.
 // It returns ErrInvalidArgument for a bad option, or ErrClosed.
 //
+// At Local (and at AtLeast below the channel's creation) a node that has
+// not applied the channel's creation yet answers ErrNotFound: subscribe at
+// AtLeast with the CreateResult's Index to avoid that.
+//
 // Resuming: a stream at LeaderOnly or Linearizable resumes at the same
 // level; one at AtLeast or Local resumes at AtLeast with MinIndex the
 // highest applied index a node has reported on it, so a resumed stream
