@@ -353,9 +353,6 @@ type Status struct {
 	AppliedIndex   uint64 // last index applied to the projection
 	LastLogIndex   uint64
 	SnapshotIndex  uint64 // index of the newest snapshot this node holds
-	// LastContact is when this node last heard from a leader; zero on the
-	// leader itself and when it never has.
-	LastContact time.Time
 }
 
 // Status returns this node's role, the leader it knows and its indexes.
@@ -372,9 +369,6 @@ func (n *Node) Status() Status {
 		st.SnapshotIndex = idx
 	}
 	st.IsLeader = st.Role == "leader"
-	if !st.IsLeader {
-		st.LastContact = n.raft.LastContact()
-	}
 	addr, id := n.raft.LeaderWithID()
 	if id != "" {
 		st.LeaderID = string(id)
@@ -425,6 +419,15 @@ func (n *Node) LeaderCommitIndex() uint64 {
 		return 0
 	}
 	return n.raft.CommitIndex()
+}
+
+// LastContact returns when this node last heard from a leader: zero while
+// it leads and when it never has.
+func (n *Node) LastContact() time.Time {
+	if n.raft.State() == raft.Leader {
+		return time.Time{}
+	}
+	return n.raft.LastContact()
 }
 
 // LastLeaderContact returns when this node last knew itself connected to a

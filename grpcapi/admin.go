@@ -13,6 +13,7 @@ import (
 // leadership of (a *cluster.Node).
 type AdminNode interface {
 	Status() cluster.Status
+	LastContact() time.Time
 	TransferLeadershipTo(id string) error
 	Watch() <-chan struct{}
 }
@@ -52,8 +53,8 @@ func (a *Admin) GetNodeStatus(context.Context, *raftogramv1.GetNodeStatusRequest
 		SnapshotIndex:  st.SnapshotIndex,
 		Version:        a.version,
 	}
-	if !st.IsLeader && !st.LastContact.IsZero() {
-		ns.LastContactMs = time.Since(st.LastContact).Milliseconds()
+	if last := a.node.LastContact(); !st.IsLeader && !last.IsZero() {
+		ns.LastContactMs = time.Since(last).Milliseconds()
 	}
 	return ns, nil
 }
