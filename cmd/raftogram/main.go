@@ -151,7 +151,7 @@ func serve(ctx context.Context, args []string, env map[string]string, stdout, st
 		log.Error("cannot start", "error", err)
 		return 1
 	}
-	srv, err := server.Open(ctx, cfg, ls, log)
+	srv, err := server.Open(ctx, cfg, ls, log, server.WithVersion(version))
 	if err != nil {
 		log.Error("cannot start", "error", err)
 		return 1
