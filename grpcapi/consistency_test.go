@@ -3,12 +3,16 @@ package grpcapi
 import (
 	"context"
 	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/domain"
 	"github.com/raftogram/raftogram/fanout"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -170,5 +174,62 @@ func TestForwardContextCarriesMetadataAndMarker(t *testing.T) {
 	want := metadata.MD{"x-trace": {"abc"}, ForwardedByHeader: {"node2"}}
 	if fmt.Sprint(out) != fmt.Sprint(want) {
 		t.Fatalf("forwarded metadata %v, want %v", out, want)
+	}
+}
+
+// fakeLeader answers every SendMessage with a fixed error, as a leader
+// whose commit outcome is unknown (or that is itself not leading) would.
+type fakeLeader struct {
+	raftogramv1.UnimplementedMessengerServer
+	err   error
+	calls atomic.Int32
+}
+
+func (f *fakeLeader) SendMessage(context.Context, *raftogramv1.SendMessageRequest) (*raftogramv1.SendMessageResponse, error) {
+	f.calls.Add(1)
+	return nil, f.err
+}
+
+// A forwarded write whose outcome the leader reports unknown (Unavailable
+// without a NotLeader detail) stays Unavailable and says to retry with the
+// same id; a definite answer passes through unchanged.
+func TestForwardedUnknownOutcomeIsUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		err      error
+		code     codes.Code
+		contains string
+	}{
+		{"unknown outcome", status.Error(codes.Unavailable, "write outcome unknown: leadership lost"), codes.Unavailable, "retry with the same client_message_id"},
+		{"definite answer", status.Error(codes.NotFound, "channel \"c\" does not exist"), codes.NotFound, "does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			leader := &fakeLeader{err: tc.err}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := grpc.NewServer()
+			raftogramv1.RegisterMessengerServer(g, leader)
+			go g.Serve(ln)
+			t.Cleanup(g.Stop)
+
+			client, _, lc, _ := newTestServerWithOptions(t, false, fanout.New(EncodeMessage), Options{ForwardWrites: true})
+			lc.hint = domain.NotLeaderError{LeaderID: "node1", LeaderGRPCAddr: ln.Addr().String()}
+			before := digest(t, lc)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err = client.SendMessage(ctx, &raftogramv1.SendMessageRequest{ChannelId: "c", AuthorId: "a", Payload: []byte("p"), ClientMessageId: "m1"})
+			st, _ := status.FromError(err)
+			if st.Code() != tc.code || !strings.Contains(st.Message(), tc.contains) {
+				t.Fatalf("forwarded send: %v; want %v mentioning %q", err, tc.code, tc.contains)
+			}
+			if n := leader.calls.Load(); n != 1 {
+				t.Fatalf("the leader got %d calls, want exactly 1 (an unknown outcome is the client's to retry)", n)
+			}
+			if after := digest(t, lc); after != before {
+				t.Fatal("the forwarding follower changed its own state")
+			}
+		})
 	}
 }
