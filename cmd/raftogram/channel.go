@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/raftogram/raftogram/client"
+)
+
+// channelGroup is `raftogram channel create|get|list`.
+var channelGroup = &group{
+	name:  "channel",
+	about: "Creates, shows and lists channels.",
+	subs:  map[string]command{"create": channelCreate, "get": channelGet, "list": channelList},
+	sums: map[string]string{
+		"create": "create a channel (idempotent with an ID)",
+		"get":    "show one channel and its message range",
+		"list":   "list channels in id order",
+	},
+}
+
+func init() {
+	subcommands["channel"] = channelGroup.run
+	summaries["channel"] = "create, get or list channels (raftogram channel help)"
+}
+
+// jsonChannel is a channel in JSON output.
+type jsonChannel struct {
+	ChannelID     string    `json:"channel_id"`
+	Name          string    `json:"name"`
+	CreatedAt     time.Time `json:"created_at"`
+	FirstSequence uint64    `json:"first_sequence"`
+	LastSequence  uint64    `json:"last_sequence"`
+	MessageCount  uint64    `json:"message_count"`
+}
+
+// newJSONChannel returns ch as JSON output.
+func newJSONChannel(ch client.Channel) jsonChannel {
+	return jsonChannel{ChannelID: ch.ID, Name: ch.Name, CreatedAt: ch.CreatedAt.UTC(),
+		FirstSequence: ch.FirstSequence, LastSequence: ch.LastSequence, MessageCount: ch.MessageCount}
+}
+
+// channelCreate is `raftogram channel create [-id ID | ID] [-name NAME]`: it creates
+// the channel and prints its id, stored name, whether it was created and
+// the write's Raft index. It returns the exit code.
+func channelCreate(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
+	in := newInvocation("channel create", "[-id ID | ID] [-name NAME]",
+		"Creates channel ID (given with -id or as the argument) named NAME. With an ID it is idempotent: an existing channel\n"+
+			"is left as it is and reported with created false and its stored name. Without\n"+
+			"an ID the leader picks \"channel-<log index>\" (such a create is not retried\n"+
+			"when its outcome is unknown).\n\n"+
+			"Prints CHANNEL, NAME, CREATED and INDEX (the Raft index of the write: pass it\n"+
+			"to reads as -consistency at-least -min-index INDEX to read your write on any\n"+
+			"node); with -json one object {channel_id, name, created, index}.",
+		cmdOptions{timeout: true}, env, stdout, stderr)
+	id := in.fs.String("id", "", "channel id (or give it as the argument; default: the leader picks one)")
+	name := in.fs.String("name", "", "display name of the channel")
+	pos, code, ok := in.parse(args, 0, 1)
+	if !ok {
+		return code
+	}
+	if len(pos) == 1 {
+		if *id != "" && *id != pos[0] {
+			return in.usageError("two channel ids: -id %q and argument %q", *id, pos[0])
+		}
+		*id = pos[0]
+	}
+	ctx, cancel := in.context(ctx)
+	defer cancel()
+	c, err := in.connect(ctx)
+	if err != nil {
+		return in.fail(ctx, err)
+	}
+	defer c.Close()
+	res, err := c.CreateChannel(ctx, *id, *name)
+	if err != nil {
+		return in.fail(ctx, err)
+	}
+	if in.asJSON {
+		err = in.writeJSON(struct {
+			ChannelID string `json:"channel_id"`
+			Name      string `json:"name"`
+			Created   bool   `json:"created"`
+			Index     uint64 `json:"index"`
+		}{res.ChannelID, res.Name, res.Created, res.Index})
+	} else {
+		tw := in.table("CHANNEL", "NAME", "CREATED", "INDEX")
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%d\n", cell(res.ChannelID), cell(res.Name), res.Created, res.Index)
+		err = flushTable(tw)
+	}
+	if err != nil {
+		return in.fail(ctx, err)
+	}
+	return exitOK
+}
+
+// channelGet is `raftogram channel get ID`: it prints the channel, its
+// creation time and message range. It returns the exit code (1 with "not
+// found" for an unknown channel).
+func channelGet(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
+	in := newInvocation("channel get", "ID",
+		"Shows channel ID: its name, creation time, first and last sequence and number of\n"+
+			"messages (FIRST and LAST are 0 while it is empty); with -json one object\n"+
+			"{channel_id, name, created_at, first_sequence, last_sequence, message_count}.\n"+
+			"An unknown channel is an error (exit 1, \"not found\").",
+		cmdOptions{timeout: true, read: true}, env, stdout, stderr)
+	pos, code, ok := in.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	cons, _ := in.readConsistency() // checked by parse
+	ctx, cancel := in.context(ctx)
+	defer cancel()
+	c, err := in.connect(ctx)
+	if err != nil {
+		return in.fail(ctx, err)
+	}
+	defer c.Close()
+	ch, err := c.GetChannel(ctx, pos[0], client.ReadOptions{Consistency: cons, MinIndex: in.minIndex})
+	if err != nil {
+		return in.fail(ctx, err)
+	}
+	if in.asJSON {
+		err = in.writeJSON(newJSONChannel(*ch))
+	} else {
+		tw := in.table("CHANNEL", "NAME", "CREATED_AT", "FIRST", "LAST", "MESSAGES")
+		writeChannelRow(tw, *ch)
+		err = flushTable(tw)
+	}
+	if err != nil {
+		return in.fail(ctx, err)
+	}
+	return exitOK
+}
+
+// writeChannelRow writes one channel as a table row.
+func writeChannelRow(w io.Writer, ch client.Channel) {
+	fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\n", cell(ch.ID), cell(ch.Name), timeText(ch.CreatedAt), ch.FirstSequence, ch.LastSequence, ch.MessageCount)
+}
+
+// channelList is `raftogram channel list [-page-size N] [-page-token T]
+// [-all]`: it prints one page of channels in id order, or every channel
+// with -all. It returns the exit code.
+func channelList(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
+	in := newInvocation("channel list", "[-page-size N] [-page-token TOKEN] [-all]",
+		"Lists channels in id order, one page (-page-size, default the server's 100) or,\n"+
+			"with -all, every channel. The table has the columns of 'channel get'; when more\n"+
+			"pages follow, the next page's token is printed on stderr. With -json one object\n"+
+			"{channels: [...], next_page_token}.",
+		cmdOptions{timeout: true, read: true}, env, stdout, stderr)
+	pageSize := in.fs.Int("page-size", 0, "channels per page (0: the server's default, 100; at most 1000)")
+	pageToken := in.fs.String("page-token", "", "start at this page (a previous next_page_token)")
+	all := in.fs.Bool("all", false, "fetch every page")
+	if _, code, ok := in.parse(args, 0, 0); !ok {
+		return code
+	}
+	if *pageSize < 0 {
+		return in.usageError("-page-size must not be negative, got %d", *pageSize)
+	}
+	cons, _ := in.readConsistency()
+	ctx, cancel := in.context(ctx)
+	defer cancel()
+	c, err := in.connect(ctx)
+	if err != nil {
+		return in.fail(ctx, err)
+	}
+	defer c.Close()
+	opts := client.ListOptions{PageSize: *pageSize, PageToken: *pageToken, Consistency: cons, MinIndex: in.minIndex}
+	var chans []client.Channel
+	next := ""
+	if *all {
+		for ch, err := range c.Channels(ctx, opts) {
+			if err != nil {
+				return in.fail(ctx, err)
+			}
+			chans = append(chans, ch)
+		}
+	} else {
+		page, err := c.ListChannels(ctx, opts)
+		if err != nil {
+			return in.fail(ctx, err)
+		}
+		chans, next = page.Channels, page.NextPageToken
+	}
+	if in.asJSON {
+		out := struct {
+			Channels      []jsonChannel `json:"channels"`
+			NextPageToken string        `json:"next_page_token"`
+		}{Channels: []jsonChannel{}, NextPageToken: next}
+		for _, ch := range chans {
+			out.Channels = append(out.Channels, newJSONChannel(ch))
+		}
+		err = in.writeJSON(out)
+	} else {
+		tw := in.table("CHANNEL", "NAME", "CREATED_AT", "FIRST", "LAST", "MESSAGES")
+		for _, ch := range chans {
+			writeChannelRow(tw, ch)
+		}
+		err = flushTable(tw)
+		if err == nil && next != "" {
+			fmt.Fprintf(stderr, "more channels: -page-token %s (or -all)\n", next)
+		}
+	}
+	if err != nil {
+		return in.fail(ctx, err)
+	}
+	return exitOK
+}

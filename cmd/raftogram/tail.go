@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/raftogram/raftogram/client"
+)
+
+func init() {
+	subcommands["tail"] = tailCommand
+	summaries["tail"] = "follow a channel like tail -f, across failover"
+}
+
+// tailCommand is `raftogram tail CHANNEL [-after N]`: it prints the
+// channel's messages after N, then every new one as it commits, one line
+// each, until it is interrupted. The subscription resumes on another node
+// when its node fails, so no message is missed or repeated. It returns the
+// exit code: 0 when interrupted (ctx ended), 1 when the subscription failed
+// definitely (an unknown channel: "not found").
+func tailCommand(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
+	in := newInvocation("tail", "CHANNEL [-after N]",
+		"Follows CHANNEL like tail -f: prints its messages with a sequence above -after,\n"+
+			"then every new message as it commits, until interrupted (Ctrl-C, SIGTERM: exit\n"+
+			"0). When the node serving the stream fails or loses leadership, the stream\n"+
+			"resumes on another node after the last message printed: every message is\n"+
+			"printed once, in order.\n\n"+
+			"One line per message: SEQUENCE, CREATED_AT (UTC), AUTHOR and PAYLOAD separated\n"+
+			"by tabs, the payload as in 'history'. With -json one object per line\n"+
+			"{channel_id, sequence, created_at, author_id, client_message_id, payload, text}.\n"+
+			"There is no -timeout.",
+		cmdOptions{read: true}, env, stdout, stderr)
+	after := in.fs.Uint64("after", 0, "print messages with a larger sequence (0: from the first)")
+	pos, code, ok := in.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	cons, _ := in.readConsistency()
+	c, err := in.connect(ctx)
+	if err != nil {
+		return in.interrupted(ctx, err)
+	}
+	defer c.Close()
+	sub, err := c.Subscribe(ctx, pos[0], client.SubscribeOptions{After: *after, Consistency: cons, MinIndex: in.minIndex})
+	if err != nil {
+		return in.interrupted(ctx, err)
+	}
+	defer sub.Close()
+	for {
+		b, err := sub.Recv()
+		if err != nil {
+			return in.interrupted(ctx, err)
+		}
+		for _, m := range b.Messages {
+			if in.asJSON {
+				err = in.writeJSON(newJSONMessage(pos[0], m))
+			} else {
+				_, err = fmt.Fprintf(stdout, "%d\t%s\t%s\t%s\n", m.Sequence, timeText(m.CreatedAt), cell(m.AuthorID), payloadText(m.Payload))
+			}
+			if err != nil { // stdout is gone (a closed pipe): nobody reads
+				return in.fail(ctx, fmt.Errorf("write: %w", err))
+			}
+		}
+	}
+}
+
+// interrupted returns exitOK when ctx has ended (the user interrupted the
+// command) and err is its consequence, else reports err and returns
+// exitError.
+func (in *invocation) interrupted(ctx context.Context, err error) int {
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, client.ErrClosed)) {
+		return exitOK
+	}
+	return in.fail(ctx, err)
+}
