@@ -127,17 +127,18 @@ type Client struct {
 	rr       atomic.Uint64 // round-robin over nodes
 
 	mu     sync.Mutex
-	nodes  []*node // configured first, then the ones learnt from NotLeader hints
-	byAddr map[string]*node
+	nodes  []*node // the rotation: configured first, then leaders learnt from NotLeader hints
+	byAddr map[string]*node // every dialled node, pinned-only ones too
 	leader string // the current guess, "" when unknown
 	closed bool
 }
 
 // node is one server and the connections to it.
 type node struct {
-	addr  string
-	conns []*grpc.ClientConn
-	next  atomic.Uint64
+	addr     string
+	conns    []*grpc.ClientConn
+	next     atomic.Uint64
+	rotating bool // in Client.nodes; guarded by Client.mu
 }
 
 func (n *node) conn() *grpc.ClientConn {
@@ -205,7 +206,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			c.closeLocked()
 			return nil, fmt.Errorf("client: %w: empty node address", ErrInvalidArgument)
 		}
-		if _, err := c.nodeLocked(a); err != nil {
+		if _, err := c.nodeLocked(a, true); err != nil {
 			c.closeLocked()
 			return nil, err
 		}
@@ -213,9 +214,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// nodeLocked returns the node at addr, dialling it when it is new.
-func (c *Client) nodeLocked(addr string) (*node, error) {
+// nodeLocked returns the node at addr, dialling it when it is new, and
+// adds it to the rotation when rotate is set and it is not there yet.
+func (c *Client) nodeLocked(addr string, rotate bool) (*node, error) {
 	if n, ok := c.byAddr[addr]; ok {
+		if rotate && !n.rotating {
+			n.rotating = true
+			c.nodes = append(c.nodes, n)
+		}
 		return n, nil
 	}
 	n := &node{addr: addr}
@@ -230,7 +236,10 @@ func (c *Client) nodeLocked(addr string) (*node, error) {
 		cc.Connect()
 		n.conns = append(n.conns, cc)
 	}
-	c.nodes = append(c.nodes, n)
+	if rotate {
+		n.rotating = true
+		c.nodes = append(c.nodes, n)
+	}
 	c.byAddr[addr] = n
 	return n, nil
 }
@@ -251,7 +260,7 @@ func (c *Client) closeLocked() error {
 	c.closed = true
 	c.cancel()
 	var errs []error
-	for _, n := range c.nodes {
+	for _, n := range c.byAddr {
 		for _, cc := range n.conns {
 			errs = append(errs, cc.Close())
 		}
@@ -269,8 +278,9 @@ func (c *Client) Leader() string {
 	return c.leader
 }
 
-// Addrs returns the addresses the Client knows: the configured ones, then
-// any learnt from the nodes' leader hints.
+// Addrs returns the addresses the Client spreads calls over: the
+// configured ones, then any leader learnt from the nodes' hints (not the
+// ones only named by pinned calls).
 func (c *Client) Addrs() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -334,11 +344,11 @@ func (c *Client) pick(r route, pin, hint, prev string) (*node, error) {
 	}
 	switch {
 	case pin != "":
-		return c.nodeLocked(pin)
+		return c.nodeLocked(pin, false)
 	case hint != "":
-		return c.nodeLocked(hint)
+		return c.nodeLocked(hint, true)
 	case r == toLeader && c.leader != "":
-		return c.nodeLocked(c.leader)
+		return c.nodeLocked(c.leader, true)
 	}
 	n := c.nodes[c.rr.Add(1)%uint64(len(c.nodes))]
 	if n.addr == prev && len(c.nodes) > 1 {
