@@ -127,9 +127,9 @@ type Client struct {
 	rr       atomic.Uint64 // round-robin over nodes
 
 	mu     sync.Mutex
-	nodes  []*node // the rotation: configured first, then leaders learnt from NotLeader hints
+	nodes  []*node          // the rotation: configured first, then leaders learnt from NotLeader hints
 	byAddr map[string]*node // every dialled node, pinned-only ones too
-	leader string // the current guess, "" when unknown
+	leader string           // the current guess, "" when unknown
 	closed bool
 }
 

@@ -106,9 +106,9 @@ func TestClientSubscribeAcrossLeaderKill(t *testing.T) {
 }
 
 type subResult struct {
-	msgs []client.Message
+	msgs        []client.Message
 	first, last string // the nodes that served the first and the last batch
-	err  error
+	err         error
 }
 
 // receive reads sub until n messages arrived or Recv fails.
