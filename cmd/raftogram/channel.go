@@ -47,16 +47,17 @@ func newJSONChannel(ch client.Channel) jsonChannel {
 // the write's Raft index. It returns the exit code.
 func channelCreate(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
 	in := newInvocation("channel create", "[-id ID | ID] [-name NAME]",
-		"Creates channel ID (given with -id or as the argument) named NAME. With an ID it is idempotent: an existing channel\n"+
-			"is left as it is and reported with created false and its stored name. Without\n"+
-			"an ID the leader picks \"channel-<log index>\" (such a create is not retried\n"+
-			"when its outcome is unknown).\n\n"+
+		"Creates channel ID (given with -id or as the argument) named NAME (default:\n"+
+			"the ID). With an ID it is idempotent: an existing channel is left as it is and\n"+
+			"reported with created false and its stored name. Without an ID the leader\n"+
+			"picks \"channel-<log index>\" and -name is required (such a create is not\n"+
+			"retried when its outcome is unknown).\n\n"+
 			"Prints CHANNEL, NAME, CREATED and INDEX (the Raft index of the write: pass it\n"+
 			"to reads as -consistency at-least -min-index INDEX to read your write on any\n"+
 			"node); with -json one object {channel_id, name, created, index}.",
 		cmdOptions{timeout: true}, env, stdout, stderr)
 	id := in.fs.String("id", "", "channel id (or give it as the argument; default: the leader picks one)")
-	name := in.fs.String("name", "", "display name of the channel")
+	name := in.fs.String("name", "", "display name of the channel (default: the id)")
 	pos, code, ok := in.parse(args, 0, 1)
 	if !ok {
 		return code
@@ -66,6 +67,9 @@ func channelCreate(ctx context.Context, args []string, env map[string]string, st
 			return in.usageError("two channel ids: -id %q and argument %q", *id, pos[0])
 		}
 		*id = pos[0]
+	}
+	if *name == "" {
+		*name = *id
 	}
 	ctx, cancel := in.context(ctx)
 	defer cancel()
