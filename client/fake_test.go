@@ -11,6 +11,7 @@ import (
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -427,5 +428,50 @@ func TestSubscribeFollowsLeader(t *testing.T) {
 	}
 	if got := leader.subs[0]; got.GetConsistency() != raftogramv1.ReadConsistency_READ_CONSISTENCY_UNSPECIFIED || got.GetAfterSequence() != 1 {
 		t.Fatalf("resume request %v", got)
+	}
+}
+
+// TestConnsPerNodeSpreadsCalls: calls to one node go over ConnsPerNode
+// distinct connections.
+func TestConnsPerNodeSpreadsCalls(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]int{}
+	f := startFake(t, &fake{})
+	f.read = func(ctx context.Context, _ *raftogramv1.ReadHistoryRequest) (*raftogramv1.ReadHistoryResponse, error) {
+		p, _ := peer.FromContext(ctx)
+		mu.Lock()
+		conns[p.Addr.String()]++
+		mu.Unlock()
+		return &raftogramv1.ReadHistoryResponse{}, nil
+	}
+	c := newTestClient(t, Config{Addrs: []string{f.addr}, ConnsPerNode: 3})
+	for range 9 {
+		if _, err := c.ReadHistory(testCtx(t), "g", ReadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(conns) != 3 {
+		t.Fatalf("calls per client connection: %v", conns)
+	}
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	for _, cfg := range []Config{{}, {Addrs: []string{""}}, {Addrs: []string{"a:1"}, Consistency: Local + 1}} {
+		if c, err := New(context.Background(), cfg); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("New(%+v) = %v, %v", cfg, c, err)
+		}
+	}
+	c := newTestClient(t, Config{Addrs: []string{"127.0.0.1:1"}})
+	if _, err := c.ReadHistory(testCtx(t), "g", ReadOptions{Consistency: -1}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("bad consistency: %v", err)
+	}
+	if c.Leader() != "" || len(c.Addrs()) != 1 {
+		t.Errorf("leader %q addrs %v", c.Leader(), c.Addrs())
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 }
