@@ -95,16 +95,18 @@ func (s writeStmts) close() {
 // error. Entries at or below the applied index were applied before (a
 // replay after restart or snapshot install) and are skipped. The effects go
 // into the open transaction (see Flush): readers see them once it commits,
-// together with the last entry's index as applied. A returned error is an
-// I/O failure: the open transaction is rolled back and the node must stop,
-// because Raft will not offer the entries again (it replays them from its
-// log after a restart).
+// together with the last entry's index as applied. It returns ctx's error
+// if ctx has ended before anything is written; any other error wraps
+// ErrBroken: an I/O failure (or an earlier one, or a Restore that could not
+// reopen the database), after which the open transaction is rolled back
+// and the node must stop, because Raft will not offer the entries again (it
+// replays them from its log after a restart).
 func (s *Store) Apply(ctx context.Context, entries []Entry) ([][]domain.Result, error) {
 	results := make([][]domain.Result, len(entries))
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.broken != nil {
-		return nil, s.broken
+	if err := s.brokenErr(); err != nil {
+		return nil, err
 	}
 	applied := s.applied.Load()
 	var last *Entry
@@ -122,6 +124,9 @@ func (s *Store) Apply(ctx context.Context, entries []Entry) ([][]domain.Result, 
 	p, err := s.beginLocked()
 	if err != nil {
 		return nil, s.breakLocked(err)
+	}
+	if s.hooks.applyBegun != nil {
+		s.hooks.applyBegun()
 	}
 	if err := p.a.prefetchDedup(entries, applied); err != nil {
 		return nil, s.breakLocked(fmt.Errorf("apply through index %d: %w", last.Index, err))

@@ -3,6 +3,7 @@ package projection
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -33,14 +34,21 @@ const maxPendingEvents = 2048
 type pendingTx struct {
 	tx     *sql.Tx
 	a      *applier
-	index  uint64 // last entry applied in tx
+	began  time.Time // when tx began: it is due to commit CommitDelay later
+	index  uint64    // last entry applied in tx
 	term   uint64
 	events int
 }
 
-// beginLocked returns the open transaction, beginning one (and waking the
-// flusher) if none is open. The transaction outlives the Apply call that
-// began it, so it is not bound to that call's context.
+// beginLocked returns the open transaction, beginning one if none is open.
+// The transaction outlives the Apply call that began it, so it is not bound
+// to that call's context.
+//
+// Beginning a transaction hands its begin time to the flusher (kick, buffered
+// 1). If the buffer is full, the time already in it is earlier, so the
+// flusher wakes no later than this transaction is due, finds it open and
+// waits for the rest of its delay (runFlusher): every open transaction has
+// a flusher deadline at or before its own.
 func (s *Store) beginLocked() (*pendingTx, error) {
 	if s.pend != nil {
 		return s.pend, nil
@@ -49,17 +57,20 @@ func (s *Store) beginLocked() (*pendingTx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apply: begin: %w", err)
 	}
-	s.pend = &pendingTx{tx: tx, a: newApplier(context.Background(), tx, s.stmts)}
-	select {
-	case s.kick <- struct{}{}:
-	default:
+	began := time.Now()
+	s.pend = &pendingTx{tx: tx, a: newApplier(context.Background(), tx, s.stmts), began: began}
+	if s.commitDelay > 0 {
+		select {
+		case s.kick <- began:
+		default:
+		}
 	}
 	return s.pend, nil
 }
 
 // commitLocked commits the open transaction, if any, recording its last
 // entry as applied. On failure the store is broken: every later Apply and
-// Flush returns the error.
+// Flush returns the error, which wraps ErrBroken.
 func (s *Store) commitLocked() error {
 	p := s.pend
 	if p == nil {
@@ -171,58 +182,109 @@ func (s *Store) passiveCheckpoint(db *sql.DB) (frames, copied int64, ok bool) {
 	return frames, copied, true
 }
 
-// breakLocked rolls back whatever is pending and makes err the answer of
-// every later Apply and Flush.
+// breakLocked rolls back whatever is pending and makes err, wrapped in
+// ErrBroken, the answer of every later Apply and Flush. It returns the
+// wrapped error.
 func (s *Store) breakLocked(err error) error {
 	if s.pend != nil {
 		s.pend.tx.Rollback()
 		s.pend = nil
 	}
+	if !errors.Is(err, ErrBroken) {
+		err = fmt.Errorf("%w: %w", ErrBroken, err)
+	}
 	s.applied.Store(s.committed.Load())
-	s.broken = err
+	s.broken.Store(&err)
 	return err
+}
+
+// brokenErr returns the error that broke the store, or nil.
+func (s *Store) brokenErr() error {
+	if p := s.broken.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Flush commits what Apply has written but not yet committed, so that every
 // read that starts after it returns sees all applied entries. It returns
-// ctx's error if ctx ends first, or the I/O error of a failed commit (after
-// which the store is unusable and the node must stop).
+// ctx's error if ctx ends first, or an error wrapping ErrBroken if a commit
+// failed or a Restore could not reopen the database (the store is unusable
+// and the node must stop).
 func (s *Store) Flush(ctx context.Context) error {
+	// The lock-free fast path is sound for a reader: whatever applied index
+	// it observed before calling is at most applied now, hence committed.
+	// It says nothing about an Apply still running, which is why the
+	// flusher never relies on it (commitIfDue).
 	if s.committed.Load() == s.applied.Load() {
-		return nil
+		return s.brokenErr()
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.broken != nil {
-		return s.broken
+	if err := s.brokenErr(); err != nil {
+		return err
 	}
 	return s.commitLocked()
 }
 
 // runFlusher commits each transaction CommitDelay after it began, unless
-// something committed it sooner. It returns when s.stop closes.
+// something committed it sooner. It sleeps while no transaction is open,
+// wakes on the begin time beginLocked hands it, and decides under wmu from
+// the open transaction itself, never from the applied and committed
+// indexes, which lag an Apply still running. It returns when s.stop closes.
 func (s *Store) runFlusher() {
 	defer close(s.flusherDone)
-	t := time.NewTimer(s.commitDelay)
+	t := time.NewTimer(time.Hour)
 	t.Stop()
-	for {
-		select {
-		case <-s.kick:
-		case <-s.stop:
-			return
+	var due time.Time // the armed deadline; zero while none is
+	arm := func(at time.Time) {
+		if due.IsZero() || at.Before(due) {
+			due = at
+			t.Reset(time.Until(at))
 		}
-		t.Reset(s.commitDelay)
+	}
+	for {
+		var fire <-chan time.Time
+		if !due.IsZero() {
+			fire = t.C
+		}
 		select {
-		case <-t.C:
+		case began := <-s.kick:
+			arm(began.Add(s.commitDelay))
+		case <-fire:
+			due = time.Time{}
+			if s.hooks.flusherFired != nil {
+				s.hooks.flusherFired()
+			}
+			next, err := s.commitIfDue()
+			if err != nil {
+				s.log.Error("projection commit failed; the node must stop", "error", err)
+			}
+			if !next.IsZero() {
+				arm(next)
+			}
 		case <-s.stop:
 			t.Stop()
 			return
 		}
-		if err := s.Flush(context.Background()); err != nil {
-			s.log.Error("projection commit failed; the node must stop", "error", err)
-		}
 	}
+}
+
+// commitIfDue commits the open transaction if CommitDelay has passed since
+// it began. It returns the transaction's deadline if one is open and not
+// yet due (the flusher waits for it), the zero time otherwise, and the
+// commit's error.
+func (s *Store) commitIfDue() (time.Time, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.pend == nil || s.brokenErr() != nil {
+		return time.Time{}, nil
+	}
+	if due := s.pend.began.Add(s.commitDelay); time.Now().Before(due) {
+		return due, nil
+	}
+	return time.Time{}, s.commitLocked()
 }

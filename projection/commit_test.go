@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,5 +208,63 @@ func TestWALStaysBoundedWithBackgroundCheckpoints(t *testing.T) {
 	}
 	if mustDigest(t, s) != mustDigest(t, ref) {
 		t.Fatal("projection with background checkpoints differs from one committing every batch")
+	}
+}
+
+// waitCommitted polls until s has committed through index, failing the test
+// if that takes longer than within.
+func waitCommitted(tb testing.TB, s *Store, index uint64, within time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for s.CommittedIndex() < index {
+		if time.Now().After(deadline) {
+			tb.Fatalf("committed index stuck at %d for %v, want %d (applied %d)", s.CommittedIndex(), within, index, s.AppliedIndex())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Regression: an Apply that began a transaction and outlasted the commit
+// delay let the flusher's deadline pass while it still ran; the flusher
+// found nothing newly applied and went back to sleep, and the small Applies
+// that followed joined the open transaction without waking it, so nothing
+// committed again until 2048 events or a reader's Flush. Every open
+// transaction must commit about CommitDelay after it began, however long
+// the Apply that began it took.
+func TestSlowFirstApplyStillCommitsWithinTheDelay(t *testing.T) {
+	const delay = 20 * time.Millisecond
+	fired := make(chan struct{})
+	var fireOnce, slowOnce sync.Once
+	hooks := testHooks{
+		flusherFired: func() { fireOnce.Do(func() { close(fired) }) },
+		// The first Apply holds its fresh transaction open until the
+		// flusher's deadline for it has passed.
+		applyBegun: func() {
+			slowOnce.Do(func() {
+				select {
+				case <-fired:
+				case <-time.After(10 * time.Second):
+					t.Error("the flusher never reached the deadline of the first transaction")
+				}
+			})
+		},
+	}
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), FileName), Options{CommitDelay: delay, hooks: hooks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	mustApply(t, s, create(1, "c", "C"))
+	// The bound is generous for a loaded test machine; without the fix the
+	// index never moves at all.
+	const within = 2 * time.Second
+	waitCommitted(t, s, 1, within)
+	for i := uint64(2); i <= 11; i++ { // a trickle of small batches
+		mustApply(t, s, send(i, "c", fmt.Sprint("m", i)))
+		waitCommitted(t, s, i, within)
+	}
+	if n := historyLen(t, s, "c"); n != 10 {
+		t.Fatalf("%d messages visible, want 10", n)
 	}
 }

@@ -40,23 +40,24 @@ type Store struct {
 	commitDelay time.Duration
 
 	// mu is held shared by readers and backups and exclusively while
-	// Restore swaps the file and the connections.
+	// Restore swaps the file and the connections. Lock order: mu, then wmu.
 	mu      sync.RWMutex
 	w       *sql.DB // exactly one connection: the FSM's
 	r       *sql.DB // query-only pool
 	stmts   writeStmts
 	history *sql.Stmt // on r
+	lost    error     // why w and r are nil after a failed Restore (wraps ErrBroken)
 
 	// wmu guards the open write transaction (commit.go).
 	wmu    sync.Mutex
 	pend   *pendingTx
-	broken error
+	broken atomic.Pointer[error] // set once, under wmu; wraps ErrBroken
 
 	applied   atomic.Uint64 // last entry applied, committed or not
 	committed atomic.Uint64 // last entry committed: what readers see
 
-	kick        chan struct{} // a transaction began; buffered 1
-	stop        chan struct{} // closed by Close
+	kick        chan time.Time // a transaction began then; buffered 1
+	stop        chan struct{}  // closed by Close
 	stopOnce    sync.Once
 	flusherDone chan struct{}
 
@@ -64,6 +65,22 @@ type Store struct {
 	ckKick    chan struct{} // a commit happened; buffered 1
 	ckDone    chan struct{}
 	walFrames atomic.Int64 // frames in the WAL at the last checkpoint
+
+	hooks testHooks
+}
+
+// testHooks let tests stop or fail the store at chosen points. A nil field
+// does nothing; production code never sets them.
+type testHooks struct {
+	// applyBegun runs in Apply once its transaction is open, before any
+	// entry is written (wmu is held).
+	applyBegun func()
+	// flusherFired runs in the flusher when a commit deadline has passed,
+	// before it looks at the open transaction.
+	flusherFired func()
+	// restoreClosed runs in Restore right after the connections are
+	// closed; a non-nil error fails the restore at that point.
+	restoreClosed func() error
 }
 
 // Options tunes a Store. The zero value commits every Apply at once.
@@ -73,6 +90,8 @@ type Options struct {
 	// CommitDelay is how long applied entries may wait in the open
 	// transaction before a commit (see Flush); 0 commits in every Apply.
 	CommitDelay time.Duration
+
+	hooks testHooks // for tests only
 }
 
 // Open opens (creating if needed) the projection at path, applies pending
@@ -88,8 +107,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("create projection dir: %w", err)
 	}
 	s := &Store{path: path, log: log, commitDelay: opts.CommitDelay,
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), flusherDone: make(chan struct{}),
-		ckKick: make(chan struct{}, 1), ckDone: make(chan struct{})}
+		kick: make(chan time.Time, 1), stop: make(chan struct{}), flusherDone: make(chan struct{}),
+		ckKick: make(chan struct{}, 1), ckDone: make(chan struct{}), hooks: opts.hooks}
 	if err := s.open(ctx, true); err != nil {
 		return nil, err
 	}
