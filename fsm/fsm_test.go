@@ -3,7 +3,9 @@ package fsm
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,5 +177,47 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 	if d, _ := dstStore.Digest(context.Background()); d != want {
 		t.Fatal("replay after restore changed the projection")
+	}
+}
+
+// brokenStore is a projection whose Restore fails after the swap began and
+// whose database is gone from then on, as projection.Store reports it.
+type brokenStore struct {
+	*projection.Store
+	err error
+}
+
+func (b *brokenStore) Restore(context.Context, io.Reader) error {
+	return fmt.Errorf("restore: %w", b.err)
+}
+
+func (b *brokenStore) Apply(context.Context, []projection.Entry) ([][]domain.Result, error) {
+	return nil, b.err
+}
+
+// A node must stop rather than run without a database: a Restore that
+// broke the projection panics, and so does any later Apply, with the
+// store's error rather than a nil dereference.
+func TestBrokenProjectionStopsTheNode(t *testing.T) {
+	_, store, hub := mustFSM(t)
+	b := &brokenStore{Store: store, err: fmt.Errorf("%w: reopen after swap: disk gone", projection.ErrBroken)}
+	f, err := New(b, hub, filepath.Join(t.TempDir(), "tmp"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, call := range map[string]func(){
+		"Restore":    func() { f.Restore(io.NopCloser(strings.NewReader("snapshot"))) },
+		"ApplyBatch": func() { f.ApplyBatch([]*raft.Log{cmd(t, 1, domain.ChannelCreated{ChannelID: "a", Name: "A"})}) },
+	} {
+		func() {
+			defer func() {
+				r := recover()
+				msg, ok := r.(string)
+				if !ok || !strings.Contains(msg, "projection unusable") {
+					t.Errorf("%s on a broken projection: recovered %v (%T), want a panic naming the store's error", name, r, r)
+				}
+			}()
+			call()
+		}()
 	}
 }

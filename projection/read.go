@@ -15,14 +15,25 @@ import (
 
 var errClosed = errors.New("projection is closed")
 
-// reader runs fn with the read pool while holding the swap lock shared.
+// reader runs fn with the read pool while holding the swap lock shared. It
+// returns errClosed after Close and an error wrapping ErrBroken after a
+// failed Restore.
 func (s *Store) reader(fn func(db *sql.DB) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.r == nil {
-		return errClosed
+		return s.goneLocked()
 	}
 	return fn(s.r)
+}
+
+// goneLocked returns why the connections are closed: the failure of a
+// Restore, or errClosed. s.mu must be held.
+func (s *Store) goneLocked() error {
+	if s.lost != nil {
+		return s.lost
+	}
+	return errClosed
 }
 
 // Channel returns the committed channel with its message range

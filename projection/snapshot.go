@@ -20,7 +20,7 @@ func (s *Store) Backup(ctx context.Context, dst string) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.w == nil {
-		return errClosed
+		return fmt.Errorf("backup: %w", s.goneLocked())
 	}
 	db, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)"))
 	if err != nil {
@@ -39,9 +39,14 @@ func (s *Store) Backup(ctx context.Context, dst string) error {
 // Restore replaces the projection with the SQLite database read from src
 // (a Backup copy). The copy is written beside the live file, fsync'd and
 // checked (PRAGMA quick_check and the schema) before it is renamed over the
-// live file; readers wait while the file is swapped. On error the current
-// projection is left as it was, unless reopening failed after the swap,
-// which the error says.
+// live file; readers wait while the file is swapped.
+//
+// An error before the swap (a copy that cannot be written or fails its
+// checks) leaves the current projection as it was. Once the connections are
+// closed there is no going back: if closing, swapping or reopening fails,
+// the store is left without a database and the error wraps ErrBroken, as do
+// the errors of every later Apply, Flush, read and Backup. An error from the
+// initial Flush of a broken store wraps ErrBroken too.
 func (s *Store) Restore(ctx context.Context, src io.Reader) error {
 	if err := s.Flush(ctx); err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -59,30 +64,57 @@ func (s *Store) Restore(ctx context.Context, src io.Reader) error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.closeLocked(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("restore: %w", err)
-	}
-	for _, suffix := range []string{"-wal", "-shm"} {
-		if err := os.Remove(s.path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("restore: remove stale %s: %w", suffix, err)
-		}
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		return fmt.Errorf("restore: rename into place: %w", err)
-	}
-	if err := syncDir(filepath.Dir(s.path)); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	if err := s.open(ctx, false); err != nil {
-		return fmt.Errorf("restore: reopen after swap: %w: %w", ErrBroken, err)
+	if err := s.swapLocked(ctx, tmp); err != nil {
+		os.Remove(tmp) // gone already if the rename succeeded
+		return s.loseLocked(fmt.Errorf("restore: %w", err))
 	}
 	s.log.Info("projection restored from snapshot", "applied_index", applied)
 	return nil
 }
 
-// ErrBroken is wrapped by errors after which the store has no open database
-// and cannot be used; the node must stop.
+// swapLocked closes the connections, renames the verified copy tmp over the
+// live file and reopens it. s.mu must be held exclusively. The store has no
+// database from the first step on, whatever error it returns.
+func (s *Store) swapLocked(ctx context.Context, tmp string) error {
+	err := s.closeLocked()
+	if err == nil && s.hooks.restoreClosed != nil {
+		err = s.hooks.restoreClosed()
+	}
+	if err != nil {
+		return err
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Remove(s.path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove stale %s: %w", suffix, err)
+		}
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fmt.Errorf("rename into place: %w", err)
+	}
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		return err
+	}
+	if err := s.open(ctx, false); err != nil {
+		return fmt.Errorf("reopen after swap: %w", err)
+	}
+	return nil
+}
+
+// loseLocked records that the store has lost its database for err: reads
+// and Backup return it (s.mu, held exclusively), Apply and Flush too
+// (breakLocked). It returns err wrapped in ErrBroken.
+func (s *Store) loseLocked(err error) error {
+	s.wmu.Lock()
+	err = s.breakLocked(err)
+	s.wmu.Unlock()
+	s.lost = err
+	return err
+}
+
+// ErrBroken is wrapped by errors after which the store cannot be used: a
+// failed commit or write, or a Restore that could not put a database back
+// in place. The node must stop; a restart replays the Raft log (or restores
+// the snapshot) into the projection.
 var ErrBroken = errors.New("projection unusable")
 
 // verify checks a candidate database file and returns its applied index.
