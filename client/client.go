@@ -23,6 +23,9 @@ const (
 	DefaultBaseBackoff    = 25 * time.Millisecond
 	DefaultMaxBackoff     = time.Second
 	DefaultAttemptTimeout = 5 * time.Second
+	// DefaultStreamSilence is three heartbeats at the server's default
+	// follower_stream_heartbeat (1s), plus slack.
+	DefaultStreamSilence = 5 * time.Second
 	// maxRecvMsgSize lets one message of the largest payload a node accepts
 	// (16 MiB) through, above gRPC's 4 MiB default.
 	maxRecvMsgSize = 17 << 20
@@ -59,6 +62,13 @@ type Config struct {
 	// stopped answering is left for another. Zero means
 	// DefaultAttemptTimeout; negative means no bound.
 	AttemptTimeout time.Duration
+	// StreamSilence: a Subscription at any level but LeaderOnly whose
+	// stream brings nothing, not even a heartbeat, for this long abandons
+	// it and resumes on another node (a node that hangs without closing
+	// its connection is otherwise noticed only by keepalive). Set it above
+	// the servers' follower_stream_heartbeat. Zero means
+	// DefaultStreamSilence; negative disables the watch.
+	StreamSilence time.Duration
 	// Logger receives retries and failovers at debug level. Nil discards.
 	Logger *slog.Logger
 }
@@ -181,6 +191,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.AttemptTimeout == 0 {
 		cfg.AttemptTimeout = DefaultAttemptTimeout
+	}
+	if cfg.StreamSilence == 0 {
+		cfg.StreamSilence = DefaultStreamSilence
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // SubscribeOptions tunes [Client.Subscribe].
@@ -137,7 +139,7 @@ func (s *Subscription) Recv() (*Batch, error) {
 				return nil, s.fail(err)
 			}
 		}
-		chunk, err := s.stream.Recv()
+		chunk, err := s.recvWatched()
 		if err != nil {
 			if err := s.lost(err); err != nil {
 				return nil, s.fail(err)
@@ -153,6 +155,32 @@ func (s *Subscription) Recv() (*Batch, error) {
 			return b, nil
 		}
 	}
+}
+
+// errSilent is the cause a silent stream is cancelled with.
+var errSilent = errors.New("no message or heartbeat within the stream silence bound")
+
+// recvWatched receives the next chunk of the current stream. At levels
+// whose streams carry heartbeats it cancels a stream that stays silent for
+// Config.StreamSilence, and reports that as Unavailable so Recv resumes
+// elsewhere.
+func (s *Subscription) recvWatched() (*raftogramv1.SubscribeChunk, error) {
+	silence := s.c.cfg.StreamSilence
+	if s.route == toLeader || silence < 0 {
+		return s.stream.Recv()
+	}
+	var silent atomic.Bool
+	cancel := s.streamCancel
+	t := time.AfterFunc(silence, func() {
+		silent.Store(true)
+		cancel()
+	})
+	chunk, err := s.stream.Recv()
+	t.Stop()
+	if err != nil && silent.Load() && s.ctx.Err() == nil {
+		return nil, status.Errorf(codes.Unavailable, "%v (%v)", errSilent, silence)
+	}
+	return chunk, err
 }
 
 // fail makes err terminal and releases the stream.
