@@ -71,7 +71,7 @@ func channelCreate(ctx context.Context, args []string, env map[string]string, st
 	if *name == "" {
 		*name = *id
 	}
-	ctx, cancel := in.context(ctx)
+	ctx, cancel := in.commandContext(ctx)
 	defer cancel()
 	c, err := in.connect(ctx)
 	if err != nil {
@@ -115,7 +115,7 @@ func channelGet(ctx context.Context, args []string, env map[string]string, stdou
 		return code
 	}
 	cons, _ := in.readConsistency() // checked by parse
-	ctx, cancel := in.context(ctx)
+	ctx, cancel := in.commandContext(ctx)
 	defer cancel()
 	c, err := in.connect(ctx)
 	if err != nil {
@@ -164,7 +164,7 @@ func channelList(ctx context.Context, args []string, env map[string]string, stdo
 		return in.usageError("-page-size must not be negative, got %d", *pageSize)
 	}
 	cons, _ := in.readConsistency()
-	ctx, cancel := in.context(ctx)
+	ctx, cancel := in.commandContext(ctx)
 	defer cancel()
 	c, err := in.connect(ctx)
 	if err != nil {

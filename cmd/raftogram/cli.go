@@ -130,7 +130,7 @@ func (in *invocation) parse(args []string, minArgs, maxArgs int) (pos []string, 
 	if in.opts.read {
 		c, err := in.readConsistency()
 		if err != nil {
-			return nil, in.usageError("-consistency: %v", strings.TrimPrefix(err.Error(), "raftogram: invalid argument: ")), false
+			return nil, in.usageError("-consistency: %v", strings.ReplaceAll(err.Error(), "raftogram: invalid argument: ", "")), false
 		}
 		if in.minIndex > 0 && c != client.AtLeast {
 			return nil, in.usageError("-min-index needs -consistency at-least"), false
@@ -211,7 +211,7 @@ func (in *invocation) readConsistency() (client.Consistency, error) {
 	}
 	c, err := client.ParseConsistency(in.consistency)
 	if err != nil {
-		return 0, fmt.Errorf("parse -consistency: %w", err)
+		return 0, err // names the flag value and the valid levels
 	}
 	if c == client.ConsistencyDefault {
 		c = client.Linearizable
@@ -219,9 +219,9 @@ func (in *invocation) readConsistency() (client.Consistency, error) {
 	return c, nil
 }
 
-// context returns the command's context: ctx bounded by -timeout when the
+// commandContext returns the command's context: ctx bounded by -timeout when the
 // command has one.
-func (in *invocation) context(ctx context.Context) (context.Context, context.CancelFunc) {
+func (in *invocation) commandContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if in.opts.timeout {
 		return context.WithTimeout(ctx, in.timeout)
 	}

@@ -70,7 +70,7 @@ func clusterStatus(ctx context.Context, args []string, env map[string]string, st
 	if _, code, ok := in.parse(args, 0, 0); !ok {
 		return code
 	}
-	ctx, cancel := in.context(ctx)
+	ctx, cancel := in.commandContext(ctx)
 	defer cancel()
 	c, err := in.connect(ctx)
 	if err != nil {
@@ -212,7 +212,7 @@ func clusterTransferLeader(ctx context.Context, args []string, env map[string]st
 	if _, code, ok := in.parse(args, 0, 0); !ok {
 		return code
 	}
-	ctx, cancel := in.context(ctx)
+	ctx, cancel := in.commandContext(ctx)
 	defer cancel()
 	c, err := in.connect(ctx)
 	if err != nil {

@@ -37,7 +37,7 @@ func historyCommand(ctx context.Context, args []string, env map[string]string, s
 		return in.usageError("-limit must not be negative, got %d", *limit)
 	}
 	cons, _ := in.readConsistency()
-	ctx, cancel := in.context(ctx)
+	ctx, cancel := in.commandContext(ctx)
 	defer cancel()
 	c, err := in.connect(ctx)
 	if err != nil {

@@ -42,7 +42,7 @@ func sendCommand(ctx context.Context, args []string, env map[string]string, stdo
 	if *author == "" {
 		return in.usageError("-author is required")
 	}
-	ctx, cancel := in.context(ctx)
+	ctx, cancel := in.commandContext(ctx)
 	defer cancel()
 	var payload []byte
 	if len(pos) == 2 && pos[1] != "-" {
