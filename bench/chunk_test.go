@@ -11,14 +11,14 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Chunk decodes what a full proto decode gives for the fields the
-// generator reads, skips the rest (and unknown fields), and rejects
-// truncated input.
+// unmarshalChunk decodes what a full proto decode gives for the fields the
+// subscribers and the client read, skips the rest (and unknown fields),
+// and rejects truncated input.
 func TestChunkDecodesLikeProto(t *testing.T) {
 	stamp := make([]byte, 8)
 	binary.LittleEndian.PutUint64(stamp, uint64(time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC).UnixNano())|measuredBit)
 	created := time.Date(2026, 11, 25, 1, 2, 3, 456789, time.UTC)
-	full := &raftogramv1.SubscribeChunk{Messages: []*raftogramv1.Message{
+	full := &raftogramv1.SubscribeChunk{NodeId: "node2", AppliedIndex: 42, LeaderCommitIndex: 43, Messages: []*raftogramv1.Message{
 		{Sequence: 7, AuthorId: "a", Payload: append(stamp, "rest of the payload"...), ClientMessageId: "id", CreatedAt: timestamppb.New(created)},
 		{Sequence: 8, Payload: []byte("short")}, // no stamp, no created_at
 		{Sequence: 1 << 40, Payload: stamp, CreatedAt: timestamppb.New(time.Unix(0, 0).Add(-time.Second))},
@@ -27,39 +27,65 @@ func TestChunkDecodesLikeProto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	known := len(b)
 	b = protowire.AppendTag(b, 99, protowire.BytesType) // a field this version does not know
 	b = protowire.AppendBytes(b, []byte("future"))
 
-	var c Chunk
-	if err := c.unmarshal(b); err != nil {
+	var c raftogramv1.SubscribeChunk
+	if err := unmarshalChunk(b, &c); err != nil {
 		t.Fatal(err)
+	}
+	if c.GetNodeId() != "node2" || c.GetAppliedIndex() != 42 || c.GetLeaderCommitIndex() != 43 {
+		t.Errorf("chunk fields: %v", &c)
 	}
 	if len(c.Messages) != len(full.Messages) {
 		t.Fatalf("%d messages, want %d", len(c.Messages), len(full.Messages))
 	}
 	for i, m := range full.Messages {
 		got := c.Messages[i]
-		wantStamp := len(m.Payload) >= stampBytes
-		var wantCreated int64
-		if m.CreatedAt != nil {
-			wantCreated = m.CreatedAt.AsTime().UnixNano()
-		}
-		if got.Sequence != m.Sequence || got.StampOK != wantStamp || got.CreatedAtUnixNano != wantCreated ||
-			(wantStamp && string(got.Stamp[:]) != string(m.Payload[:stampBytes])) {
-			t.Errorf("message %d: got %+v, want sequence %d stamp %v created %d", i, got, m.Sequence, wantStamp, wantCreated)
+		wantPayload := m.Payload[:min(len(m.Payload), stampBytes)]
+		if got.GetSequence() != m.Sequence || string(got.GetPayload()) != string(wantPayload) ||
+			!got.GetCreatedAt().AsTime().Equal(m.GetCreatedAt().AsTime()) || (m.CreatedAt == nil) != (got.CreatedAt == nil) {
+			t.Errorf("message %d: got %v, want sequence %d payload %q created %v", i, got, m.Sequence, wantPayload, m.GetCreatedAt())
 		}
 	}
-	// Reuse: decoding a shorter chunk into the same value leaves only its messages.
-	one, _ := proto.Marshal(&raftogramv1.SubscribeChunk{Messages: full.Messages[1:2]})
-	if err := c.unmarshal(one); err != nil || len(c.Messages) != 1 || c.Messages[0].Sequence != 8 {
-		t.Fatalf("reused chunk: %+v, %v", c.Messages, err)
+	// Reuse: decoding a heartbeat into the same value leaves no messages.
+	hb, _ := proto.Marshal(&raftogramv1.SubscribeChunk{NodeId: "node3", AppliedIndex: 50})
+	if err := unmarshalChunk(hb, &c); err != nil || len(c.Messages) != 0 || c.GetNodeId() != "node3" || c.GetLeaderCommitIndex() != 0 {
+		t.Fatalf("reused chunk: %v, %v", &c, err)
 	}
 	// Cutting into the last message is reported, not decoded as less.
+	msgsOnly, _ := proto.Marshal(&raftogramv1.SubscribeChunk{Messages: full.Messages})
 	for cut := 1; cut <= 3; cut++ {
-		var c Chunk
-		if err := c.unmarshal(b[:known-cut]); err == nil {
-			t.Errorf("chunk cut by %d bytes decoded without error: %+v", cut, c.Messages)
+		var c raftogramv1.SubscribeChunk
+		if err := unmarshalChunk(msgsOnly[:len(msgsOnly)-cut], &c); err == nil {
+			t.Errorf("chunk cut by %d bytes decoded without error: %v", cut, &c)
 		}
 	}
+}
+
+// BenchmarkChunkDecode compares the lightweight decode with proto's, for a
+// one-message chunk as a subscriber of a busy channel receives it.
+func BenchmarkChunkDecode(b *testing.B) {
+	msg := &raftogramv1.SubscribeChunk{NodeId: "node1", AppliedIndex: 1234567, Messages: []*raftogramv1.Message{{
+		Sequence: 123456, AuthorId: "bench-12", Payload: make([]byte, 128), ClientMessageId: "0123abcd-12-123456", CreatedAt: timestamppb.Now(),
+	}}}
+	wire, _ := proto.Marshal(msg)
+	b.Run("lite", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var c raftogramv1.SubscribeChunk
+			if err := unmarshalChunk(wire, &c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("proto", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var c raftogramv1.SubscribeChunk
+			if err := proto.Unmarshal(wire, &c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

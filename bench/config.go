@@ -9,6 +9,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/raftogram/raftogram/client"
 	"google.golang.org/grpc"
 )
 
@@ -38,7 +39,7 @@ type Config struct {
 	Addrs    []string      // gRPC addresses of the nodes; any one will do
 	Workload string        // one of Workloads
 	Clients  int           // concurrent clients (goroutines) issuing ops
-	Conns    int           // gRPC connections the clients share (client i uses i % Conns)
+	Conns    int           // gRPC connections per node that the clients and subscribers share
 	Channels int           // channels the ops are spread over (uniformly at random)
 	Payload  int           // payload bytes per message
 	Duration time.Duration // measured window (ignored when N > 0)
@@ -53,6 +54,11 @@ type Config struct {
 	History      int     // read/mixed: messages preloaded per channel
 	ReadLimit    int     // messages asked per ReadHistory
 	ReadFraction float64 // mixed: share of the clients' ops that are reads
+	// Consistency is the level of reads and subscriptions: "leader" (the
+	// default: the leader serves them all), "linearizable", "at-least" or
+	// "local"; at every level but leader they are spread round-robin over
+	// the nodes.
+	Consistency string
 
 	AttemptTimeout time.Duration // one RPC attempt
 	OpTimeout      time.Duration // one op including its retries; then it counts as failed
@@ -81,6 +87,7 @@ func DefaultConfig() Config {
 		History:          1000,
 		ReadLimit:        100,
 		ReadFraction:     0.5,
+		Consistency:      "leader",
 		AttemptTimeout:   10 * time.Second,
 		OpTimeout:        30 * time.Second,
 		DrainTimeout:     30 * time.Second,
@@ -142,6 +149,12 @@ func (cfg *Config) Normalize() error {
 	}
 	if cfg.ReadFraction < 0 || cfg.ReadFraction > 1 || math.IsNaN(cfg.ReadFraction) {
 		bad("read fraction must be within 0..1, got %v", cfg.ReadFraction)
+	}
+	if cfg.Consistency == "" {
+		cfg.Consistency = "leader"
+	}
+	if c, err := client.ParseConsistency(cfg.Consistency); err != nil || c == client.ConsistencyDefault {
+		bad("unknown consistency %q (want leader, linearizable, at-least or local)", cfg.Consistency)
 	}
 	if cfg.Workload == WorkloadRead && cfg.History < 1 {
 		bad("the read workload needs history >= 1 (messages preloaded per channel)")
@@ -214,3 +227,13 @@ func checkChannelPrefix(prefix string, channels int) error {
 }
 
 func channelID(prefix string, i int) string { return fmt.Sprintf("%s-%d", prefix, i) }
+
+// consistency is cfg.Consistency as the client's level (LeaderOnly when
+// unknown; Normalize rejects unknown names).
+func (cfg *Config) consistency() client.Consistency {
+	c, err := client.ParseConsistency(cfg.Consistency)
+	if err != nil || c == client.ConsistencyDefault {
+		return client.LeaderOnly
+	}
+	return c
+}

@@ -8,6 +8,7 @@ type cpuSample struct {
 	at       time.Time
 	self     time.Duration
 	server   time.Duration
+	perPID   []time.Duration // server, by process
 	serverOK bool
 }
 
@@ -20,6 +21,7 @@ func sampleCPU(pids []int) cpuSample {
 			break
 		}
 		s.server += d
+		s.perPID = append(s.perPID, d)
 	}
 	return s
 }

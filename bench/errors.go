@@ -3,37 +3,30 @@ package bench
 import (
 	"context"
 	"errors"
-	"io"
 	"maps"
-	"strings"
 	"sync"
-	"unicode"
 
-	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/raftogram/raftogram/client"
 )
 
 // Error classes. Every failed attempt is counted under one of these (or,
-// for other gRPC codes, the code's name in snake_case, e.g.
-// "invalid_argument"); subscription failures get the prefix "subscribe_".
+// for the client's other sentinel errors, the error's kind in snake_case,
+// e.g. "invalid_argument"); subscription failures get the prefix
+// "subscribe_".
 const (
-	// ClassNotLeader: FailedPrecondition with a NotLeader detail naming the
-	// leader; the call is retried there at once.
+	// ClassNotLeader: the node named another leader (client.ErrNotLeader
+	// with a hint); the client retried there at once.
 	ClassNotLeader = "not_leader"
-	// ClassNoLeader: Unavailable with an empty NotLeader detail (an election
-	// is under way); retried after a back-off.
+	// ClassNoLeader: the node knew no leader (client.ErrNotLeader without a
+	// hint); the client backed off and retried.
 	ClassNoLeader = "no_leader"
-	// ClassUnavailable: any other Unavailable (node down, connection lost,
-	// shutting down, outcome unknown); retried after a back-off on the next
-	// address.
+	// ClassUnavailable: client.ErrUnavailable (node down, connection lost,
+	// an election, shutting down, outcome unknown); the client retried
+	// on another node after a back-off.
 	ClassUnavailable = "unavailable"
 	// ClassTimeout: the attempt ran past its deadline; the outcome is unknown
-	// and the call is retried.
+	// and the client retried.
 	ClassTimeout = "timeout"
-	// ClassStreamEnded: a Subscribe stream ended without an error, which the
-	// server never does; resubscribed.
-	ClassStreamEnded = "stream_ended"
 	// ClassBadRead: ReadHistory returned fewer messages than were known to
 	// be committed, or not the ones asked for. Counted as a failed op.
 	ClassBadRead = "bad_read"
@@ -41,76 +34,43 @@ const (
 	ClassGaveUp = "gave_up"
 )
 
-// verdict is what the client does about a failed attempt.
-type verdict struct {
+// sentinelClasses names the client's other sentinel errors, matched in
+// order with errors.Is.
+var sentinelClasses = []struct {
+	err   error
 	class string
-	hint  string // leader_grpc_target to follow, if any
-	retry bool
+}{
+	{client.ErrUnavailable, ClassUnavailable},
+	{context.DeadlineExceeded, ClassTimeout},
+	{context.Canceled, "canceled"},
+	{client.ErrInvalidArgument, "invalid_argument"},
+	{client.ErrNotFound, "not_found"},
+	{client.ErrPermissionDenied, "permission_denied"},
+	{client.ErrUnauthenticated, "unauthenticated"},
+	{client.ErrAlreadyExists, "already_exists"},
+	{client.ErrOutOfRange, "out_of_range"},
+	{client.ErrResourceExhausted, "resource_exhausted"},
+	{client.ErrFailedPrecondition, "failed_precondition"},
+	{client.ErrUnimplemented, "unimplemented"},
+	{client.ErrInternal, "internal"},
+	{client.ErrClosed, "closed"},
 }
 
-// classify sorts an RPC error into a class and says whether the call may be
-// retried with the same request (and where).
-func classify(err error) verdict {
-	if errors.Is(err, io.EOF) {
-		return verdict{class: ClassStreamEnded, retry: true}
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return verdict{class: ClassTimeout, retry: true}
-	}
-	if errors.Is(err, context.Canceled) {
-		return verdict{class: "canceled"}
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return verdict{class: "other"}
-	}
-	nl, hasNL := notLeaderDetail(st)
-	switch st.Code() {
-	case codes.FailedPrecondition:
-		if hasNL && nl.GetLeaderGrpcTarget() != "" {
-			return verdict{class: ClassNotLeader, hint: nl.GetLeaderGrpcTarget(), retry: true}
+// classOf sorts an error of the client into a class.
+func classOf(err error) string {
+	if errors.Is(err, client.ErrNotLeader) {
+		var e *client.Error
+		if errors.As(err, &e) && e.Leader == "" {
+			return ClassNoLeader
 		}
-		if hasNL {
-			return verdict{class: ClassNoLeader, retry: true}
-		}
-	case codes.Unavailable:
-		if hasNL {
-			if t := nl.GetLeaderGrpcTarget(); t != "" {
-				return verdict{class: ClassNotLeader, hint: t, retry: true}
-			}
-			return verdict{class: ClassNoLeader, retry: true}
-		}
-		return verdict{class: ClassUnavailable, retry: true}
-	case codes.DeadlineExceeded:
-		return verdict{class: ClassTimeout, retry: true}
-	case codes.Canceled:
-		return verdict{class: "canceled"}
+		return ClassNotLeader
 	}
-	return verdict{class: snake(st.Code().String())}
-}
-
-func notLeaderDetail(st *status.Status) (*raftogramv1.NotLeader, bool) {
-	for _, d := range st.Details() {
-		if nl, ok := d.(*raftogramv1.NotLeader); ok {
-			return nl, true
+	for _, s := range sentinelClasses {
+		if errors.Is(err, s.err) {
+			return s.class
 		}
 	}
-	return nil, false
-}
-
-// snake turns "FailedPrecondition" into "failed_precondition".
-func snake(s string) string {
-	var b strings.Builder
-	for i, r := range s {
-		if unicode.IsUpper(r) {
-			if i > 0 {
-				b.WriteByte('_')
-			}
-			r = unicode.ToLower(r)
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return "other"
 }
 
 // ErrorCounts counts failed attempts by class. It is safe for concurrent use.

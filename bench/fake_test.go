@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -66,7 +68,11 @@ func newFakeCluster(t testing.TB, leader string, nodes ...string) *fakeCluster {
 	return c
 }
 
-// dialOptions makes a Client reach the fake nodes by name.
+// fakeAddr is the gRPC target of the fake node name: passthrough, so that
+// the client hands the name to the dialer of dialOptions unresolved.
+func fakeAddr(name string) string { return "passthrough:///" + name }
+
+// dialOptions makes a client reach the fake nodes by name.
 func (c *fakeCluster) dialOptions() []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 		c.mu.Lock()
@@ -124,9 +130,9 @@ func (n *fakeNode) notLeaderLocked() error {
 	if n.c.leader == n.name {
 		return nil
 	}
-	code, target := codes.FailedPrecondition, n.c.leader
-	if target == "" {
-		code = codes.Unavailable
+	code, target := codes.FailedPrecondition, fakeAddr(n.c.leader)
+	if n.c.leader == "" {
+		code, target = codes.Unavailable, ""
 	}
 	st, err := status.New(code, "not leader").WithDetails(&raftogramv1.NotLeader{LeaderGrpcTarget: target, RaftLeaderId: target})
 	if err != nil {
@@ -269,17 +275,20 @@ var errInjected = status.Error(codes.Unavailable, "injected: connection lost")
 
 func TestFakeClusterSanity(t *testing.T) {
 	c := newFakeCluster(t, "n1", "n1", "n2")
-	cl, err := NewClient([]string{"n2"}, ClientOptions{DialOptions: c.dialOptions()})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cl, err := client.New(ctx, client.Config{Addrs: []string{fakeAddr("n2")}, DialOptions: c.dialOptions()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := cl.CreateChannel(ctx, "x"); err != nil {
+	if _, err := cl.CreateChannel(ctx, "x", "x"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := cl.Send(ctx, 0, &raftogramv1.SendMessageRequest{ChannelId: "nope", AuthorId: "a"}); status.Code(err) != codes.NotFound {
-		t.Fatalf("send to a missing channel: %v, want NotFound", err)
+	if l := cl.Leader(); l != fakeAddr("n1") {
+		t.Errorf("leader %q, want %q", l, fakeAddr("n1"))
+	}
+	if _, err := cl.Send(ctx, client.SendRequest{ChannelID: "nope", AuthorID: "a"}); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("send to a missing channel: %v, want ErrNotFound", err)
 	}
 }

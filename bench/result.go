@@ -28,27 +28,30 @@ import (
 //     window (with -n: the first measured op's start) to the end of the last
 //     measured op.
 type Result struct {
-	Target    string  `json:"target"`
-	Label     string  `json:"label,omitempty"`
-	Workload  string  `json:"workload"`
-	Clients   int     `json:"clients"`
-	Conns     int     `json:"conns"`
-	Channels  int     `json:"channels"`
-	Payload   int     `json:"payload"`
-	Rate      float64 `json:"rate"` // target ops/s; 0 = closed loop
-	Ops       int64   `json:"ops"`
-	Errors    int64   `json:"errors"`
-	Retries   int64   `json:"retries"` // attempts retried by measured ops
-	Dups      int64   `json:"dups"`    // sends answered deduplicated=true (a retry of a committed send)
-	DurationS float64 `json:"duration_s"`
-	OpsPerSec float64 `json:"ops_per_sec"`
-	MeanMs    float64 `json:"mean_ms"`
-	P50Ms     float64 `json:"p50_ms"`
-	P90Ms     float64 `json:"p90_ms"`
-	P99Ms     float64 `json:"p99_ms"`
-	P999Ms    float64 `json:"p999_ms"`
-	MaxMs     float64 `json:"max_ms"`
-	WarmupOps int64   `json:"warmup_ops"`
+	Target   string  `json:"target"`
+	Label    string  `json:"label,omitempty"`
+	Workload string  `json:"workload"`
+	Clients  int     `json:"clients"`
+	Conns    int     `json:"conns"`
+	Channels int     `json:"channels"`
+	Payload  int     `json:"payload"`
+	Rate     float64 `json:"rate"` // target ops/s; 0 = closed loop
+	// Consistency is the level of reads and subscriptions (leader,
+	// linearizable, at-least, local).
+	Consistency string  `json:"consistency"`
+	Ops         int64   `json:"ops"`
+	Errors      int64   `json:"errors"`
+	Retries     int64   `json:"retries"` // attempts retried by measured ops
+	Dups        int64   `json:"dups"`    // sends answered deduplicated=true (a retry of a committed send)
+	DurationS   float64 `json:"duration_s"`
+	OpsPerSec   float64 `json:"ops_per_sec"`
+	MeanMs      float64 `json:"mean_ms"`
+	P50Ms       float64 `json:"p50_ms"`
+	P90Ms       float64 `json:"p90_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	P999Ms      float64 `json:"p999_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	WarmupOps   int64   `json:"warmup_ops"`
 	// Under -rate: latency from each op's actual start (the server's
 	// service time as the client sees it), beside the latency from the
 	// scheduled start above.
@@ -70,8 +73,11 @@ type Result struct {
 	ClientCPUPct  float64 `json:"client_cpu_pct"`
 	ServerCPUPct  float64 `json:"server_cpu_pct,omitempty"`
 	ServerCPUUsOp float64 `json:"server_cpu_us_per_op,omitempty"`
-	StartedAt     string  `json:"started_at"`
-	Interrupted   bool    `json:"interrupted,omitempty"`
+	// ServerCPUPctPerPID splits ServerCPUPct by process, in -server-pids
+	// order.
+	ServerCPUPctPerPID []float64 `json:"server_cpu_pct_per_pid,omitempty"`
+	StartedAt          string    `json:"started_at"`
+	Interrupted        bool      `json:"interrupted,omitempty"`
 }
 
 // MixedStats splits a mixed run's ops by kind.
@@ -94,6 +100,9 @@ type DeliveryStats struct {
 	Gaps                int64 `json:"gaps"`                 // messages skipped over (a later sequence came first)
 	OutOfOrder          int64 `json:"out_of_order"`         // messages at or below the last sequence received
 	Resubscribes        int64 `json:"resubscribes"`
+	// SubscribersByNode counts the subscribers by the node that served
+	// their first batch (when the nodes report it).
+	SubscribersByNode map[string]int `json:"subscribers_by_node,omitempty"`
 	// Delivery latency: receive time minus the send time embedded in the
 	// payload (when the sending op called SendMessage; under -rate that may
 	// be after its scheduled start), over messages sent by measured ops,
@@ -134,7 +143,8 @@ func WriteSummary(w io.Writer, r *Result) error {
 	if r.Label != "" {
 		fmt.Fprintf(&b, "  label        %s\n", r.Label)
 	}
-	fmt.Fprintf(&b, "  leader       %s (%d leader changes, %d redirects during the run)\n", r.Leader, r.LeaderChanges, r.Redirects)
+	fmt.Fprintf(&b, "  leader       %s (%d leader changes, %d redirects during the run); reads and subscriptions at %s\n",
+		r.Leader, r.LeaderChanges, r.Redirects, r.Consistency)
 	fmt.Fprintf(&b, "  measured     %.3fs, %d ops ok, %d failed, %d warm-up ops\n", r.DurationS, r.Ops, r.Errors, r.WarmupOps)
 	fmt.Fprintf(&b, "  throughput   %.1f ops/s\n", r.OpsPerSec)
 	if r.Rate > 0 && r.OpsPerSec < 0.95*r.Rate {
@@ -163,6 +173,13 @@ func WriteSummary(w io.Writer, r *Result) error {
 			d.Subscribers, d.SubscribersReady, d.Delivered, d.Expected, verdict)
 		fmt.Fprintf(&b, "               %d gaps, %d out of order, %d resubscribes, drained in %.3fs\n",
 			d.Gaps, d.OutOfOrder, d.Resubscribes, d.DrainS)
+		if len(d.SubscribersByNode) > 0 {
+			var parts []string
+			for _, n := range slices.Sorted(maps.Keys(d.SubscribersByNode)) {
+				parts = append(parts, fmt.Sprintf("%s %d", n, d.SubscribersByNode[n]))
+			}
+			fmt.Fprintf(&b, "               served by %s\n", strings.Join(parts, ", "))
+		}
 		fmt.Fprintf(&b, "  delivery ms  p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (mean %s, %d samples; send -> receive)\n",
 			fms(d.DeliveryP50Ms), fms(d.DeliveryP90Ms), fms(d.DeliveryP99Ms), fms(d.DeliveryP999Ms), fms(d.DeliveryMaxMs),
 			fms(d.DeliveryMeanMs), d.DeliverySamples)
@@ -172,6 +189,9 @@ func WriteSummary(w io.Writer, r *Result) error {
 	fmt.Fprintf(&b, "  cpu          client %.1f%% of one core", r.ClientCPUPct)
 	if r.ServerCPUPct > 0 {
 		fmt.Fprintf(&b, ", servers %.1f%% (%.1f µs per op)", r.ServerCPUPct, r.ServerCPUUsOp)
+		if len(r.ServerCPUPctPerPID) > 1 {
+			fmt.Fprintf(&b, " = %v by process", r.ServerCPUPctPerPID)
+		}
 	}
 	b.WriteString("\n")
 	if r.Interrupted {

@@ -5,12 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/client"
 )
 
 // interruptGrace is how long ops in flight may still finish after the run
@@ -20,8 +22,8 @@ const interruptGrace = 3 * time.Second
 // setupConcurrency bounds concurrent set-up calls (channel creation, markers).
 const setupConcurrency = 16
 
-// Run executes one run of cfg and returns its result. It finds the leader,
-// creates the channels, preloads history (read, mixed), starts and waits for
+// Run executes one run of cfg and returns its result. It creates the
+// channels (a client.Client finds the leader), preloads history (read, mixed), starts and waits for
 // the subscribers (subscribe, mixed), then runs the clients for the warm-up
 // and the measured window, and for subscribers waits until they have caught
 // up. Progress lines go to cfg.Progress.
@@ -33,7 +35,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Normalize(); err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, errs: &ErrorCounts{}, runTag: randomHex(4)}
+	r := &runner{cfg: cfg, errs: &ErrorCounts{}, runTag: randomHex(4), cons: cfg.consistency()}
+	r.obs = &observer{errs: r.errs}
 	r.template = make([]byte, cfg.Payload)
 	for i := range r.template {
 		if i >= stampBytes {
@@ -43,31 +46,64 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for i := range cfg.Channels {
 		r.channels = append(r.channels, &channelState{id: channelID(cfg.ChannelPrefix, i)})
 	}
-	client, err := NewClient(cfg.Addrs, ClientOptions{
-		Conns:          cfg.Conns,
-		AttemptTimeout: cfg.AttemptTimeout,
-		Errors:         r.errs,
+	ccfg := client.Config{
+		Addrs:          cfg.Addrs,
 		DialOptions:    cfg.DialOptions,
-	})
-	if err != nil {
-		return nil, err
+		ConnsPerNode:   cfg.Conns,
+		Consistency:    r.cons,
+		BaseBackoff:    backoffMin,
+		MaxBackoff:     backoffMax,
+		AttemptTimeout: cfg.AttemptTimeout,
+		Logger:         slog.New(r.obs),
 	}
-	defer client.Close()
-	r.client = client
+	c, err := client.New(ctx, ccfg)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer c.Close()
+	r.client = c
+	if cfg.Subscribers > 0 {
+		// The subscribers have their own connections, whose chunks are
+		// decoded only as far as their checks need (chunkCodec).
+		ccfg.DialOptions = append(slices.Clip(cfg.DialOptions), chunkCodecOption())
+		sc, err := client.New(ctx, ccfg)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer sc.Close()
+		r.subClient = sc
+	}
 	return r.run(ctx)
 }
 
+// Pauses of the client between attempts: full jitter up to backoffMin
+// doubled per attempt, at most backoffMax.
+const (
+	backoffMin = 10 * time.Millisecond
+	backoffMax = 500 * time.Millisecond
+)
+
 // channelState is one channel of the run.
 type channelState struct {
-	id     string
-	maxSeq atomic.Uint64 // highest sequence a send to it was acknowledged with
+	id       string
+	maxIndex atomic.Uint64 // highest Raft index of an acknowledged write to it (creation included)
+	maxSeq   atomic.Uint64 // highest sequence a send to it was acknowledged with
 }
 
-// observe records an acknowledged sequence.
-func (c *channelState) observe(seq uint64) {
+// observe records an acknowledged write: its sequence (0 for the channel's
+// creation) and Raft index. The index is stored first, so a reader that
+// loads maxSeq and then maxIndex gets an index at which that sequence is
+// applied.
+func (c *channelState) observe(seq, index uint64) {
+	storeMax(&c.maxIndex, index)
+	storeMax(&c.maxSeq, seq)
+}
+
+// storeMax raises v to x unless it is higher already.
+func storeMax(v *atomic.Uint64, x uint64) {
 	for {
-		cur := c.maxSeq.Load()
-		if seq <= cur || c.maxSeq.CompareAndSwap(cur, seq) {
+		cur := v.Load()
+		if x <= cur || v.CompareAndSwap(cur, x) {
 			return
 		}
 	}
@@ -87,7 +123,6 @@ type workerStats struct {
 	service    Histogram // under -rate: from the actual start, not the scheduled one
 	ops        [opKinds]int64
 	errors     int64
-	retries    int64
 	dups       int64
 	warmupOps  int64
 	firstStart time.Time
@@ -100,6 +135,7 @@ type workerStats struct {
 // it ends.
 type subscriber struct {
 	ch           *channelState
+	node         string        // the node that served its first batch
 	last         atomic.Uint64 // highest sequence received
 	delivered    int64
 	gaps         int64
@@ -110,30 +146,35 @@ type subscriber struct {
 }
 
 type runner struct {
-	cfg      Config
-	client   *Client
-	errs     *ErrorCounts
-	runTag   string
-	template []byte
-	channels []*channelState
+	cfg       Config
+	cons      client.Consistency // of reads and subscriptions
+	client    *client.Client     // sends, reads and set-up
+	subClient *client.Client     // subscribers
+	obs       *observer
+	leaders   leaderWatch
+	maxIndex  atomic.Uint64 // highest Raft index of any acknowledged write
+	errs      *ErrorCounts
+	runTag    string
+	template  []byte
+	channels  []*channelState
 
 	// Progress counters.
-	phase     atomic.Pointer[string]
-	done      atomic.Int64 // ops finished (any phase since the last reset)
-	failed    atomic.Int64
-	retries   atomic.Int64
-	delivered atomic.Int64
-	ready     atomic.Int64
-	errsBase  atomic.Int64 // r.errs.Total() when the counters were reset
+	phase       atomic.Pointer[string]
+	done        atomic.Int64 // ops finished (any phase since the last reset)
+	failed      atomic.Int64
+	delivered   atomic.Int64
+	ready       atomic.Int64
+	errsBase    atomic.Int64 // r.errs.Total() when the counters were reset
+	retriesBase atomic.Int64 // r.obs.retries when the counters were reset
+	resubBase   int64        // r.obs.resubscribes when the counters were reset
 
 	measureFrom, measureUntil time.Time
 	remaining                 atomic.Int64 // measured ops left with -n
 }
 
 type opResult struct {
-	retries int64
-	dup     bool
-	err     error
+	dup bool
+	err error
 }
 
 func (r *runner) setPhase(p string) { r.phase.Store(&p) }
@@ -161,14 +202,11 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 
 	setup, cancelSetup := context.WithTimeout(ctx, cfg.SetupTimeout)
 	defer cancelSetup()
-	leader, err := r.client.FindLeader(setup)
-	if err != nil {
-		return nil, err
-	}
-	r.logf("leader is %s; creating %d channels %s-0..%d", leader, cfg.Channels, cfg.ChannelPrefix, cfg.Channels-1)
+	r.logf("creating %d channels %s-0..%d", cfg.Channels, cfg.ChannelPrefix, cfg.Channels-1)
 	if err := r.createChannels(setup); err != nil {
 		return nil, err
 	}
+	r.logf("leader is %s; reads and subscriptions at %s", r.client.Leader(), r.cons)
 	if cfg.History > 0 && (cfg.Workload == WorkloadRead || cfg.Workload == WorkloadMixed) {
 		r.setPhase("preload")
 		r.logf("preloading %d messages into each of %d channels", cfg.History, cfg.Channels)
@@ -192,12 +230,16 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	if e, first := r.errs.Snapshot(); len(e) > 0 {
+		r.logf("set-up saw failures: %s; first %s", classesString(e), first)
+	}
 
 	// The run proper: warm-up, then the measured window.
-	changes0, moves0 := r.client.LeaderChanges(), r.client.Moves()
+	changes0, moves0 := r.leaders.Changes(), r.obs.redirects.Load()
 	r.done.Store(0)
 	r.failed.Store(0)
-	r.retries.Store(0)
+	r.retriesBase.Store(r.obs.retries.Load())
+	r.resubBase = r.obs.resubscribes.Load()
 	r.errsBase.Store(r.errs.Total())
 	start := time.Now()
 	r.measureFrom = start.Add(cfg.Warmup)
@@ -212,15 +254,16 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 
 	type atMeasure struct {
-		cpu  cpuSample
-		errs map[string]int64
+		cpu     cpuSample
+		errs    map[string]int64
+		retries int64
 	}
 	measureCh := make(chan atMeasure, 1)
 	measureTimer := time.AfterFunc(cfg.Warmup, func() {
 		r.setPhase("measure")
 		r.errs.ForgetFirst()
 		e, _ := r.errs.Snapshot()
-		measureCh <- atMeasure{cpu: sampleCPU(cfg.ServerPIDs), errs: e}
+		measureCh <- atMeasure{cpu: sampleCPU(cfg.ServerPIDs), errs: e, retries: r.obs.retries.Load()}
 	})
 
 	limiter := NewLimiter(cfg.Rate, start)
@@ -231,7 +274,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	wg.Wait()
 	cpu1 := sampleCPU(cfg.ServerPIDs)
-	var m0 atMeasure
+	m0 := atMeasure{retries: r.obs.retries.Load()}
 	if !measureTimer.Stop() {
 		m0 = <-measureCh
 	}
@@ -257,9 +300,14 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	r.setPhase("done")
 	res.Interrupted = ctx.Err() != nil
 	res.Leader = r.client.Leader()
-	res.LeaderChanges = r.client.LeaderChanges() - changes0
-	res.Redirects = r.client.Moves() - moves0
+	if res.Leader == "" {
+		res.Leader = r.leaders.Leader()
+	}
+	res.Consistency = r.cons.String()
+	res.LeaderChanges = r.leaders.Changes() - changes0
+	res.Redirects = r.obs.redirects.Load() - moves0
 	r.summarize(res, stats)
+	res.Retries = r.obs.retries.Load() - m0.retries
 	endErrs, first := r.errs.Snapshot()
 	res.ErrorClasses = diffCounts(endErrs, m0.errs)
 	if len(res.ErrorClasses) > 0 {
@@ -273,6 +321,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 				res.ServerCPUPct = round(d/wall*100, 1)
 				if res.Ops > 0 {
 					res.ServerCPUUsOp = round(d*1e6/float64(res.Ops), 1)
+				}
+				for i := range cpu1.perPID {
+					res.ServerCPUPctPerPID = append(res.ServerCPUPctPerPID, round((cpu1.perPID[i]-c0.perPID[i]).Seconds()/wall*100, 1))
 				}
 			}
 		}
@@ -293,7 +344,6 @@ func (r *runner) summarize(res *Result, stats []workerStats) {
 		}
 		service.Merge(&st.service)
 		res.Errors += st.errors
-		res.Retries += st.retries
 		res.Dups += st.dups
 		res.WarmupOps += st.warmupOps
 		if !st.firstStart.IsZero() && (first.IsZero() || st.firstStart.Before(first)) {
@@ -384,13 +434,12 @@ func (r *runner) worker(stop, hard context.Context, w int, lim *Limiter, st *wor
 		var res opResult
 		if kind == opSend {
 			seq++
-			res = r.send(hard, w, r.channels[rng.IntN(len(r.channels))], buf, author, fmt.Sprintf("%s-%d-%d", r.runTag, w, seq), stampFor(measured))
+			res = r.send(hard, r.channels[rng.IntN(len(r.channels))], buf, author, fmt.Sprintf("%s-%d-%d", r.runTag, w, seq), stampFor(measured))
 		} else {
-			res = r.read(hard, w, rng)
+			res = r.read(hard, rng)
 		}
 		t1 := time.Now()
 		r.done.Add(1)
-		r.retries.Add(res.retries)
 		if res.err != nil {
 			r.failed.Add(1)
 		}
@@ -402,7 +451,6 @@ func (r *runner) worker(stop, hard context.Context, w int, lim *Limiter, st *wor
 			st.firstStart = t0
 		}
 		st.lastEnd = t1
-		st.retries += res.retries
 		if res.err != nil {
 			st.errors++
 			continue
@@ -463,69 +511,88 @@ func readStamp(p []byte) (sentUnixNano int64, measured bool) {
 	return int64(v &^ measuredBit), v&measuredBit != 0
 }
 
-// send sends buf to ch with id, retrying until OpTimeout; the payload is
-// stamped first (see putStamp).
-func (r *runner) send(ctx context.Context, slot int, ch *channelState, buf []byte, author, id string, s stamp) opResult {
+// send sends buf to ch with id (the client retries it with that id until
+// OpTimeout); the payload is stamped first (see putStamp).
+func (r *runner) send(ctx context.Context, ch *channelState, buf []byte, author, id string, s stamp) opResult {
 	putStamp(buf, s)
 	octx, cancel := context.WithTimeout(ctx, r.cfg.OpTimeout)
 	defer cancel()
-	resp, retries, err := r.client.Send(octx, slot, &raftogramv1.SendMessageRequest{
-		ChannelId:       ch.id,
-		AuthorId:        author,
-		Payload:         buf,
-		ClientMessageId: id,
-	})
+	res, err := r.client.Send(octx, client.SendRequest{ChannelID: ch.id, AuthorID: author, Payload: buf, ClientMessageID: id})
 	if err != nil {
-		if octx.Err() != nil && ctx.Err() == nil {
-			r.errs.Add(ClassGaveUp, err)
-		}
-		return opResult{retries: int64(retries), err: err}
+		r.opFailed(ctx, octx, err)
+		return opResult{err: err}
 	}
-	ch.observe(resp.GetSequence())
-	return opResult{retries: int64(retries), dup: resp.GetDeduplicated()}
+	r.acked(ch, res.Sequence, res.Index)
+	return opResult{dup: res.Deduplicated}
 }
 
-// read asks ReadLimit messages at a random offset of a random channel and
-// checks that every message known to be committed there came back, in order.
-func (r *runner) read(ctx context.Context, slot int, rng *rand.Rand) opResult {
+// acked records an acknowledged write and the leader that took it.
+func (r *runner) acked(ch *channelState, seq, index uint64) {
+	ch.observe(seq, index)
+	storeMax(&r.maxIndex, index)
+	r.leaders.saw(r.client.Leader())
+}
+
+// opFailed counts the error an op ended with: gave_up when its own
+// deadline octx passed while the run's ctx had not ended, else its class.
+func (r *runner) opFailed(ctx, octx context.Context, err error) {
+	switch {
+	case octx.Err() != nil && ctx.Err() == nil:
+		r.errs.Add(ClassGaveUp, err)
+	case ctx.Err() == nil:
+		r.errs.Add(classOf(err), err)
+	}
+}
+
+// read asks ReadLimit messages at a random offset of a random channel at
+// the run's consistency and checks the answer: consecutive messages from
+// the offset, and, at every level but local, every message known to be
+// committed there (at-least asks for the index of the channel's latest
+// acknowledged write).
+func (r *runner) read(ctx context.Context, rng *rand.Rand) opResult {
 	ch := r.channels[rng.IntN(len(r.channels))]
 	limit := uint64(r.cfg.ReadLimit)
 	upper := ch.maxSeq.Load()
+	minIndex := ch.maxIndex.Load() // after maxSeq: see observe
 	var after uint64
 	if upper > limit {
 		after = rng.Uint64N(upper - limit + 1)
 	}
 	want := min(limit, upper-after)
+	opts := client.ReadOptions{After: after, Limit: int(limit), Consistency: r.cons}
+	switch r.cons {
+	case client.AtLeast:
+		opts.MinIndex = minIndex
+	case client.Local:
+		want = 0 // a node may be behind
+	}
 	octx, cancel := context.WithTimeout(ctx, r.cfg.OpTimeout)
 	defer cancel()
-	resp, retries, err := r.client.Read(octx, slot, &raftogramv1.ReadHistoryRequest{
-		ChannelId:     ch.id,
-		AfterSequence: after,
-		Limit:         uint32(limit),
-	})
+	h, err := r.client.ReadHistory(octx, ch.id, opts)
 	if err != nil {
-		if octx.Err() != nil && ctx.Err() == nil {
-			r.errs.Add(ClassGaveUp, err)
-		}
-		return opResult{retries: int64(retries), err: err}
+		r.opFailed(ctx, octx, err)
+		return opResult{err: err}
 	}
-	if err := checkRead(ch.id, after, limit, want, resp.GetMessages()); err != nil {
+	if r.cons == client.LeaderOnly {
+		r.leaders.saw(r.client.Leader())
+	}
+	if err := checkRead(ch.id, after, limit, want, h.Messages); err != nil {
 		r.errs.Add(ClassBadRead, err)
-		return opResult{retries: int64(retries), err: err}
+		return opResult{err: err}
 	}
-	return opResult{retries: int64(retries)}
+	return opResult{}
 }
 
 // checkRead checks that a ReadHistory after `after` returned at least want
 // and at most limit messages with consecutive sequences from after+1.
-func checkRead(channel string, after, limit, want uint64, msgs []*raftogramv1.Message) error {
+func checkRead(channel string, after, limit, want uint64, msgs []client.Message) error {
 	n := uint64(len(msgs))
 	if n < want || n > limit {
 		return fmt.Errorf("ReadHistory(%s, after %d, limit %d) returned %d messages, want %d to %d", channel, after, limit, n, want, limit)
 	}
 	for i, m := range msgs {
-		if m.GetSequence() != after+1+uint64(i) {
-			return fmt.Errorf("ReadHistory(%s, after %d): message %d has sequence %d, want %d", channel, after, i, m.GetSequence(), after+1+uint64(i))
+		if m.Sequence != after+1+uint64(i) {
+			return fmt.Errorf("ReadHistory(%s, after %d): message %d has sequence %d, want %d", channel, after, i, m.Sequence, after+1+uint64(i))
 		}
 	}
 	return nil
@@ -558,9 +625,12 @@ func forEach(ctx context.Context, n, conc int, fn func(ctx context.Context, i in
 
 func (r *runner) createChannels(ctx context.Context) error {
 	return forEach(ctx, len(r.channels), setupConcurrency, func(ctx context.Context, i int) error {
-		if err := r.client.CreateChannel(ctx, r.channels[i].id); err != nil {
-			return fmt.Errorf("create channel %s: %w", r.channels[i].id, err)
+		ch := r.channels[i]
+		res, err := r.client.CreateChannel(ctx, ch.id, ch.id)
+		if err != nil {
+			return fmt.Errorf("create channel %s: %w", ch.id, err)
 		}
+		r.acked(ch, 0, res.Index)
 		return nil
 	})
 }
@@ -578,7 +648,7 @@ func (r *runner) preload(ctx context.Context) error {
 		buf := <-bufs
 		defer func() { bufs <- buf }()
 		ch := r.channels[i%len(r.channels)]
-		res := r.send(ctx, i, ch, buf, "bench-preload", fmt.Sprintf("%s-pre-%d", r.runTag, i), noStamp)
+		res := r.send(ctx, ch, buf, "bench-preload", fmt.Sprintf("%s-pre-%d", r.runTag, i), noStamp)
 		r.done.Add(1)
 		if res.err != nil {
 			return fmt.Errorf("preload %s: %w", ch.id, res.err)
@@ -594,16 +664,58 @@ func (r *runner) startSubscribers(ctx context.Context, wg *sync.WaitGroup) []*su
 	for j := range subs {
 		s := &subscriber{ch: r.channels[j%len(r.channels)]}
 		subs[j] = s
-		wg.Go(func() { r.subscribe(ctx, j, s) })
+		wg.Go(func() { r.subscribe(ctx, s) })
 	}
 	return subs
 }
 
-func (r *runner) subscribe(ctx context.Context, slot int, s *subscriber) {
-	_ = r.client.Subscribe(ctx, slot, s.ch.id, 0, func(chunk *Chunk, at time.Time) uint64 {
-		recv := at.UnixNano()
+// subscribe follows s's channel with a client.Subscription at the run's
+// consistency (at-least: from the highest index acknowledged so far) until
+// ctx ends. The Subscription resumes failed streams itself; subscribe
+// starts a new one only after an answer the client treats as final but
+// that passes: not found (a node at local that has not applied the
+// channel's creation yet) and internal (a stream that skipped a
+// sequence). Other failures end it, counted, and leave s incomplete.
+func (r *runner) subscribe(ctx context.Context, s *subscriber) {
+	for attempt := 0; ; attempt++ {
+		opts := client.SubscribeOptions{After: s.last.Load(), Consistency: r.cons}
+		if r.cons == client.AtLeast {
+			opts.MinIndex = r.maxIndex.Load()
+		}
+		sub, err := r.subClient.Subscribe(ctx, s.ch.id, opts)
+		if err == nil {
+			err = r.receive(sub, s)
+			sub.Close()
+		}
+		if ctx.Err() != nil || errors.Is(err, client.ErrClosed) {
+			return
+		}
+		r.errs.Add("subscribe_"+classOf(err), err)
+		if !errors.Is(err, client.ErrNotFound) && !errors.Is(err, client.ErrInternal) {
+			return
+		}
+		s.resubscribes++
+		if sleepCtx(ctx, time.Duration(rand.Int64N(int64(backoffMin<<min(attempt, 5))))) != nil {
+			return
+		}
+	}
+}
+
+// receive hands every batch of sub to s's checks until sub fails, and
+// returns the error.
+func (r *runner) receive(sub *client.Subscription, s *subscriber) error {
+	for {
+		b, err := sub.Recv()
+		if err != nil {
+			return err
+		}
+		recv := time.Now().UnixNano()
+		if s.node == "" {
+			s.node = b.NodeID
+		}
 		var n int64
-		for _, m := range chunk.Messages {
+		for i := range b.Messages {
+			m := &b.Messages[i]
 			seq, last := m.Sequence, s.last.Load()
 			if seq <= last {
 				s.outOfOrder++
@@ -614,22 +726,16 @@ func (r *runner) subscribe(ctx context.Context, slot int, s *subscriber) {
 			}
 			s.last.Store(seq)
 			n++
-			if !m.StampOK {
-				continue
-			}
-			if sent, measured := readStamp(m.Stamp[:]); measured {
+			if sent, measured := readStamp(m.Payload); measured {
 				s.latency.Record(time.Duration(recv - sent))
-				if m.CreatedAtUnixNano != 0 {
-					s.accept.Record(time.Duration(recv - m.CreatedAtUnixNano))
+				if !m.CreatedAt.IsZero() {
+					s.accept.Record(time.Duration(recv - m.CreatedAt.UnixNano()))
 				}
 			}
 		}
 		s.delivered += n
 		r.delivered.Add(n)
-		return s.last.Load()
-	}, func() { s.resubscribes++ })
-	// A subscription that failed for good is counted in the error classes
-	// and shows up as an incomplete subscriber.
+	}
 }
 
 // awaitSubscribers sends one unstamped marker message to every channel and
@@ -640,7 +746,7 @@ func (r *runner) awaitSubscribers(ctx context.Context, subs []*subscriber) error
 	err := forEach(ctx, len(r.channels), setupConcurrency, func(ctx context.Context, i int) error {
 		ch := r.channels[i]
 		buf := append([]byte(nil), r.template...)
-		if res := r.send(ctx, i, ch, buf, "bench-marker", fmt.Sprintf("%s-marker-%d", r.runTag, i), noStamp); res.err != nil {
+		if res := r.send(ctx, ch, buf, "bench-marker", fmt.Sprintf("%s-marker-%d", r.runTag, i), noStamp); res.err != nil {
 			return fmt.Errorf("marker message to %s: %w", ch.id, res.err)
 		}
 		return nil
@@ -709,6 +815,7 @@ wait:
 // finishDelivery fills d from the stopped subscribers.
 func (r *runner) finishDelivery(d *DeliveryStats, subs []*subscriber) {
 	var lat, acc Histogram
+	d.Resubscribes = r.obs.resubscribes.Load() - r.resubBase // the client's, after set-up
 	for _, s := range subs {
 		final := s.ch.maxSeq.Load()
 		d.Expected += int64(final)
@@ -716,6 +823,12 @@ func (r *runner) finishDelivery(d *DeliveryStats, subs []*subscriber) {
 		d.Gaps += s.gaps
 		d.OutOfOrder += s.outOfOrder
 		d.Resubscribes += s.resubscribes
+		if s.node != "" {
+			if d.SubscribersByNode == nil {
+				d.SubscribersByNode = map[string]int{}
+			}
+			d.SubscribersByNode[s.node]++
+		}
 		if s.last.Load() >= final && s.gaps == 0 && s.outOfOrder == 0 {
 			d.SubscribersComplete++
 		}
@@ -756,7 +869,7 @@ func (r *runner) progressLoop(done <-chan struct{}) {
 			}
 			phase := *r.phase.Load()
 			line := fmt.Sprintf("bench: %4.0fs %-9s ops %d  %.0f ops/s  failed %d  retries %d  errors %d",
-				now.Sub(start).Seconds(), phase, n, float64(n-lastDone)/dt, r.failed.Load(), r.retries.Load(), r.errs.Total()-r.errsBase.Load())
+				now.Sub(start).Seconds(), phase, n, float64(n-lastDone)/dt, r.failed.Load(), r.obs.retries.Load()-r.retriesBase.Load(), r.errs.Total()-r.errsBase.Load())
 			if r.cfg.Subscribers > 0 {
 				line += fmt.Sprintf("  delivered %d (%.0f/s)", dl, float64(dl-lastDelivered)/dt)
 				if phase == "subscribe" {

@@ -15,7 +15,7 @@ import (
 // syncBuffer is a bytes.Buffer safe for the progress goroutine and the test.
 func fakeConfig(c *fakeCluster, workload string) Config {
 	cfg := DefaultConfig()
-	cfg.Addrs = []string{"n1", "n2", "n3"}
+	cfg.Addrs = []string{fakeAddr("n1"), fakeAddr("n2"), fakeAddr("n3")}
 	cfg.DialOptions = c.dialOptions()
 	cfg.Workload = workload
 	cfg.Clients = 4
@@ -57,8 +57,8 @@ func checkCommon(t *testing.T, res *Result, cfg Config) {
 	if res.Errors != 0 {
 		t.Errorf("errors = %d (%v, first %q)", res.Errors, res.ErrorClasses, res.FirstError)
 	}
-	if res.Leader != "n2" {
-		t.Errorf("leader = %q, want n2", res.Leader)
+	if res.Leader != fakeAddr("n2") {
+		t.Errorf("leader = %q, want %s", res.Leader, fakeAddr("n2"))
 	}
 }
 
@@ -260,7 +260,9 @@ func TestRunSurvivesFailover(t *testing.T) {
 	if res.LeaderChanges < 2 || res.Redirects < res.LeaderChanges || res.Retries == 0 || res.Dups == 0 {
 		t.Errorf("leader changes %d, retries %d, dups %d; want some of each", res.LeaderChanges, res.Retries, res.Dups)
 	}
-	if res.ErrorClasses[ClassNotLeader] == 0 || res.ErrorClasses[ClassNoLeader] == 0 || res.ErrorClasses[ClassUnavailable] == 0 {
+	// The election (Unavailable with an empty NotLeader) counts as
+	// unavailable: the client's errors do not tell it from a lost node.
+	if res.ErrorClasses[ClassNotLeader] == 0 || res.ErrorClasses[ClassUnavailable] == 0 || res.ErrorClasses["subscribe_"+ClassNotLeader] == 0 {
 		t.Errorf("error classes = %v", res.ErrorClasses)
 	}
 	d := res.DeliveryStats
@@ -288,7 +290,7 @@ func TestRunInterrupted(t *testing.T) {
 func TestRunSetupFailsWithoutCluster(t *testing.T) {
 	c := newFakeCluster(t, "", "n1")
 	cfg := fakeConfig(c, WorkloadSend)
-	cfg.Addrs = []string{"n1"}
+	cfg.Addrs = []string{fakeAddr("n1")}
 	cfg.SetupTimeout = 200 * time.Millisecond
 	if _, err := Run(context.Background(), cfg); err == nil {
 		t.Fatal("Run succeeded against a cluster without a leader")
@@ -308,6 +310,8 @@ func TestConfigNormalize(t *testing.T) {
 		func(c *Config) { c.ChannelPrefix = strings.Repeat("x", 126) },
 		func(c *Config) { c.ReadFraction = 1.5 },
 		func(c *Config) { c.Addrs = nil },
+		func(c *Config) { c.Consistency = "eventual" },
+		func(c *Config) { c.Consistency = "default" },
 	}
 	for i, mut := range bad {
 		cfg := DefaultConfig()

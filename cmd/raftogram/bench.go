@@ -77,7 +77,7 @@ func benchParse(args []string, stderr io.Writer) (bench.Config, bool, error) {
 	addrs := fs.String("addrs", strings.Join(cfg.Addrs, ","), "comma-separated gRPC addresses of the nodes; the leader is found from any of them")
 	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "send, read, subscribe or mixed")
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent clients (goroutines) issuing ops")
-	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "gRPC connections the clients and subscribers share (client i uses connection i % conns)")
+	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "gRPC connections per node that the clients and subscribers share")
 	fs.IntVar(&cfg.Channels, "channels", cfg.Channels, "channels; each op picks one uniformly at random")
 	fs.IntVar(&cfg.Payload, "payload", cfg.Payload, "payload bytes per message (subscribe and mixed need >= 8: the send time travels in it)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured window (ignored when -n is set)")
@@ -91,10 +91,11 @@ func benchParse(args []string, stderr io.Writer) (bench.Config, bool, error) {
 	fs.IntVar(&cfg.History, "history", cfg.History, "read/mixed: messages preloaded into each channel before the run")
 	fs.IntVar(&cfg.ReadLimit, "read-limit", cfg.ReadLimit, "read/mixed: messages asked per ReadHistory")
 	fs.Float64Var(&cfg.ReadFraction, "read-fraction", cfg.ReadFraction, "mixed: share of the clients' ops that are reads")
+	fs.StringVar(&cfg.Consistency, "consistency", cfg.Consistency, "read and subscribe level: leader (the leader serves all), linearizable, at-least or local (spread round-robin over every node)")
 	fs.DurationVar(&cfg.AttemptTimeout, "attempt-timeout", cfg.AttemptTimeout, "deadline of one RPC attempt")
 	fs.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "an op still failing after this long, retries included, counts as an error")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "subscribe/mixed: how long to wait for subscribers to catch up after the last send")
-	fs.DurationVar(&cfg.SetupTimeout, "setup-timeout", cfg.SetupTimeout, "limit on finding the leader, creating channels, preloading and subscribing")
+	fs.DurationVar(&cfg.SetupTimeout, "setup-timeout", cfg.SetupTimeout, "limit on creating channels (finding the leader), preloading and subscribing")
 	pids := fs.String("server-pids", "", "comma-separated PIDs of the node processes, to report their CPU use over the measured window (Linux)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: raftogram bench [flags]\n\n"+

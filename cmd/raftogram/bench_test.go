@@ -59,7 +59,7 @@ func TestBenchParseFlags(t *testing.T) {
 		"-channel-prefix", "run.7", "-subscribers", "1000", "-history", "50",
 		"-read-limit", "20", "-read-fraction", "0.25", "-op-timeout", "5s",
 		"-attempt-timeout", "1s", "-drain-timeout", "7s", "-setup-timeout", "9s",
-		"-server-pids", "101,202",
+		"-server-pids", "101,202", "-consistency", "at-least",
 	}, &stderr)
 	if err != nil {
 		t.Fatalf("benchParse: %v (%s)", err, stderr.String())
@@ -73,7 +73,7 @@ func TestBenchParseFlags(t *testing.T) {
 		cfg.Label != "raftogram tuned" || cfg.ChannelPrefix != "run.7" || cfg.Subscribers != 1000 ||
 		cfg.History != 50 || cfg.ReadLimit != 20 || cfg.ReadFraction != 0.25 || cfg.OpTimeout != 5*time.Second ||
 		cfg.AttemptTimeout != time.Second || cfg.DrainTimeout != 7*time.Second || cfg.SetupTimeout != 9*time.Second ||
-		len(cfg.ServerPIDs) != 2 || cfg.ServerPIDs[0] != 101 || cfg.ServerPIDs[1] != 202 {
+		len(cfg.ServerPIDs) != 2 || cfg.ServerPIDs[0] != 101 || cfg.ServerPIDs[1] != 202 || cfg.Consistency != "at-least" {
 		t.Errorf("parsed = %+v", cfg)
 	}
 }
@@ -99,6 +99,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"-channel-prefix", "no spaces"},
 		{"-server-pids", "12,abc"},
 		{"-addrs", ","},
+		{"-consistency", "eventual"},
 		{"-nosuchflag"},
 		{"extra-arg"},
 	} {
