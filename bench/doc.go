@@ -1,14 +1,14 @@
 // Package bench is the load generator behind `raftogram bench`: clients
-// (goroutines sharing a few gRPC connections) drive a raftogram cluster's
-// Messenger API with a send, read, subscribe or mixed workload, closed loop
-// or at a fixed rate, and the run is reported as a human summary or as one
-// JSON line in the shared anchor benchmark's format.
+// (goroutines sharing a client.Client and its few gRPC connections per node)
+// drive a raftogram cluster's Messenger API with a send, read, subscribe or
+// mixed workload, closed loop or at a fixed rate, at a chosen read
+// consistency, and the run is reported as a human summary or as one JSON
+// line in the shared anchor benchmark's format.
 //
-// The Client follows the cluster's leader: it starts at any address, moves
-// to the leader a NotLeader error names, moves on to the next address when a
-// node cannot be reached, and retries a send with the same client_message_id
-// when the outcome is unknown, so a run survives a failover and counts the
-// retries by error class.
+// Leader following, retries (a send keeps its client_message_id) and
+// resumed subscriptions are the client's (package client), so a run survives
+// a failover; bench counts the client's retried attempts by error class
+// from its debug log.
 //
 // Latencies go into log-linear (HDR-style) histograms with 0.4 % resolution;
 // subscribers check that they get every message of their channel in order,
