@@ -17,6 +17,7 @@ const (
 	CheckSubscriptions  = "6 subscriptions ordered and gapless"
 	CheckConvergence    = "7 nodes converge, stop and restart cleanly"
 	CheckLiveness       = "8 liveness"
+	CheckReadYourWrites = "9 AtLeast reads see the reader's writes"
 	maxProblemsReported = 25
 )
 
@@ -300,7 +301,7 @@ func CheckReads(ops []Op, segs []Segment, f *Final) Verdict {
 		if op.Kind != KindRead || op.Outcome != OK {
 			continue
 		}
-		where := fmt.Sprintf("read by client %d on %s at %s..%s (after %d)", op.Client, op.Node, fmtTime(op.Invoke), fmtTime(op.Return), op.After)
+		where := fmt.Sprintf("%s read by client %d on %s at %s..%s (after %d)", levelName(op.Level), op.Client, op.Node, fmtTime(op.Invoke), fmtTime(op.Return), op.After)
 		for i, m := range op.Msgs {
 			if m.Seq != op.After+uint64(i)+1 {
 				v.fail("%s returned #%d at position %d, want #%d", where, m.Seq, i, op.After+uint64(i)+1)
@@ -312,7 +313,7 @@ func CheckReads(ops []Op, segs []Segment, f *Final) Verdict {
 		}
 	}
 	for _, s := range segs {
-		where := fmt.Sprintf("subscription %d on %s at %s..%s (after %d)", s.Subscriber, s.Node, fmtTime(s.Start), fmtTime(s.End), s.After)
+		where := fmt.Sprintf("%s subscription %d on %s at %s..%s (after %d)", levelName(s.Level), s.Subscriber, s.Node, fmtTime(s.Start), fmtTime(s.End), s.After)
 		for _, m := range s.Msgs {
 			seen(where, s.Channel, m)
 		}
@@ -333,10 +334,11 @@ func CheckReads(ops []Op, segs []Segment, f *Final) Verdict {
 	return v.done()
 }
 
-// CheckSubs is checker 6: every Subscribe stream delivered sequences
-// After+1, After+2, ... without gap, duplicate or reordering; each
-// subscriber resumed from the last sequence it had seen; and each
-// subscriber finally saw its whole channel.
+// CheckSubs is checker 6: every subscription delivered sequences
+// After+1, After+2, ... without gap, duplicate or reordering, and none
+// ended with an internal error (the client's verdict on a stream that
+// skipped a sequence); each subscriber resumed from the last sequence it
+// had seen; and each subscriber finally saw its whole channel.
 func CheckSubs(segs []Segment, f *Final) Verdict {
 	v := Verdict{Name: CheckSubscriptions}
 	by := map[int][]Segment{}
@@ -354,6 +356,9 @@ func CheckSubs(segs []Segment, f *Final) Verdict {
 		cursor := uint64(0)
 		for _, s := range ss {
 			v.Checked++
+			if s.Code == "Internal" {
+				v.fail("subscriber %d %s subscription on %s at %s (after %d) failed: %s", id, levelName(s.Level), s.Node, fmtTime(s.Start), s.After, s.Err)
+			}
 			if s.After != cursor {
 				v.fail("subscriber %d resumed %s after %d, but had seen up to %d", id, s.Channel, s.After, cursor)
 			}
@@ -374,6 +379,24 @@ func CheckSubs(segs []Segment, f *Final) Verdict {
 			if n := uint64(len(f.Log[ch])); f.LogErr == "" && cursor != n {
 				v.fail("subscriber %d of %s ended at #%d; the channel holds %d messages", id, ch, cursor, n)
 			}
+		}
+	}
+	return v.done()
+}
+
+// CheckRYW is checker 9: a read at AtLeast the index of the reader's own
+// write, begun after that write was acknowledged, shows the write (its
+// sequence is within the answer, or the answer says more follow).
+func CheckRYW(ops []Op) Verdict {
+	v := Verdict{Name: CheckReadYourWrites}
+	for _, op := range ops {
+		if op.Kind != KindRead || op.Outcome != OK || op.Level != LevelAtLeast || op.MustSee == 0 || op.MustSee <= op.After {
+			continue
+		}
+		v.Checked++
+		if op.After+uint64(len(op.Msgs)) < op.MustSee && !op.HasMore {
+			v.fail("client %d read %s after %d at AtLeast(%d) on %s at %s and got %d messages (node applied %d), missing its own write #%d",
+				op.Client, op.Channel, op.After, op.MinIndex, op.Node, fmtTime(op.Invoke), len(op.Msgs), op.AppliedIndex, op.MustSee)
 		}
 	}
 	return v.done()

@@ -33,6 +33,12 @@ func read(client int, ch string, after uint64, inv, ret int64, cmids ...string) 
 	return op
 }
 
+// atLevel makes op a read at level that must show sequence mustSee.
+func atLevel(op Op, level string, mustSee uint64) Op {
+	op.Level, op.MustSee, op.Node = level, mustSee, "node3"
+	return op
+}
+
 func ref(seq uint64, cmid string) MsgRef { return MsgRef{Seq: seq, CMID: cmid, Sum: "s-" + cmid} }
 
 // finalOf builds a consistent final state (leader log and three identical
@@ -67,6 +73,10 @@ func goodHistory() ([]Op, []Segment, *Final) {
 		read(2, "ch0", 0, 21, 22, "a", "b"),
 		read(1, "ch0", 1, 50, 52, "b", "c"), // c took effect before
 		send(3, "ch0", "x", 30, 35, Failed, 0),
+		// Client 1 reads its own write b at AtLeast on another node.
+		atLevel(read(1, "ch0", 1, 55, 56, "b", "c"), LevelAtLeast, 2),
+		// A local read on a node behind: stale, but not a linearizable op.
+		atLevel(read(4, "ch0", 0, 53, 54, "a"), LevelLocal, 0),
 	}
 	segs := []Segment{
 		{Subscriber: 0, Channel: "ch0", Node: "node1", After: 0, Start: 1 * ms, End: 23 * ms, Msgs: []MsgRef{ref(1, "a"), ref(2, "b")}},
@@ -81,6 +91,7 @@ func runAll(ops []Op, segs []Segment, f *Final, dir string) map[string]Verdict {
 	for _, v := range []Verdict{
 		CheckAcked(ops, f), CheckDedupOps(ops, f), CheckGaplessLog(f, []string{"ch0"}), CheckReads(ops, segs, f),
 		CheckLinear(ops, f, []string{"ch0"}, 10*time.Second, dir), CheckSubs(segs, f), CheckConverged(f, nil),
+		CheckRYW(ops),
 	} {
 		out[v.Name] = v
 	}
@@ -198,7 +209,7 @@ func TestCheckersCatchStaleRead(t *testing.T) {
 	ops = append(ops, read(3, "ch0", 0, 30, 31, "a"))
 	dir := t.TempDir()
 	got := runAll(ops, segs, f, dir)
-	expectOnly(t, got, map[string]string{CheckLinearizable: "stale read (client 3 on node1, op 0)"})
+	expectOnly(t, got, map[string]string{CheckLinearizable: "stale read (client 3 on node1 at leader, op 0)"})
 	if m, _ := filepath.Glob(filepath.Join(dir, "linearizability-ch0-*.html")); len(m) != 1 {
 		t.Errorf("want one visualization, got %v", m)
 	}
@@ -258,10 +269,25 @@ func TestLivenessChecker(t *testing.T) {
 	}
 }
 
-func TestClassify(t *testing.T) {
-	if c := classify(nil); c.outcome != OK {
-		t.Errorf("nil: %v", c.outcome)
-	}
+// Reads at the levels that may lag are held to what they promise: a
+// stale local read passes, an AtLeast read that misses the reader's own
+// write fails checker 9 only, and the same stale answer at linearizable
+// fails checker 5.
+func TestReadLevels(t *testing.T) {
+	ops, segs, f := goodHistory()
+	stale := atLevel(read(1, "ch0", 1, 57, 58), LevelAtLeast, 2) // b is #2, acked at 20
+	expectOnly(t, runAll(append(ops, stale), segs, f, ""), map[string]string{CheckReadYourWrites: "missing its own write #2"})
+
+	lin := atLevel(read(4, "ch0", 1, 57, 58), LevelLinearizable, 0)
+	expectOnly(t, runAll(append(ops, lin), segs, f, ""), map[string]string{CheckLinearizable: "not linearizable"})
+}
+
+// A subscription the client ended with an internal error (a node's stream
+// skipped a sequence) fails checker 6.
+func TestSubscriptionInternalError(t *testing.T) {
+	ops, segs, f := goodHistory()
+	segs[0].Code, segs[0].Err = "Internal", "raftogram: internal error: sequence 3 follows 1"
+	expectOnly(t, runAll(ops, segs, f, ""), map[string]string{CheckSubscriptions: "sequence 3 follows 1"})
 }
 
 func TestLinearizabilityWithPendingWrites(t *testing.T) {

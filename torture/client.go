@@ -4,273 +4,412 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"math/rand/v2"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
+	"github.com/raftogram/raftogram/client"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 )
 
 // Client timing.
 const (
-	attemptTimeout = 4 * time.Second  // one unary RPC
+	attemptTimeout = 4 * time.Second  // one RPC attempt (client.Config.AttemptTimeout)
 	sendGiveUp     = 30 * time.Second // a logical write stops retrying
+	// Pauses of the client between attempts: full jitter, from backoffBase
+	// doubling per attempt up to backoffMax.
+	backoffBase = 20 * time.Millisecond
+	backoffMax  = 150 * time.Millisecond
 )
 
-// Conns holds one gRPC connection per node and the shared guess of who
-// leads.
-type Conns struct {
-	c       *Cluster
-	conns   []*grpc.ClientConn
-	clients []raftogramv1.MessengerClient
-	hint    atomic.Int32 // index of the node believed to lead
+// Read consistency levels as the history records them (Op.Level,
+// Segment.Level); "" in older histories means leader.
+const (
+	LevelLeader       = "leader"
+	LevelLinearizable = "linearizable"
+	LevelAtLeast      = "at-least"
+	LevelLocal        = "local"
+)
+
+// levels maps the history's level names to the client's.
+var levels = map[string]client.Consistency{
+	LevelLeader:       client.LeaderOnly,
+	LevelLinearizable: client.Linearizable,
+	LevelAtLeast:      client.AtLeast,
+	LevelLocal:        client.Local,
 }
 
-// Dial connects to every node's gRPC address (lazily; nothing blocks).
-func Dial(c *Cluster) (*Conns, error) {
-	cs := &Conns{c: c}
+// linearizableLevel reports whether reads at level are linearizable (and
+// so checked by porcupine).
+func linearizableLevel(level string) bool {
+	return level == "" || level == LevelLeader || level == LevelLinearizable
+}
+
+// dial returns a client.Client for the cluster's nodes, without avoid (when
+// not nil), that reports its retried attempts to log (when not nil).
+func dial(c *Cluster, avoid *Node, timeout time.Duration, log slog.Handler) (*client.Client, error) {
+	var addrs []string
 	for _, n := range c.Nodes {
-		cc, err := grpc.NewClient(n.GRPCAddr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithConnectParams(grpc.ConnectParams{
-				Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond},
-				MinConnectTimeout: 2 * time.Second,
-			}))
-		if err != nil {
-			cs.Close()
-			return nil, err
-		}
-		cs.conns = append(cs.conns, cc)
-		cs.clients = append(cs.clients, raftogramv1.NewMessengerClient(cc))
-	}
-	return cs, nil
-}
-
-// Close closes every connection.
-func (cs *Conns) Close() {
-	for _, cc := range cs.conns {
-		cc.Close()
-	}
-}
-
-// pick returns the index of the node believed to lead.
-func (cs *Conns) pick() int { return int(cs.hint.Load()) }
-
-// follow records the leader named by a NotLeader hint, or, when none is
-// named, moves the guess on from the node that failed.
-func (cs *Conns) follow(failed int, leaderAddr string) {
-	if leaderAddr != "" {
-		if n := cs.c.NodeByGRPC(leaderAddr); n != nil {
-			cs.hint.Store(int32(n.Index))
-			return
+		if n != avoid {
+			addrs = append(addrs, n.GRPCAddr)
 		}
 	}
-	cs.hint.CompareAndSwap(int32(failed), int32((failed+1)%len(cs.clients)))
-}
-
-// class is how one RPC ended.
-type class struct {
-	outcome Outcome
-	code    string
-	leader  string // the NotLeader hint's gRPC target
-	hinted  bool   // a NotLeader detail was present
-	err     string
-}
-
-// classify maps an RPC error to an outcome. NotLeader (FailedPrecondition
-// or Unavailable carrying the NotLeader detail) and deterministic
-// rejections mean the write was not applied; every other error, including
-// Unavailable without the detail, leaves the outcome unknown.
-func classify(err error) class {
-	if err == nil {
-		return class{outcome: OK}
+	cfg := client.Config{Addrs: addrs, AttemptTimeout: timeout, BaseBackoff: backoffBase, MaxBackoff: backoffMax}
+	if log != nil {
+		cfg.Logger = slog.New(log)
 	}
-	st, _ := status.FromError(err)
-	c := class{outcome: Unknown, code: st.Code().String(), err: st.Message()}
-	for _, d := range st.Details() {
-		if nl, ok := d.(*raftogramv1.NotLeader); ok {
-			c.hinted = true
-			c.leader = nl.GetLeaderGrpcTarget()
+	cl, err := client.New(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("torture: %w", err)
+	}
+	return cl, nil
+}
+
+// attemptLog collects the attempts a client.Client retried, from its debug
+// log: the client reports them nowhere else ("retrying", with the node and
+// the attempt's error). A torture Client runs one operation at a time on
+// its own client.Client, so the attempts logged between two take calls
+// belong to the operation in between. It is a slog.Handler.
+type attemptLog struct {
+	mu       sync.Mutex
+	attempts []loggedAttempt
+}
+
+type loggedAttempt struct {
+	at   time.Time
+	addr string
+	err  error
+}
+
+// Enabled reports that debug records are wanted.
+func (l *attemptLog) Enabled(context.Context, slog.Level) bool { return true }
+
+// Handle keeps the records of retried attempts and drops the others.
+func (l *attemptLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "retrying" {
+		return nil
+	}
+	a := loggedAttempt{at: r.Time}
+	r.Attrs(func(at slog.Attr) bool {
+		switch at.Key {
+		case "addr":
+			a.addr = at.Value.String()
+		case "error":
+			a.err, _ = at.Value.Any().(error)
 		}
-	}
-	switch st.Code() {
-	case codes.FailedPrecondition, codes.Unavailable:
-		if c.hinted {
-			c.outcome = Failed
-		}
-	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.PermissionDenied, codes.Unimplemented, codes.OutOfRange:
-		c.outcome = Failed
-	}
-	return c
-}
-
-// Client is one simulated user: it sends, reads and records every
-// operation in the history.
-type Client struct {
-	ID   int
-	cs   *Conns
-	h    *History
-	rng  *rand.Rand
-	stop <-chan struct{} // closed when the run stops issuing new attempts
-	// avoid is a node index this client never sends to (-1: none): a
-	// probe of the majority while the leader is paused.
-	avoid int
-}
-
-func (cl *Client) stopped() bool {
-	select {
-	case <-cl.stop:
 		return true
-	default:
-		return false
-	}
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.attempts = append(l.attempts, a)
+	return nil
 }
 
-// pause sleeps d, or less if the run stops. It is a backoff, not a wait
-// for a condition.
+// WithAttrs returns l.
+func (l *attemptLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+
+// WithGroup returns l.
+func (l *attemptLog) WithGroup(string) slog.Handler { return l }
+
+// take returns the attempts logged since the last call and forgets them.
+func (l *attemptLog) take() []loggedAttempt {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.attempts
+	l.attempts = nil
+	return a
+}
+
+// definite lists the errors that say a call did not take effect.
+var definite = []error{
+	client.ErrNotLeader, client.ErrInvalidArgument, client.ErrNotFound, client.ErrAlreadyExists,
+	client.ErrPermissionDenied, client.ErrUnauthenticated, client.ErrOutOfRange,
+	client.ErrFailedPrecondition, client.ErrUnimplemented, client.ErrResourceExhausted,
+}
+
+// outcomeOf is how a call that returned err ended: OK, Failed when the
+// error says it did not take effect, Unknown for everything else (the
+// client gave up on Unavailable, a deadline, a lost connection).
+func outcomeOf(err error) Outcome {
+	if err == nil {
+		return OK
+	}
+	for _, d := range definite {
+		if errors.Is(err, d) {
+			return Failed
+		}
+	}
+	return Unknown
+}
+
+// codeOf is the gRPC code name of a client error ("NotFound",
+// "DeadlineExceeded"...).
+func codeOf(err error) string {
+	var e *client.Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded.String()
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled.String()
+	case errors.As(err, &e):
+		return e.Code.String()
+	}
+	return codes.Unknown.String()
+}
+
+// Client is one simulated user with its own client.Client: it sends, reads
+// and records every operation in the history. Leader following and retries
+// are the client.Client's; one logical operation is one call of it.
+type Client struct {
+	ID  int
+	c   *Cluster
+	cl  *client.Client
+	log *attemptLog
+	h   *History
+	rng *rand.Rand
+	// stop ends when the run stops issuing new operations; an operation in
+	// flight then gets grace to finish before its context is cancelled.
+	stop  context.Context
+	grace time.Duration
+	// mine is this user's last acknowledged write per channel: reads at
+	// AtLeast ask for its index and must show it.
+	mine map[string]SendResultRef
+}
+
+// SendResultRef is an acknowledged write: its sequence and Raft index.
+type SendResultRef struct {
+	Seq, Index uint64
+}
+
+// newClient returns user id's Client, talking to every node but avoid (when
+// not nil) with attempts bounded by timeout.
+func newClient(c *Cluster, h *History, id int, rng *rand.Rand, stop context.Context, avoid *Node, timeout time.Duration) (*Client, error) {
+	log := &attemptLog{}
+	cl, err := dial(c, avoid, timeout, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{ID: id, c: c, cl: cl, log: log, h: h, rng: rng, stop: stop, grace: attemptTimeout, mine: map[string]SendResultRef{}}, nil
+}
+
+// Close closes the user's connections.
+func (cl *Client) Close() { cl.cl.Close() }
+
+func (cl *Client) stopped() bool { return cl.stop.Err() != nil }
+
+// pause sleeps d, or less if the run stops. It is a think time or a
+// backoff, not a wait for a condition.
 func (cl *Client) pause(d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-	case <-cl.stop:
+	case <-cl.stop.Done():
 	}
 }
 
-// Send writes one message with a fresh client_message_id, retrying
-// unknown outcomes with the same id and following NotLeader hints until it
-// succeeds, the give-up time passes or the run stops. With redo it resends
-// the id once more after success, which must come back deduplicated with
-// the same sequence.
-func (cl *Client) Send(channel, cmid string, payload []byte, redo bool) Op {
-	op := Op{Client: cl.ID, Kind: KindSend, Channel: channel, CMID: cmid, Sum: PayloadSum(payload), Invoke: cl.h.Now()}
-	author := fmt.Sprintf("client-%d", cl.ID)
-	giveUp := time.Now().Add(sendGiveUp)
-	anyUnknown := false
-	redirects := 0
-	for {
-		a, cls := cl.sendOnce(channel, author, cmid, payload)
-		op.Attempts = append(op.Attempts, a)
-		if a.Outcome == OK {
-			op.Outcome, op.Seq, op.Dedup = OK, a.Seq, a.Dedup
-			break
+// opContext bounds one operation: d at most, and cl.grace after the run
+// stops.
+func (cl *Client) opContext(d time.Duration) (context.Context, func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	unregister := context.AfterFunc(cl.stop, func() {
+		if cl.grace <= 0 {
+			cancel()
+			return
 		}
-		if a.Outcome == Unknown {
-			anyUnknown = true
-		}
-		if cls.code == codes.NotFound.String() || cls.code == codes.InvalidArgument.String() {
-			op.Outcome, op.Err = Failed, a.Code+": "+a.Err
-			break
-		}
-		if cl.stopped() || time.Now().After(giveUp) {
-			op.Outcome, op.Err = Failed, "gave up: "+a.Code+": "+a.Err
-			if anyUnknown {
-				op.Outcome = Unknown
-			}
-			break
-		}
-		if cls.leader != "" && redirects < 3 {
-			redirects++
-			continue
-		}
-		redirects = 0
-		cl.pause(time.Duration(20+cl.rng.IntN(130)) * time.Millisecond)
-	}
-	op.Return = cl.h.Now()
-	if op.Outcome == OK && redo {
-		for range 10 {
-			a, _ := cl.sendOnce(channel, author, cmid, payload)
-			a.Redo = true
-			op.Attempts = append(op.Attempts, a)
-			if a.Outcome == OK || cl.stopped() {
-				break
-			}
-			cl.pause(time.Duration(20+cl.rng.IntN(80)) * time.Millisecond)
-		}
-	}
-	cl.h.Add(op)
-	return op
-}
-
-func (cl *Client) sendOnce(channel, author, cmid string, payload []byte) (Attempt, class) {
-	i := cl.cs.pick()
-	if cl.rng.IntN(20) == 0 {
-		i = cl.rng.IntN(len(cl.cs.clients))
-	}
-	if i == cl.avoid {
-		i = (i + 1 + cl.rng.IntN(len(cl.cs.clients)-1)) % len(cl.cs.clients)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
-	defer cancel()
-	a := Attempt{Node: cl.cs.c.Nodes[i].ID, Invoke: cl.h.Now()}
-	resp, err := cl.cs.clients[i].SendMessage(ctx, &raftogramv1.SendMessageRequest{
-		ChannelId: channel, AuthorId: author, Payload: payload, ClientMessageId: cmid,
+		t := time.AfterFunc(cl.grace, cancel)
+		context.AfterFunc(ctx, func() { t.Stop() })
 	})
-	a.Return = cl.h.Now()
-	cls := classify(err)
-	a.Outcome, a.Code, a.Err = cls.outcome, cls.code, cls.err
-	if err == nil {
-		a.Seq, a.Dedup = resp.GetSequence(), resp.GetDeduplicated()
-	} else if cls.outcome != OK {
-		cl.cs.follow(i, cls.leader)
-	}
-	return a, cls
+	return ctx, func() { unregister(); cancel() }
 }
 
-// Read is one ReadHistory RPC on the node believed to lead, or, one time
-// in five, on a random node: a deposed leader that has not noticed yet must
-// refuse it rather than serve a stale prefix.
-func (cl *Client) Read(channel string, after uint64, limit uint32) Op {
-	i := cl.cs.pick()
-	if cl.rng.IntN(5) == 0 {
-		i = cl.rng.IntN(len(cl.cs.clients))
+// nodeID is the id of the node at gRPC address addr, or addr.
+func (cl *Client) nodeID(addr string) string {
+	if n := cl.c.NodeByGRPC(addr); n != nil {
+		return n.ID
 	}
-	return cl.readOn(i, channel, after, limit)
+	return addr
 }
 
-// readOn is one ReadHistory RPC on node i.
-func (cl *Client) readOn(i int, channel string, after uint64, limit uint32) Op {
-	op := Op{Client: cl.ID, Kind: KindRead, Channel: channel, After: after, Node: cl.cs.c.Nodes[i].ID}
-	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
-	defer cancel()
-	op.Invoke = cl.h.Now()
-	resp, err := cl.cs.clients[i].ReadHistory(ctx, &raftogramv1.ReadHistoryRequest{ChannelId: channel, AfterSequence: after, Limit: limit})
-	op.Return = cl.h.Now()
-	cls := classify(err)
-	op.Outcome = cls.outcome
-	if err != nil {
-		op.Err = cls.code + ": " + cls.err
-		cl.cs.follow(i, cls.leader)
-	} else {
-		op.Msgs = refs(resp.GetMessages())
-		op.HasMore = resp.GetHasMore()
-	}
-	cl.h.Add(op)
-	return op
-}
-
-func refs(ms []*raftogramv1.Message) []MsgRef {
-	out := make([]MsgRef, len(ms))
-	for i, m := range ms {
-		out[i] = MsgRef{Seq: m.GetSequence(), CMID: m.GetClientMessageId(), Sum: PayloadSum(m.GetPayload())}
+// attempts turns the attempts logged since the last call into history
+// attempts, each returning when it was logged and invoked when the one
+// before returned (or at invoke).
+func (cl *Client) attempts(invoke int64, redo bool) []Attempt {
+	var out []Attempt
+	for _, la := range cl.log.take() {
+		ret := int64(la.at.Sub(cl.h.start))
+		a := Attempt{Node: cl.nodeID(la.addr), Invoke: invoke, Return: ret, Outcome: outcomeOf(la.err),
+			Code: codeOf(la.err), Redo: redo}
+		if la.err != nil {
+			a.Err = la.err.Error()
+		}
+		out = append(out, a)
+		invoke = ret
 	}
 	return out
 }
 
-// Subscriber follows one channel with Subscribe streams, resuming after the
-// last sequence seen whenever a stream ends.
+// Send writes one message with the given client_message_id through the
+// client, which retries unknown outcomes with the same id and follows the
+// leader until it succeeds, the give-up time passes or the run stops. The
+// op is OK on success; Failed on a definite refusal when no attempt before
+// it could have applied; Unknown otherwise. With redo it sends the id once
+// more after success, which must come back deduplicated with the same
+// sequence.
+func (cl *Client) Send(channel, cmid string, payload []byte, redo bool) Op {
+	op := Op{Client: cl.ID, Kind: KindSend, Channel: channel, CMID: cmid, Sum: PayloadSum(payload), Invoke: cl.h.Now()}
+	author := fmt.Sprintf("client-%d", cl.ID)
+	res, err := cl.send(channel, author, cmid, payload)
+	op.Return = cl.h.Now()
+	op.Attempts = cl.attempts(op.Invoke, false)
+	last := Attempt{Invoke: op.Invoke, Return: op.Return, Outcome: outcomeOf(err), Code: codeOf(err)}
+	if n := len(op.Attempts); n > 0 {
+		last.Invoke = op.Attempts[n-1].Return
+	}
+	anyUnknown := false
+	for _, a := range op.Attempts {
+		anyUnknown = anyUnknown || a.Outcome == Unknown
+	}
+	switch {
+	case err == nil:
+		last.Node = cl.nodeID(cl.cl.Leader()) // the node that answered: the client's leader now
+		last.Seq, last.Dedup = res.Sequence, res.Deduplicated
+		op.Outcome, op.Seq, op.Index, op.Dedup = OK, res.Sequence, res.Index, res.Deduplicated
+		cl.mine[channel] = SendResultRef{Seq: res.Sequence, Index: res.Index}
+	case last.Outcome == Failed && !anyUnknown:
+		last.Err = err.Error()
+		op.Outcome, op.Err = Failed, last.Code+": "+err.Error()
+	default:
+		last.Outcome, last.Err = Unknown, err.Error()
+		op.Outcome, op.Err = Unknown, last.Code+": "+err.Error()
+	}
+	op.Attempts = append(op.Attempts, last)
+	if op.Outcome == OK && redo && !cl.stopped() {
+		invoke := cl.h.Now()
+		res, err := cl.send(channel, author, cmid, payload)
+		ret := cl.h.Now()
+		op.Attempts = append(op.Attempts, cl.attempts(invoke, true)...)
+		a := Attempt{Node: cl.nodeID(cl.cl.Leader()), Invoke: invoke, Return: ret, Outcome: outcomeOf(err), Code: codeOf(err), Redo: true}
+		if err == nil {
+			a.Seq, a.Dedup = res.Sequence, res.Deduplicated
+		} else {
+			a.Err = err.Error()
+		}
+		op.Attempts = append(op.Attempts, a)
+	}
+	cl.h.Add(op)
+	return op
+}
+
+func (cl *Client) send(channel, author, cmid string, payload []byte) (*client.SendResult, error) {
+	ctx, cancel := cl.opContext(sendGiveUp)
+	defer cancel()
+	return cl.cl.Send(ctx, client.SendRequest{ChannelID: channel, AuthorID: author, Payload: payload, ClientMessageID: cmid})
+}
+
+// Read is one ReadHistory call at a level the user picks: leader (25 %),
+// linearizable on any node (35 %), at-least the index of its own last
+// write to the channel, read from just before that write so that the
+// answer must show it (25 %; linearizable before its first write), or
+// local on any node (15 %).
+func (cl *Client) Read(channel string, after uint64, limit int) Op {
+	level := LevelLocal
+	switch p := cl.rng.IntN(100); {
+	case p < 25:
+		level = LevelLeader
+	case p < 60:
+		level = LevelLinearizable
+	case p < 85:
+		level = LevelAtLeast
+	}
+	var mustSee uint64
+	opts := client.ReadOptions{After: after, Limit: limit}
+	if level == LevelAtLeast {
+		w, ok := cl.mine[channel]
+		if !ok {
+			level = LevelLinearizable
+		} else {
+			opts.MinIndex, mustSee = w.Index, w.Seq
+			opts.After = w.Seq - 1 - min(w.Seq-1, uint64(cl.rng.IntN(8)))
+		}
+	}
+	opts.Consistency = levels[level]
+	return cl.read(channel, level, opts, mustSee, "")
+}
+
+// ReadOn is one ReadHistory call on node only, at a level picked for
+// reads aimed at a node that may be deposed, paused or behind: leader or
+// linearizable (40 % each: either must refuse or wait rather than serve a
+// stale prefix), local or at-least the highest index the workload knows
+// (10 % each).
+func (cl *Client) ReadOn(node *Node, channel string, after uint64, limit int, knownIndex uint64) Op {
+	level := LevelLeader
+	switch p := cl.rng.IntN(100); {
+	case p < 40:
+	case p < 80:
+		level = LevelLinearizable
+	case p < 90:
+		level = LevelLocal
+	default:
+		level = LevelAtLeast
+	}
+	opts := client.ReadOptions{After: after, Limit: limit, Consistency: levels[level], Node: node.GRPCAddr}
+	if level == LevelAtLeast {
+		opts.MinIndex = knownIndex
+	}
+	return cl.read(channel, level, opts, 0, node.ID)
+}
+
+// read runs one ReadHistory call (retried by the client while no node
+// answers, within attemptTimeout in all) and records it.
+func (cl *Client) read(channel, level string, opts client.ReadOptions, mustSee uint64, node string) Op {
+	op := Op{Client: cl.ID, Kind: KindRead, Channel: channel, After: opts.After, Level: level, MinIndex: opts.MinIndex, MustSee: mustSee, Node: node}
+	ctx, cancel := cl.opContext(attemptTimeout)
+	defer cancel()
+	op.Invoke = cl.h.Now()
+	res, err := cl.cl.ReadHistory(ctx, channel, opts)
+	op.Return = cl.h.Now()
+	cl.log.take()
+	op.Outcome = outcomeOf(err)
+	if err != nil {
+		op.Err = codeOf(err) + ": " + err.Error()
+	} else {
+		op.Msgs = refs(res.Messages)
+		op.HasMore = res.HasMore
+		if res.NodeID != "" {
+			op.Node = res.NodeID
+		}
+		op.AppliedIndex = res.AppliedIndex
+	}
+	cl.h.Add(op)
+	return op
+}
+
+func refs(ms []client.Message) []MsgRef {
+	out := make([]MsgRef, len(ms))
+	for i, m := range ms {
+		out[i] = MsgRef{Seq: m.Sequence, CMID: m.ClientMessageID, Sum: PayloadSum(m.Payload)}
+	}
+	return out
+}
+
+// Subscriber follows one channel through client.Subscribe, at a level
+// picked anew for each subscription, resuming after the last sequence seen
+// whenever one ends: on purpose every 2-8 s, or when it fails for good.
+// Within a subscription the client resumes failed streams itself.
 type Subscriber struct {
 	ID      int
 	Channel string
-	cs      *Conns
+	c       *Cluster
+	cl      *client.Client
 	h       *History
 	rng     *rand.Rand
+	known   func() uint64 // the highest Raft index of an acknowledged write
 	cursor  atomic.Uint64
 	streams atomic.Int64
 }
@@ -278,11 +417,10 @@ type Subscriber struct {
 // Cursor is the last sequence the subscriber has seen.
 func (s *Subscriber) Cursor() uint64 { return s.cursor.Load() }
 
-// Run subscribes until ctx ends. Every few seconds it also drops its
-// stream on purpose, to exercise resumption when nothing fails.
+// Run subscribes until ctx ends.
 func (s *Subscriber) Run(ctx context.Context) {
 	for ctx.Err() == nil {
-		s.stream(ctx)
+		s.subscription(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -296,36 +434,58 @@ func (s *Subscriber) Run(ctx context.Context) {
 	}
 }
 
-func (s *Subscriber) stream(ctx context.Context) {
-	i := s.cs.pick()
-	after := s.cursor.Load()
-	seg := Segment{Subscriber: s.ID, Channel: s.Channel, Node: s.cs.c.Nodes[i].ID, After: after, Start: s.h.Now()}
+// subscription records one client.Subscription as a segment: leader
+// (30 %), linearizable (30 %), at-least the highest index the workload
+// knows (20 %) or local (20 %).
+func (s *Subscriber) subscription(ctx context.Context) {
+	level := LevelLocal
+	switch p := s.rng.IntN(100); {
+	case p < 30:
+		level = LevelLeader
+	case p < 60:
+		level = LevelLinearizable
+	case p < 80:
+		level = LevelAtLeast
+	}
+	opts := client.SubscribeOptions{After: s.cursor.Load(), Consistency: levels[level]}
+	if level == LevelAtLeast {
+		opts.MinIndex = s.known()
+	}
+	seg := Segment{Subscriber: s.ID, Channel: s.Channel, After: opts.After, Level: level, Start: s.h.Now()}
 	s.streams.Add(1)
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// A stream lives a few seconds at most, then resumes from the cursor.
-	life := time.AfterFunc(time.Duration(2000+s.rng.IntN(6000))*time.Millisecond, cancel)
-	defer life.Stop()
-	st, err := s.cs.clients[i].Subscribe(sctx, &raftogramv1.SubscribeRequest{ChannelId: s.Channel, AfterSequence: after})
-	for err == nil {
-		var chunk *raftogramv1.SubscribeChunk
-		chunk, err = st.Recv()
+	sub, err := s.cl.Subscribe(ctx, s.Channel, opts)
+	if err == nil {
+		// A subscription lives a few seconds at most, then resumes from
+		// the cursor.
+		life := time.AfterFunc(time.Duration(2000+s.rng.IntN(6000))*time.Millisecond, func() { sub.Close() })
+		var nodes []string
+		err = s.receive(sub, &seg, &nodes)
+		seg.Node = strings.Join(nodes, ",")
+		life.Stop()
+		sub.Close()
+	}
+	seg.End = s.h.Now()
+	if err != nil && !errors.Is(err, client.ErrClosed) && ctx.Err() == nil {
+		seg.Code, seg.Err = codeOf(err), err.Error()
+	}
+	s.h.AddSegment(seg)
+}
+
+// receive records every batch of sub in seg, and the nodes that served
+// them in nodes, until sub ends, and returns why it ended.
+func (s *Subscriber) receive(sub *client.Subscription, seg *Segment, nodes *[]string) error {
+	for {
+		b, err := sub.Recv()
 		if err != nil {
-			break
+			return err
 		}
-		ms := refs(chunk.GetMessages())
+		if n := *nodes; b.NodeID != "" && (len(n) == 0 || n[len(n)-1] != b.NodeID) {
+			*nodes = append(n, b.NodeID)
+		}
+		ms := refs(b.Messages)
 		seg.Msgs = append(seg.Msgs, ms...)
 		if len(ms) > 0 {
 			s.cursor.Store(ms[len(ms)-1].Seq)
 		}
 	}
-	seg.End = s.h.Now()
-	if !errors.Is(err, io.EOF) {
-		cls := classify(err)
-		seg.Err = cls.code + ": " + cls.err
-		if cls.code != codes.Canceled.String() {
-			s.cs.follow(i, cls.leader)
-		}
-	}
-	s.h.AddSegment(seg)
 }

@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
-	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/client"
 	_ "modernc.org/sqlite" // the "sqlite" driver
 )
 
@@ -49,32 +49,29 @@ type Final struct {
 	Stop []string `json:"stop,omitempty"`
 }
 
-// ReadLog reads every message of each channel from the node cs believes
-// leads, paging with ReadHistory; it retries a whole channel on error
-// until d passes.
-func ReadLog(ctx context.Context, cs *Conns, channels []string, d time.Duration) (map[string][]MsgRef, error) {
+// ReadLog reads every message of each channel from the leader (through
+// cl, at LeaderOnly), paging with ReadHistory; it retries a whole channel
+// on error until d passes.
+func ReadLog(ctx context.Context, cl *client.Client, channels []string, d time.Duration) (map[string][]MsgRef, error) {
 	out := map[string][]MsgRef{}
 	for _, ch := range channels {
 		var msgs []MsgRef
 		err := poll(ctx, d, func() error {
 			msgs = nil
-			i := cs.pick()
 			after := uint64(0)
 			for {
 				rctx, cancel := context.WithTimeout(ctx, attemptTimeout)
-				resp, err := cs.clients[i].ReadHistory(rctx, &raftogramv1.ReadHistoryRequest{ChannelId: ch, AfterSequence: after, Limit: 1000})
+				res, err := cl.ReadHistory(rctx, ch, client.ReadOptions{After: after, Limit: 1000, Consistency: client.LeaderOnly})
 				cancel()
 				if err != nil {
-					cls := classify(err)
-					cs.follow(i, cls.leader)
 					return err
 				}
-				ms := refs(resp.GetMessages())
+				ms := refs(res.Messages)
 				msgs = append(msgs, ms...)
 				if len(ms) > 0 {
 					after = ms[len(ms)-1].Seq
 				}
-				if !resp.GetHasMore() {
+				if !res.HasMore {
 					return nil
 				}
 				if len(ms) == 0 {

@@ -60,9 +60,10 @@ type Attempt struct {
 	Err     string  `json:"err,omitempty"`
 }
 
-// Op is one client operation. A send is logical: every attempt with the
-// same client_message_id, from the first invoke to the final return. A read
-// is one ReadHistory RPC.
+// Op is one client operation: one call of the Go client. A send is
+// logical: every attempt with the same client_message_id, from the first
+// invoke to the final return (the client retries inside the call). A read
+// is one ReadHistory call.
 type Op struct {
 	ID      int     `json:"id"`
 	Client  int     `json:"client"`
@@ -77,22 +78,36 @@ type Op struct {
 	CMID     string    `json:"cmid,omitempty"`
 	Sum      string    `json:"sum,omitempty"`
 	Seq      uint64    `json:"seq,omitempty"`
+	Index    uint64    `json:"index,omitempty"` // the Raft index it applied at
 	Dedup    bool      `json:"dedup,omitempty"`
 	Attempts []Attempt `json:"attempts,omitempty"`
 
 	// read
-	Node    string   `json:"node,omitempty"`
-	After   uint64   `json:"after,omitempty"`
-	Msgs    []MsgRef `json:"msgs,omitempty"`
-	HasMore bool     `json:"has_more,omitempty"`
+	Node string `json:"node,omitempty"` // the node that answered (or was asked)
+	// Level is the read consistency (LevelLeader...; "" means leader);
+	// MinIndex the index asked for at AtLeast; MustSee, for a read at
+	// AtLeast the client's own write, the sequence of that write, which
+	// the answer must include; AppliedIndex what the answering node had
+	// applied.
+	Level        string   `json:"level,omitempty"`
+	MinIndex     uint64   `json:"min_index,omitempty"`
+	MustSee      uint64   `json:"must_see,omitempty"`
+	AppliedIndex uint64   `json:"applied_index,omitempty"`
+	After        uint64   `json:"after,omitempty"`
+	Msgs         []MsgRef `json:"msgs,omitempty"`
+	HasMore      bool     `json:"has_more,omitempty"`
 }
 
-// Segment is one Subscribe stream: opened after After, it delivered Msgs
-// in order and ended with Err.
+// Segment is one subscription (client.Subscribe): opened after After at
+// Level, served by Node (the nodes, comma-separated, when the client
+// resumed it elsewhere), it delivered Msgs in order and ended with Err
+// (Code its gRPC code), or none when closed on purpose.
 type Segment struct {
 	Subscriber int      `json:"subscriber"`
 	Channel    string   `json:"channel"`
 	Node       string   `json:"node"`
+	Level      string   `json:"level,omitempty"`
+	Code       string   `json:"code,omitempty"`
 	After      uint64   `json:"after"`
 	Start      int64    `json:"start"`
 	End        int64    `json:"end"`

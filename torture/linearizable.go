@@ -68,7 +68,18 @@ var channelModel = porcupine.Model{
 	DescribeState: func(state any) string { return fmt.Sprintf("len=%d", state.(uint64)) },
 }
 
-// channelHistory builds the porcupine history of channel ch. Writes whose
+// levelName is a read's level as reports spell it.
+func levelName(level string) string {
+	if level == "" {
+		return LevelLeader
+	}
+	return level
+}
+
+// channelHistory builds the porcupine history of channel ch: its writes
+// and its reads at a linearizable level (leader, linearizable on any
+// node); reads at AtLeast and Local may lag by design and are checked by
+// CheckReads and CheckReadYourWrites instead. Writes whose
 // outcome the client never learned are resolved from the final log: if
 // their id is there, they are writes of that sequence that may take effect
 // any time after their invoke; if not, they never happened.
@@ -102,10 +113,10 @@ func channelHistory(ops []Op, f *Final, ch string) []porcupine.Operation {
 			}
 			hist = append(hist, porcupine.Operation{ClientId: cid(op.Client), Input: linInput{Write: true, CMID: op.CMID},
 				Call: op.Invoke, Return: end + 1, Output: linOutput{Seq: places[0].seq, Pending: true}})
-		case op.Kind == KindRead && op.Outcome == OK:
+		case op.Kind == KindRead && op.Outcome == OK && linearizableLevel(op.Level):
 			hist = append(hist, porcupine.Operation{ClientId: cid(op.Client), Input: linInput{After: op.After},
 				Call: op.Invoke, Return: op.Return, Output: linOutput{N: len(op.Msgs), HasMore: op.HasMore},
-				Metadata: fmt.Sprintf("client %d on %s, op %d", op.Client, op.Node, op.ID)})
+				Metadata: fmt.Sprintf("client %d on %s at %s, op %d", op.Client, op.Node, levelName(op.Level), op.ID)})
 		}
 	}
 	return hist

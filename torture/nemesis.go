@@ -177,14 +177,14 @@ func (n *Nemesis) healAll() {
 // storm starts a read storm on nodes; the returned function ends it a
 // second later (so it covers the election that follows a heal) and waits.
 func (n *Nemesis) storm(nodes []*Node) func() {
-	stop := make(chan struct{})
+	stop, end := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		n.w.ReadStorm(nodes, 3, stop)
 		close(done)
 	}()
 	return func() {
-		time.AfterFunc(time.Second, func() { close(stop) })
+		time.AfterFunc(time.Second, end)
 		<-done
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftogram/raftogram/client"
 	"github.com/raftogram/raftogram/internal/testbin"
 )
 
@@ -77,21 +78,23 @@ type Summary struct {
 	Channels []string      `json:"channels"`
 	Dir      string        `json:"dir"`
 
-	Ops          int     `json:"ops"`
-	Sends        int     `json:"sends"`
-	Acked        int     `json:"acked"`
-	UnknownSends int     `json:"unknown_sends"`
-	UnknownInLog int     `json:"unknown_sends_in_log"`
-	FailedSends  int     `json:"failed_sends"`
-	Attempts     int     `json:"send_attempts"`
-	Redos        int     `json:"dedup_resends"`
-	Reads        int     `json:"reads"`
-	ReadsOK      int     `json:"reads_ok"`
-	Segments     int     `json:"subscribe_streams"`
-	SubMsgs      int     `json:"subscribe_messages"`
-	FinalLog     int     `json:"final_log_messages"`
-	Throughput   float64 `json:"calm_throughput"`
-	AppliedIndex uint64  `json:"applied_index"`
+	Ops          int            `json:"ops"`
+	Sends        int            `json:"sends"`
+	Acked        int            `json:"acked"`
+	UnknownSends int            `json:"unknown_sends"`
+	UnknownInLog int            `json:"unknown_sends_in_log"`
+	FailedSends  int            `json:"failed_sends"`
+	Attempts     int            `json:"send_attempts"`
+	Redos        int            `json:"dedup_resends"`
+	Reads        int            `json:"reads"`
+	ReadsOK      int            `json:"reads_ok"`
+	ReadsByLevel map[string]int `json:"reads_ok_by_level"`
+	SegsByLevel  map[string]int `json:"subscriptions_by_level"`
+	Segments     int            `json:"subscribe_streams"`
+	SubMsgs      int            `json:"subscribe_messages"`
+	FinalLog     int            `json:"final_log_messages"`
+	Throughput   float64        `json:"calm_throughput"`
+	AppliedIndex uint64         `json:"applied_index"`
 
 	Faults    []FaultRecord             `json:"faults"`
 	Evidence  map[string]map[string]int `json:"evidence"`
@@ -140,22 +143,22 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if _, err := c.WaitStable(ctx, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("torture: initial cluster never stabilised: %w", err)
 	}
-	cs, err := Dial(c)
+	cl, err := dial(c, nil, attemptTimeout, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer cs.Close()
+	defer cl.Close()
 	var channels []string
 	for i := range opts.Channels {
 		channels = append(channels, fmt.Sprintf("ch%d", i))
 	}
-	if err := CreateChannels(ctx, cs, channels, 30*time.Second); err != nil {
+	if err := CreateChannels(ctx, cl, channels, 30*time.Second); err != nil {
 		return nil, err
 	}
 	allChannels := append([]string{ProbeChannel}, channels...)
 
 	h := NewHistory()
-	w := NewWorkload(cs, h, channels, opts.Seed)
+	w := NewWorkload(c, h, channels, opts.Seed)
 	nem := NewNemesis(c, w, h, opts.Faults, opts.Seed, logf)
 	nem.RecoveryBound = opts.RecoveryBound
 	trafficStart := time.Now()
@@ -187,7 +190,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	} else {
 		sum.AppliedIndex = idx
 	}
-	log, err := ReadLog(ctx, cs, allChannels, 30*time.Second)
+	log, err := ReadLog(ctx, cl, allChannels, 30*time.Second)
 	final.Log = log
 	if err != nil {
 		final.LogErr = err.Error()
@@ -207,7 +210,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	for _, n := range c.Nodes {
 		final.Nodes = append(final.Nodes, DumpNode(ctx, n.ID, n.DataDir))
 	}
-	final.Stop = append(final.Stop, restartCheck(ctx, c, cs, allChannels, final)...)
+	final.Stop = append(final.Stop, restartCheck(ctx, c, cl, allChannels, final)...)
 
 	ops, segs := h.Snapshot()
 	writeGaps(live.Faults, ops)
@@ -218,6 +221,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		CheckReads(ops, segs, final),
 		CheckLinear(ops, final, allChannels, opts.LinearizeTimeout, filepath.Join(opts.Dir, "porcupine")),
 		CheckSubs(segs, final),
+		CheckRYW(ops),
 		CheckConverged(final, c.Anomalies()),
 	}
 	live.Throughput = throughput(ops, end, opts.CalmWindow, h)
@@ -297,7 +301,7 @@ func stopAll(ctx context.Context, c *Cluster, what string) []string {
 // restartCheck restarts every node on its data, waits for a converged
 // cluster, checks it serves exactly the final log and holds the applied
 // index the projections recorded, and stops it again.
-func restartCheck(ctx context.Context, c *Cluster, cs *Conns, channels []string, final *Final) []string {
+func restartCheck(ctx context.Context, c *Cluster, cl *client.Client, channels []string, final *Final) []string {
 	var problems []string
 	if err := c.Start(); err != nil {
 		return []string{"restart: " + err.Error()}
@@ -311,7 +315,7 @@ func restartCheck(ctx context.Context, c *Cluster, cs *Conns, channels []string,
 			problems = append(problems, fmt.Sprintf("after restart: applied_index %d is below %s's stored %d", idx, d.Node, d.AppliedIndex))
 		}
 	}
-	again, rerr := ReadLog(ctx, cs, channels, 30*time.Second)
+	again, rerr := ReadLog(ctx, cl, channels, 30*time.Second)
 	if rerr != nil {
 		problems = append(problems, "after restart: cannot read the log: "+rerr.Error())
 	} else if final.LogErr == "" {
@@ -371,6 +375,7 @@ func writeGaps(faults []FaultRecord, ops []Op) {
 func tally(s *Summary, ops []Op, segs []Segment, f *Final) {
 	ix := indexLog(f.Log)
 	s.Ops = len(ops)
+	s.ReadsByLevel, s.SegsByLevel = map[string]int{}, map[string]int{}
 	for _, op := range ops {
 		switch op.Kind {
 		case KindSend:
@@ -396,12 +401,14 @@ func tally(s *Summary, ops []Op, segs []Segment, f *Final) {
 			s.Reads++
 			if op.Outcome == OK {
 				s.ReadsOK++
+				s.ReadsByLevel[levelName(op.Level)]++
 			}
 		}
 	}
 	s.Segments = len(segs)
 	for _, sg := range segs {
 		s.SubMsgs += len(sg.Msgs)
+		s.SegsByLevel[levelName(sg.Level)]++
 	}
 	for _, ms := range f.Log {
 		s.FinalLog += len(ms)
@@ -422,6 +429,7 @@ func (s *Summary) Format() string {
 		s.Ops, s.Sends, s.Acked, s.UnknownSends, s.UnknownInLog, s.FailedSends, s.Attempts, s.Redos)
 	fmt.Fprintf(&b, "reads: %d (%d ok)  subscribe streams: %d delivering %d messages  final log: %d messages  applied_index: %d\n",
 		s.Reads, s.ReadsOK, s.Segments, s.SubMsgs, s.FinalLog, s.AppliedIndex)
+	fmt.Fprintf(&b, "ok reads by level: %s  subscriptions by level: %s\n", levelCounts(s.ReadsByLevel), levelCounts(s.SegsByLevel))
 	fmt.Fprintf(&b, "calm-window throughput: %.1f acked writes/s\n", s.Throughput)
 	fmt.Fprintf(&b, "faults (%d):\n", len(s.Faults))
 	var maxRec, maxGap time.Duration
@@ -470,4 +478,13 @@ func (s *Summary) Format() string {
 	b.WriteString(FormatVerdicts(s.Verdicts))
 	fmt.Fprintf(&b, "replay: go run ./torture/cmd/torture -seed %d -duration %v -nodes %d\n", s.Seed, s.Duration, s.Nodes)
 	return b.String()
+}
+
+// levelCounts renders counts by read level, in level order.
+func levelCounts(m map[string]int) string {
+	var parts []string
+	for _, l := range []string{LevelLeader, LevelLinearizable, LevelAtLeast, LevelLocal} {
+		parts = append(parts, fmt.Sprintf("%s %d", l, m[l]))
+	}
+	return strings.Join(parts, ", ")
 }

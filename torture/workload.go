@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/client"
 )
 
 // ProbeChannel is the channel the nemesis writes to when it measures
@@ -18,15 +18,17 @@ const ProbeChannel = "probe"
 // Workload drives the clients: writers that also read, flooders the
 // nemesis switches on, and subscribers.
 type Workload struct {
-	cs       *Conns
+	c        *Cluster
 	h        *History
 	channels []string
 	seed     uint64
-	stop     chan struct{}
+	stop     context.Context // ends when the writers stop
+	stopNow  context.CancelFunc
 	wg       sync.WaitGroup
 
-	known  map[string]*atomic.Uint64 // highest sequence any client saw per channel
-	nextID atomic.Int64
+	known      map[string]*atomic.Uint64 // highest sequence any client saw per channel
+	knownIndex atomic.Uint64             // highest Raft index of an acknowledged write
+	nextID     atomic.Int64
 
 	floodMu sync.Mutex
 	flood   chan struct{} // closed while a flood runs
@@ -36,17 +38,31 @@ type Workload struct {
 	subWG  sync.WaitGroup
 }
 
-// NewWorkload prepares a workload over channels (which must exist).
-func NewWorkload(cs *Conns, h *History, channels []string, seed uint64) *Workload {
-	w := &Workload{cs: cs, h: h, channels: channels, seed: seed, stop: make(chan struct{}), known: map[string]*atomic.Uint64{}, flood: make(chan struct{})}
+// NewWorkload prepares a workload over channels (which must exist) of the
+// cluster c.
+func NewWorkload(c *Cluster, h *History, channels []string, seed uint64) *Workload {
+	w := &Workload{c: c, h: h, channels: channels, seed: seed, known: map[string]*atomic.Uint64{}, flood: make(chan struct{})}
+	w.stop, w.stopNow = context.WithCancel(context.Background())
 	for _, ch := range append([]string{ProbeChannel}, channels...) {
 		w.known[ch] = new(atomic.Uint64)
 	}
 	return w
 }
 
-func (w *Workload) client(id int) *Client {
-	return &Client{ID: id, cs: w.cs, h: w.h, rng: rand.New(rand.NewPCG(w.seed, uint64(id)+1)), stop: w.stop, avoid: -1}
+// client returns user id's Client, which stops issuing operations when
+// stop ends; close it when done. A client that cannot be made (a bad
+// address: never with this harness's clusters) is reported and nil.
+func (w *Workload) client(id int, stop context.Context) *Client {
+	return w.clientAvoiding(id, stop, nil, attemptTimeout)
+}
+
+func (w *Workload) clientAvoiding(id int, stop context.Context, avoid *Node, timeout time.Duration) *Client {
+	cl, err := newClient(w.c, w.h, id, rand.New(rand.NewPCG(w.seed, uint64(id)+1)), stop, avoid, timeout)
+	if err != nil {
+		w.c.anomaly("client %d: %v", id, err)
+		return nil
+	}
+	return cl
 }
 
 func (w *Workload) cmid(client int) string {
@@ -63,11 +79,19 @@ func payload(rng *rand.Rand, cmid string) []byte {
 	return b
 }
 
-func (w *Workload) saw(ch string, seq uint64) {
-	k := w.known[ch]
+func (w *Workload) saw(ch string, seq uint64) { storeMax(w.known[ch], seq) }
+
+// acked records an acknowledged write.
+func (w *Workload) acked(op Op) {
+	w.saw(op.Channel, op.Seq)
+	storeMax(&w.knownIndex, op.Index)
+}
+
+// storeMax raises v to x unless it is higher already.
+func storeMax(v *atomic.Uint64, x uint64) {
 	for {
-		cur := k.Load()
-		if seq <= cur || k.CompareAndSwap(cur, seq) {
+		cur := v.Load()
+		if x <= cur || v.CompareAndSwap(cur, x) {
 			return
 		}
 	}
@@ -80,17 +104,26 @@ func (w *Workload) Start(writers int) {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			w.writer(w.client(i), i)
+			if cl := w.client(i, w.stop); cl != nil {
+				defer cl.Close()
+				w.writer(cl, i)
+			}
 		}()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.subCtx = cancel
 	for i, ch := range w.channels {
-		s := &Subscriber{ID: i, Channel: ch, cs: w.cs, h: w.h, rng: rand.New(rand.NewPCG(w.seed, 1000+uint64(i)))}
+		cl, err := dial(w.c, nil, attemptTimeout, nil)
+		if err != nil {
+			w.c.anomaly("subscriber %d: %v", i, err)
+			continue
+		}
+		s := &Subscriber{ID: i, Channel: ch, c: w.c, cl: cl, h: w.h, rng: rand.New(rand.NewPCG(w.seed, 1000+uint64(i))), known: w.knownIndex.Load}
 		w.subs = append(w.subs, s)
 		w.subWG.Add(1)
 		go func() {
 			defer w.subWG.Done()
+			defer cl.Close()
 			s.Run(ctx)
 		}()
 	}
@@ -108,7 +141,7 @@ func (w *Workload) writer(cl *Client, i int) {
 			cmid := w.cmid(cl.ID)
 			op := cl.Send(ch, cmid, payload(cl.rng, cmid), cl.rng.IntN(20) == 0)
 			if op.Outcome == OK {
-				w.saw(ch, op.Seq)
+				w.acked(op)
 			}
 		} else {
 			k := w.known[ch].Load()
@@ -133,19 +166,22 @@ func (w *Workload) writer(cl *Client, i int) {
 // done returns true, ctx ends or max passes. It reports whether done became
 // true.
 func (w *Workload) Flood(ctx context.Context, n int, max time.Duration, done func() bool) bool {
-	stop := make(chan struct{})
+	stop, stopNow := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := w.client(100 + i)
-			cl.stop = stop
+			cl := w.client(100+i, stop)
+			if cl == nil {
+				return
+			}
+			defer cl.Close()
 			for !cl.stopped() {
 				ch := w.channels[cl.rng.IntN(len(w.channels))]
 				cmid := w.cmid(cl.ID)
 				if op := cl.Send(ch, cmid, payload(cl.rng, cmid), false); op.Outcome == OK {
-					w.saw(ch, op.Seq)
+					w.acked(op)
 				}
 			}
 		}()
@@ -156,7 +192,7 @@ func (w *Workload) Flood(ctx context.Context, n int, max time.Duration, done fun
 		}
 		return fmt.Errorf("flood goal not reached")
 	})
-	close(stop)
+	stopNow()
 	wg.Wait()
 	return err == nil
 }
@@ -167,23 +203,28 @@ func (w *Workload) Probe(d time.Duration) (time.Duration, bool) {
 	return w.ProbeAvoiding(nil, d)
 }
 
-// ProbeAvoiding is Probe without ever sending to node avoid (when not
-// nil).
+// ProbeAvoiding is Probe through a client that is not given node avoid
+// (when not nil) and bounds attempts to a second, so that a leader hint
+// naming a paused avoid costs little.
 func (w *Workload) ProbeAvoiding(avoid *Node, d time.Duration) (time.Duration, bool) {
 	start := time.Now()
-	cl := w.client(900)
+	stop, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	timeout := attemptTimeout
 	if avoid != nil {
-		cl.avoid = avoid.Index
+		timeout = time.Second
 	}
-	stop := make(chan struct{})
-	cl.stop = stop
-	timer := time.AfterFunc(d, func() { close(stop) })
-	defer timer.Stop()
+	cl := w.clientAvoiding(900, stop, avoid, timeout)
+	if cl == nil {
+		return time.Since(start), false
+	}
+	defer cl.Close()
+	cl.grace = 0 // the probe's deadline is d
 	for {
 		cmid := w.cmid(cl.ID)
 		op := cl.Send(ProbeChannel, cmid, payload(cl.rng, cmid), false)
 		if op.Outcome == OK {
-			w.saw(ProbeChannel, op.Seq)
+			w.acked(op)
 			return time.Since(start), true
 		}
 		if cl.stopped() {
@@ -196,20 +237,22 @@ func (w *Workload) ProbeAvoiding(avoid *Node, d time.Duration) (time.Duration, b
 // back to back, until the time until: aimed at a deposed leader, they show
 // whether it serves stale prefixes when it resumes.
 func (w *Workload) PinnedReads(node *Node, n int, until time.Time) {
-	stop := make(chan struct{})
-	t := time.AfterFunc(time.Until(until), func() { close(stop) })
-	defer t.Stop()
+	stop, cancel := context.WithDeadline(context.Background(), until)
+	defer cancel()
 	w.pinned(node, n, 200, stop)
 }
 
-func (w *Workload) pinned(node *Node, n, firstID int, stop <-chan struct{}) {
+func (w *Workload) pinned(node *Node, n, firstID int, stop context.Context) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := w.client(firstID + i)
-			cl.stop = stop
+			cl := w.client(firstID+i, stop)
+			if cl == nil {
+				return
+			}
+			defer cl.Close()
 			for !cl.stopped() {
 				ch := w.channels[cl.rng.IntN(len(w.channels))]
 				k := w.known[ch].Load()
@@ -217,7 +260,7 @@ func (w *Workload) pinned(node *Node, n, firstID int, stop <-chan struct{}) {
 				if k > 5 {
 					after = k - 5
 				}
-				if op := cl.readOn(node.Index, ch, after, 1000); op.Outcome != OK {
+				if op := cl.ReadOn(node, ch, after, 1000, w.knownIndex.Load()); op.Outcome != OK {
 					cl.pause(time.Duration(1+cl.rng.IntN(3)) * time.Millisecond)
 				}
 			}
@@ -227,10 +270,11 @@ func (w *Workload) pinned(node *Node, n, firstID int, stop <-chan struct{}) {
 }
 
 // ReadStorm reads from every given node with perNode clients each (ids
-// from 300) until stop closes: a node that just became leader must not
+// from 300) until stop ends: a node that just became leader must not
 // serve a read before it has applied everything the old leader
-// acknowledged. It returns when the storm is over.
-func (w *Workload) ReadStorm(nodes []*Node, perNode int, stop <-chan struct{}) {
+// acknowledged, nor a follower a linearizable one before it has applied
+// the leader's commit index. It returns when the storm is over.
+func (w *Workload) ReadStorm(nodes []*Node, perNode int, stop context.Context) {
 	var wg sync.WaitGroup
 	for i, nd := range nodes {
 		wg.Add(1)
@@ -244,11 +288,7 @@ func (w *Workload) ReadStorm(nodes []*Node, perNode int, stop <-chan struct{}) {
 
 // Stop stops the writers and waits for their operations to finish.
 func (w *Workload) Stop() {
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
+	w.stopNow()
 	w.wg.Wait()
 }
 
@@ -264,20 +304,13 @@ func (w *Workload) StopSubscribers() {
 }
 
 // CreateChannels creates the channels (and the probe channel) with
-// explicit ids, retrying until each call succeeds or d passes.
-func CreateChannels(ctx context.Context, cs *Conns, channels []string, d time.Duration) error {
+// explicit ids through cl, which retries each until it succeeds; d bounds
+// each channel.
+func CreateChannels(ctx context.Context, cl *client.Client, channels []string, d time.Duration) error {
 	for _, ch := range append([]string{ProbeChannel}, channels...) {
-		err := poll(ctx, d, func() error {
-			i := cs.pick()
-			cctx, cancel := context.WithTimeout(ctx, attemptTimeout)
-			defer cancel()
-			_, err := cs.clients[i].CreateChannel(cctx, &raftogramv1.CreateChannelRequest{ChannelId: ch, Name: "torture " + ch})
-			if err != nil {
-				cls := classify(err)
-				cs.follow(i, cls.leader)
-			}
-			return err
-		})
+		cctx, cancel := context.WithTimeout(ctx, d)
+		_, err := cl.CreateChannel(cctx, ch, "torture "+ch)
+		cancel()
 		if err != nil {
 			return fmt.Errorf("create channel %s: %w", ch, err)
 		}
