@@ -17,6 +17,7 @@ import (
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/client"
 	"github.com/raftogram/raftogram/httpapi"
 	"github.com/raftogram/raftogram/internal/testbin"
 	"google.golang.org/grpc/codes"
@@ -174,6 +175,27 @@ func TestThreeNodeCluster(t *testing.T) {
 	if code := killed.proc.wait(t, exitWait); code != -1 {
 		t.Fatalf("%s after SIGKILL: exit code %d, want -1 (killed)", killed.id, code)
 	}
+	// A Go client given every address rides out the election: its send
+	// lands once, with the next sequence.
+	last := uint64(len(acked))
+	var addrs []string
+	for _, nd := range c.nodes {
+		addrs = append(addrs, nd.grpcAddr)
+	}
+	gctx, gcancel := context.WithTimeout(context.Background(), electionWait)
+	defer gcancel()
+	gc, err := client.New(gctx, client.Config{Addrs: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	res, err := gc.Send(gctx, client.SendRequest{ChannelID: "general", AuthorID: "carol", Payload: []byte("after failover"), ClientMessageID: "msg-after-failover"})
+	if err != nil || res.Sequence != last+1 {
+		t.Fatalf("Send through the Go client during the failover = %+v, %v; want sequence %d", res, err, last+1)
+	}
+	last++
+	acked[last] = sent{"carol", "msg-after-failover", []byte("after failover")}
+
 	var survivors []string
 	for _, id := range all {
 		if id != killed.id {
@@ -184,11 +206,9 @@ func TestThreeNodeCluster(t *testing.T) {
 	t.Logf("leader after killing %s: %s", killed.id, leader.id)
 	lc = c.client(leader.id)
 	all5 := readHistory(t, lc, "general", 0, 0)
-	checkMessages(t, all5.GetMessages(), acked, 1, uint64(len(acked)), testStart)
-	last := uint64(len(acked))
+	checkMessages(t, all5.GetMessages(), acked, 1, last, testStart)
 	expectSend(lc, "alice", "msg-1", "Hello", 1, true)
-	expectSend(lc, "carol", "msg-after-failover", "after failover", last+1, false)
-	last++
+	expectSend(lc, "carol", "msg-after-failover", "after failover", last, true)
 	if got := readHistory(t, lc, auto.GetChannelId(), 0, 0); len(got.GetMessages()) != 0 {
 		t.Fatalf("channel %s after failover: %v", auto.GetChannelId(), got)
 	}

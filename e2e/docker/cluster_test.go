@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/client"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -177,17 +179,17 @@ func TestComposeCluster(t *testing.T) {
 			for len(got) < n {
 				chunk, err := stream.Recv()
 				if err != nil {
-					t.Fatalf("Subscribe: after %v: %v", seqs(got), err)
+					t.Fatalf("Subscribe: after %d messages: %v", len(got), err)
 				}
 				got = append(got, chunk.GetMessages()...)
 			}
 			return got
 		}
-		if err := compareMessages(recv(len(general.msgs)), general.msgs); err != nil {
+		if err := compareWire(recv(len(general.msgs)), general.msgs); err != nil {
 			t.Fatalf("Subscribe replay: %v", err)
 		}
 		m := c.send(t, general, "alice", "live")
-		if err := compareMessages(recv(1), []sent{m}); err != nil {
+		if err := compareWire(recv(1), []sent{m}); err != nil {
 			t.Fatalf("Subscribe live: %v", err)
 		}
 		scancel()
@@ -312,13 +314,9 @@ func TestComposeCluster(t *testing.T) {
 			}
 		}
 		c.checkHistory(t, general)
-		c.onLeader(t, electionTimeout, "CreateChannel general after restart", func(ctx context.Context, cl raftogramv1.MessengerClient) error {
-			cr, err := cl.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "general", Name: "General"})
-			if err == nil && (cr.GetCreated() || cr.GetName() != "General") {
-				t.Fatalf("CreateChannel general after restart = %v; want the stored channel", cr)
-			}
-			return err
-		})
+		if cr, err := c.goClient(t).CreateChannel(callCtx(t), "general", "General"); err != nil || cr.Created || cr.Name != "General" {
+			t.Fatalf("CreateChannel general after restart = %+v, %v; want the stored channel", cr, err)
+		}
 		c.send(t, general, "erin", "after restart")
 		c.waitConverged(t, nodes, 1, convergeTimeout)
 		c.checkHistory(t, general)
@@ -337,23 +335,12 @@ func TestComposeCluster(t *testing.T) {
 				t.Errorf("%s did not bootstrap on empty volumes", n.Service)
 			}
 		}
-		c.onLeader(t, electionTimeout, "ReadHistory general on the new cluster", func(ctx context.Context, cl raftogramv1.MessengerClient) error {
-			_, err := cl.ReadHistory(ctx, &raftogramv1.ReadHistoryRequest{ChannelId: "general"})
-			if status.Code(err) == codes.NotFound {
-				return nil
-			}
-			if err == nil {
-				t.Fatal("ReadHistory general succeeded on a wiped cluster")
-			}
-			return err
-		})
-		c.onLeader(t, electionTimeout, "CreateChannel general on the new cluster", func(ctx context.Context, cl raftogramv1.MessengerClient) error {
-			cr, err := cl.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "general", Name: "General"})
-			if err == nil && !cr.GetCreated() {
-				t.Fatalf("CreateChannel general on a wiped cluster = %v; want created", cr)
-			}
-			return err
-		})
+		if _, err := c.goClient(t).ReadHistory(callCtx(t), "general", client.ReadOptions{}); !errors.Is(err, client.ErrNotFound) {
+			t.Fatalf("ReadHistory general on a wiped cluster: %v, want ErrNotFound", err)
+		}
+		if cr, err := c.goClient(t).CreateChannel(callCtx(t), "general", "General"); err != nil || !cr.Created {
+			t.Fatalf("CreateChannel general on a wiped cluster = %+v, %v; want created", cr, err)
+		}
 		fresh := &ledger{channel: "general"}
 		c.send(t, fresh, "alice", "Hello again")
 		c.checkHistory(t, fresh)

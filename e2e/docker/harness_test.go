@@ -21,11 +21,11 @@ import (
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/client"
 	"github.com/raftogram/raftogram/httpapi"
 	"github.com/raftogram/raftogram/internal/testbin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
@@ -129,9 +129,9 @@ type cluster struct {
 	env     []string
 	http    *http.Client
 
-	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
-	leader string // gRPC address of the last node that accepted a call
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+	gc    *client.Client // the Go client, made on first use
 }
 
 // newCluster prepares a uniquely named compose project and registers its
@@ -174,6 +174,9 @@ func newCluster(t *testing.T) *cluster {
 		c.mu.Lock()
 		for _, cc := range c.conns {
 			cc.Close()
+		}
+		if c.gc != nil {
+			c.gc.Close()
 		}
 		c.mu.Unlock()
 		if t.Failed() {
@@ -435,62 +438,41 @@ func (c *cluster) client(t *testing.T, addr string) raftogramv1.MessengerClient 
 	return raftogramv1.NewMessengerClient(cc)
 }
 
-// onLeader runs call against the leader the way a client would: it starts
-// at the last node that answered, follows NotLeader hints, moves on to the
-// next node while one is unreachable or knows no leader, and retries until
-// timeout. call must be idempotent (explicit channel ids, client message
-// ids). Any other error fails the test.
-func (c *cluster) onLeader(t *testing.T, timeout time.Duration, what string, call func(ctx context.Context, cl raftogramv1.MessengerClient) error) {
+// goClient returns the cluster's Go client (package client), as an
+// application would use it: given the three published addresses, it finds
+// and follows the leader, retries what is safe to retry and keeps a write's
+// client_message_id across attempts. It is closed when the test ends.
+func (c *cluster) goClient(t *testing.T) *client.Client {
 	t.Helper()
 	c.mu.Lock()
-	addr := c.leader
-	c.mu.Unlock()
-	if addr == "" {
-		addr = nodes[0].GRPCAddr
-	}
-	deadline := time.Now().Add(timeout)
-	next := func(a string) string {
-		for i, n := range nodes {
-			if n.GRPCAddr == a {
-				return nodes[(i+1)%len(nodes)].GRPCAddr
-			}
+	defer c.mu.Unlock()
+	if c.gc == nil {
+		var addrs []string
+		for _, n := range nodes {
+			addrs = append(addrs, n.GRPCAddr)
 		}
-		return nodes[0].GRPCAddr
-	}
-	var lastErr error
-	for attempt := 0; time.Now().Before(deadline); attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
-		err := call(ctx, c.client(t, addr))
-		cancel()
-		if err == nil {
-			c.mu.Lock()
-			c.leader = addr
-			c.mu.Unlock()
-			if attempt > 0 {
-				t.Logf("%s: accepted by %s after %d retries (last error: %v)", what, addr, attempt, lastErr)
-			}
-			return
+		gc, err := client.New(context.Background(), client.Config{Addrs: addrs, Consistency: client.LeaderOnly})
+		if err != nil {
+			t.Fatalf("client: %v", err)
 		}
-		lastErr = fmt.Errorf("%s: %w", addr, err)
-		st := status.Convert(err)
-		switch st.Code() {
-		case codes.FailedPrecondition:
-			if nl := notLeader(st); nl != nil && nl.GetLeaderGrpcTarget() != "" && nl.GetLeaderGrpcTarget() != addr {
-				addr = nl.GetLeaderGrpcTarget()
-				continue
-			}
-			addr = next(addr)
-		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-			addr = next(addr)
-		default:
-			t.Fatalf("%s: %v", what, lastErr)
-		}
-		time.Sleep(100 * time.Millisecond) // between attempts, bounded by deadline
+		c.gc = gc
 	}
-	t.Fatalf("%s: no leader accepted it within %v; last error: %v", what, timeout, lastErr)
+	return c.gc
 }
 
-// notLeader returns the NotLeader detail of st, if any.
+// callTimeout bounds one call of the Go client, its retries included: long
+// enough for an election after a container stops or is cut off.
+const callTimeout = 90 * time.Second
+
+// callCtx is a context for one call of the Go client.
+func callCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// notLeader returns the NotLeader detail of st, if any: the README's
+// contract for followers, which the tests assert on the wire.
 func notLeader(st *status.Status) *raftogramv1.NotLeader {
 	for _, d := range st.Details() {
 		if nl, ok := d.(*raftogramv1.NotLeader); ok {
@@ -514,73 +496,83 @@ type ledger struct {
 	msgs    []sent
 }
 
-// send sends a new message (retrying with the same client_message_id, so a
-// retried write is deduplicated) and checks it gets the next sequence.
+// send sends a new message through the Go client (which retries with the
+// same client_message_id, so a retried write is deduplicated) and checks it
+// gets the next sequence.
 func (c *cluster) send(t *testing.T, l *ledger, author, text string) sent {
 	t.Helper()
 	m := sent{id: fmt.Sprintf("msg-%d", len(l.msgs)+1), author: author, payload: []byte(text)}
-	var resp *raftogramv1.SendMessageResponse
-	c.onLeader(t, 90*time.Second, "SendMessage "+m.id, func(ctx context.Context, cl raftogramv1.MessengerClient) error {
-		var err error
-		resp, err = cl.SendMessage(ctx, &raftogramv1.SendMessageRequest{
-			ChannelId: l.channel, AuthorId: m.author, Payload: m.payload, ClientMessageId: m.id,
-		})
-		return err
-	})
-	m.seq = resp.GetSequence()
+	res, err := c.goClient(t).Send(callCtx(t), client.SendRequest{ChannelID: l.channel, AuthorID: m.author, Payload: m.payload, ClientMessageID: m.id})
+	if err != nil {
+		t.Fatalf("Send %s: %v", m.id, err)
+	}
+	m.seq = res.Sequence
 	if want := uint64(len(l.msgs) + 1); m.seq != want {
-		t.Fatalf("SendMessage %s: sequence %d, want %d (deduplicated=%v)", m.id, m.seq, want, resp.GetDeduplicated())
+		t.Fatalf("Send %s: sequence %d, want %d (deduplicated=%v)", m.id, m.seq, want, res.Deduplicated)
 	}
 	l.msgs = append(l.msgs, m)
 	return m
 }
 
-// checkHistory reads the channel's whole history from the leader and
-// compares it with the ledger: nothing lost, nothing extra, in order.
+// checkHistory reads the channel's whole history from the leader through
+// the Go client and compares it with the ledger: nothing lost, nothing
+// extra, in order.
 func (c *cluster) checkHistory(t *testing.T, l *ledger) {
 	t.Helper()
-	var got []*raftogramv1.Message
-	c.onLeader(t, 90*time.Second, "ReadHistory "+l.channel, func(ctx context.Context, cl raftogramv1.MessengerClient) error {
-		got = got[:0]
-		var after uint64
-		for {
-			resp, err := cl.ReadHistory(ctx, &raftogramv1.ReadHistoryRequest{ChannelId: l.channel, AfterSequence: after, Limit: 1000})
-			if err != nil {
-				return err
-			}
-			got = append(got, resp.GetMessages()...)
-			if !resp.GetHasMore() || len(resp.GetMessages()) == 0 {
-				return nil
-			}
-			after = resp.GetMessages()[len(resp.GetMessages())-1].GetSequence()
+	var got []client.Message
+	for after := uint64(0); ; {
+		h, err := c.goClient(t).ReadHistory(callCtx(t), l.channel, client.ReadOptions{After: after, Limit: 1000})
+		if err != nil {
+			t.Fatalf("ReadHistory %s after %d: %v", l.channel, after, err)
 		}
-	})
+		got = append(got, h.Messages...)
+		if !h.HasMore || len(h.Messages) == 0 {
+			break
+		}
+		after = h.Messages[len(h.Messages)-1].Sequence
+	}
 	if err := compareMessages(got, l.msgs); err != nil {
 		t.Fatalf("history of %s: %v", l.channel, err)
 	}
 }
 
-func compareMessages(got []*raftogramv1.Message, want []sent) error {
+// compareMessages compares messages as the Go client returns them with
+// the ledger.
+func compareMessages(got []client.Message, want []sent) error {
 	if len(got) != len(want) {
 		return fmt.Errorf("%d messages, want %d: %v", len(got), len(want), seqs(got))
 	}
 	for i, g := range got {
 		w := want[i]
-		if g.GetSequence() != w.seq || g.GetClientMessageId() != w.id || g.GetAuthorId() != w.author || !bytes.Equal(g.GetPayload(), w.payload) {
+		if g.Sequence != w.seq || g.ClientMessageID != w.id || g.AuthorID != w.author || !bytes.Equal(g.Payload, w.payload) {
 			return fmt.Errorf("message %d = {seq %d id %q author %q payload %q}, want {seq %d id %q author %q payload %q}",
-				i, g.GetSequence(), g.GetClientMessageId(), g.GetAuthorId(), g.GetPayload(), w.seq, w.id, w.author, w.payload)
+				i, g.Sequence, g.ClientMessageID, g.AuthorID, g.Payload, w.seq, w.id, w.author, w.payload)
 		}
-		if g.GetCreatedAt() == nil {
+		if g.CreatedAt.IsZero() {
 			return fmt.Errorf("message %d has no created_at", i)
 		}
 	}
 	return nil
 }
 
-func seqs(ms []*raftogramv1.Message) []uint64 {
+// compareWire compares messages as the wire carries them with the ledger,
+// and checks that each carries created_at.
+func compareWire(got []*raftogramv1.Message, want []sent) error {
+	ms := make([]client.Message, len(got))
+	for i, g := range got {
+		if g.GetCreatedAt() == nil {
+			return fmt.Errorf("message %d has no created_at", i)
+		}
+		ms[i] = client.Message{Sequence: g.GetSequence(), AuthorID: g.GetAuthorId(), Payload: g.GetPayload(),
+			ClientMessageID: g.GetClientMessageId(), CreatedAt: g.GetCreatedAt().AsTime()}
+	}
+	return compareMessages(ms, want)
+}
+
+func seqs(ms []client.Message) []uint64 {
 	out := make([]uint64, len(ms))
 	for i, m := range ms {
-		out[i] = m.GetSequence()
+		out[i] = m.Sequence
 	}
 	return out
 }
