@@ -351,9 +351,14 @@ type Status struct {
 	Term           uint64
 	CommitIndex    uint64
 	AppliedIndex   uint64 // last index applied to the projection
+	CommittedIndex uint64 // last index committed to the projection's file (0 if the FSM does not say)
 	LastLogIndex   uint64
 	SnapshotIndex  uint64 // index of the newest snapshot this node holds
 }
+
+// committedIndexer is an FSM that reports the last index committed to its
+// storage (a *fsm.FSM does).
+type committedIndexer interface{ CommittedIndex() uint64 }
 
 // Status returns this node's role, the leader it knows and its indexes.
 func (n *Node) Status() Status {
@@ -367,6 +372,9 @@ func (n *Node) Status() Status {
 	}
 	if idx, err := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64); err == nil {
 		st.SnapshotIndex = idx
+	}
+	if c, ok := n.fsm.(committedIndexer); ok {
+		st.CommittedIndex = c.CommittedIndex()
 	}
 	st.IsLeader = st.Role == "leader"
 	addr, id := n.raft.LeaderWithID()

@@ -28,6 +28,7 @@ import (
 type Projection interface {
 	Apply(ctx context.Context, entries []projection.Entry) ([][]domain.Result, error)
 	AppliedIndex() uint64
+	CommittedIndex() uint64
 	Flush(ctx context.Context) error
 	Backup(ctx context.Context, dst string) error
 	Restore(ctx context.Context, src io.Reader) error
@@ -78,6 +79,11 @@ func New(store Projection, notify Notifier, tmpDir string, log *slog.Logger) (*F
 
 // AppliedIndex returns the last log index applied to the projection.
 func (f *FSM) AppliedIndex() uint64 { return f.store.AppliedIndex() }
+
+// CommittedIndex returns the last log index committed to the projection's
+// file: readable without a flush. It trails AppliedIndex by at most the
+// store's commit delay (longer only while an Apply outlasts it).
+func (f *FSM) CommittedIndex() uint64 { return f.store.CommittedIndex() }
 
 // WaitApplied blocks until the projection has applied index and made it
 // visible to reads (committing its open transaction if need be), returning

@@ -16,7 +16,10 @@ type Node interface {
 }
 
 // Health is the JSON body of GET /health. The leader_* fields are omitted
-// while no leader is known.
+// while no leader is known. applied_index is the last entry applied to the
+// projection; committed_index the last one committed to its file, which
+// trails applied_index by at most the projection's commit delay (100 ms by
+// default) while the node applies.
 type Health struct {
 	NodeID         string `json:"node_id"`
 	Role           string `json:"role"`
@@ -27,6 +30,7 @@ type Health struct {
 	Term           uint64 `json:"term"`
 	CommitIndex    uint64 `json:"commit_index"`
 	AppliedIndex   uint64 `json:"applied_index"`
+	CommittedIndex uint64 `json:"committed_index"`
 	LastLogIndex   uint64 `json:"last_log_index"`
 	SnapshotIndex  uint64 `json:"snapshot_index"`
 }
@@ -66,6 +70,7 @@ func Handler(n Node, opts Options) http.Handler {
 			Term:           st.Term,
 			CommitIndex:    st.CommitIndex,
 			AppliedIndex:   st.AppliedIndex,
+			CommittedIndex: st.CommittedIndex,
 			LastLogIndex:   st.LastLogIndex,
 			SnapshotIndex:  st.SnapshotIndex,
 		})

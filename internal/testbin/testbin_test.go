@@ -132,7 +132,7 @@ func TestGetHealth(t *testing.T) {
 	want := httpapi.Health{
 		NodeID: "node2", Role: "follower", LeaderID: "node1",
 		LeaderRaftAddr: "127.0.0.1:7000", LeaderGRPCAddr: "127.0.0.1:9000",
-		Term: 3, CommitIndex: 40, AppliedIndex: 39, LastLogIndex: 41, SnapshotIndex: 20,
+		Term: 3, CommitIndex: 40, AppliedIndex: 39, CommittedIndex: 38, LastLogIndex: 41, SnapshotIndex: 20,
 	}
 	srv := httptest.NewServer(httpapi.Handler(fakeNode(want), httpapi.Options{}))
 	defer srv.Close()
