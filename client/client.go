@@ -69,8 +69,33 @@ type Config struct {
 	// the servers' follower_stream_heartbeat. Zero means
 	// DefaultStreamSilence; negative disables the watch.
 	StreamSilence time.Duration
+	// OnRetry, when set, is called (synchronously, so keep it quick) for
+	// every attempt the Client retries and every Subscription stream it
+	// resumes, with the error that made it move on: load tools and test
+	// harnesses count and classify attempts with it. Nil: nothing.
+	OnRetry func(Retry)
 	// Logger receives retries and failovers at debug level. Nil discards.
 	Logger *slog.Logger
+}
+
+// Retry describes one attempt the Client moved on from (Config.OnRetry).
+type Retry struct {
+	// Op is the call: "Send", "CreateChannel", "ReadHistory", ...,
+	// "Subscribe" for a resumed stream.
+	Op string
+	// Addr is the node the failed attempt went to.
+	Addr string
+	// Err is the attempt's error (an *Error: errors.Is with ErrNotLeader,
+	// ErrUnavailable, ...).
+	Err error
+}
+
+// retried reports a retried attempt to the logger and Config.OnRetry.
+func (c *Client) retried(op, addr string, err error, attrs ...any) {
+	c.log.Debug("retrying", append([]any{"op", op, "addr", addr, "error", err}, attrs...)...)
+	if c.cfg.OnRetry != nil {
+		c.cfg.OnRetry(Retry{Op: op, Addr: addr, Err: err})
+	}
 }
 
 // Consistency says which node may answer a read or serve a subscription and
@@ -443,7 +468,7 @@ func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, c
 			return lastErr
 		}
 		prev = n.addr
-		c.log.Debug("retrying", "op", cl.op, "addr", n.addr, "attempt", attempt+1, "error", e)
+		c.retried(cl.op, n.addr, e, "attempt", attempt+1)
 		if hint != "" && redirects < maxRedirects {
 			redirects++
 			continue

@@ -139,10 +139,14 @@ func TestSendRetriesUnknownOutcomeWithSameID(t *testing.T) {
 		}
 		return &raftogramv1.SendMessageResponse{Sequence: seq, Deduplicated: proto.Bool(dup), Index: 7}, nil
 	}
-	c := newTestClient(t, Config{Addrs: []string{f.addr}})
+	var retries []Retry // OnRetry runs on the calling goroutine
+	c := newTestClient(t, Config{Addrs: []string{f.addr}, OnRetry: func(r Retry) { retries = append(retries, r) }})
 	res, err := c.Send(testCtx(t), SendRequest{ChannelID: "general", AuthorID: "alice", Payload: []byte("hi")})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(retries) != 1 || retries[0].Op != "Send" || retries[0].Addr != f.addr || !errors.Is(retries[0].Err, ErrUnavailable) {
+		t.Fatalf("OnRetry saw %+v, want one Send retry on %s after Unavailable", retries, f.addr)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -31,7 +32,9 @@ func TestSilentStreamResumesElsewhere(t *testing.T) {
 	}
 	a, b := startFake(t, &fake{}), startFake(t, &fake{})
 	a.subscribe, b.subscribe = handler("a"), handler("b")
-	c := newTestClient(t, Config{Addrs: []string{a.addr, b.addr}, StreamSilence: 200 * time.Millisecond})
+	var resumed []Retry
+	c := newTestClient(t, Config{Addrs: []string{a.addr, b.addr}, StreamSilence: 200 * time.Millisecond,
+		OnRetry: func(r Retry) { resumed = append(resumed, r) }})
 	sub, err := c.Subscribe(testCtx(t), "g", SubscribeOptions{Consistency: Local})
 	if err != nil {
 		t.Fatal(err)
@@ -49,5 +52,8 @@ func TestSilentStreamResumesElsewhere(t *testing.T) {
 	}
 	if len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 3 {
 		t.Fatalf("delivered %v, want [1 2 3] exactly once", got)
+	}
+	if len(resumed) != 1 || resumed[0].Op != "Subscribe" || !errors.Is(resumed[0].Err, ErrUnavailable) {
+		t.Fatalf("OnRetry saw %+v, want one resumed Subscribe after Unavailable", resumed)
 	}
 }

@@ -282,8 +282,7 @@ func (s *Subscription) lost(err error) error {
 			s.c.forgetLeader(s.addr)
 		}
 	}
-	s.c.log.Debug("subscription lost; resuming", "channel_id", s.channelID, "addr", s.addr,
-		"after", s.last.Load(), "failures", s.failures, "error", e)
+	s.c.retried("Subscribe", s.addr, e, "channel_id", s.channelID, "after", s.last.Load(), "failures", s.failures)
 	return nil
 }
 
