@@ -8,7 +8,7 @@
 // Leader following, retries (a send keeps its client_message_id) and
 // resumed subscriptions are the client's (package client), so a run survives
 // a failover; bench counts the client's retried attempts by error class
-// from its debug log.
+// through its OnRetry hook.
 //
 // Latencies go into log-linear (HDR-style) histograms with 0.4 % resolution;
 // subscribers check that they get every message of their channel in order,

@@ -1,18 +1,16 @@
 package bench
 
 import (
-	"context"
-	"log/slog"
 	"sync"
 	"sync/atomic"
+
+	"github.com/raftogram/raftogram/client"
 )
 
-// observer learns what the client does behind a call from its debug log:
-// client.Client reports every retried attempt ("retrying", with the
-// attempt's error) and every resumed subscription ("subscription lost;
-// resuming") there, and has no other hook yet. It counts them, and their
-// errors by class, into the run's counters. It is a slog.Handler, safe for
-// concurrent use.
+// observer counts what the client does behind a call, through
+// client.Config.OnRetry: every retried attempt and every resumed
+// subscription, and their errors by class, into the run's counters. It is
+// safe for concurrent use.
 type observer struct {
 	errs         *ErrorCounts
 	retries      atomic.Int64 // retried attempts of unary calls
@@ -20,52 +18,24 @@ type observer struct {
 	resubscribes atomic.Int64 // subscription streams resumed by the client
 }
 
-// Messages of the client's debug log that observer counts.
-const (
-	logRetrying    = "retrying"
-	logResubscribe = "subscription lost; resuming"
-)
-
-// Enabled reports whether the client's debug records are wanted: they are.
-func (o *observer) Enabled(context.Context, slog.Level) bool { return true }
-
-// Handle counts a retry or a resumed subscription; other records are
-// dropped. It never fails.
-func (o *observer) Handle(_ context.Context, r slog.Record) error {
+// onRetry is the client's OnRetry hook.
+func (o *observer) onRetry(r client.Retry) {
 	prefix := ""
-	switch r.Message {
-	case logRetrying:
-		o.retries.Add(1)
-	case logResubscribe:
+	if r.Op == "Subscribe" {
 		o.resubscribes.Add(1)
 		prefix = "subscribe_"
-	default:
-		return nil
+	} else {
+		o.retries.Add(1)
 	}
-	var err error
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "error" {
-			err, _ = a.Value.Any().(error)
-			return false
-		}
-		return true
-	})
 	class := "other"
-	if err != nil {
-		class = classOf(err)
+	if r.Err != nil {
+		class = classOf(r.Err)
 	}
-	if r.Message == logRetrying && (class == ClassNotLeader || class == ClassNoLeader) {
+	if prefix == "" && (class == ClassNotLeader || class == ClassNoLeader) {
 		o.redirects.Add(1)
 	}
-	o.errs.Add(prefix+class, err)
-	return nil
+	o.errs.Add(prefix+class, r.Err)
 }
-
-// WithAttrs returns o: the records it counts carry their own attributes.
-func (o *observer) WithAttrs([]slog.Attr) slog.Handler { return o }
-
-// WithGroup returns o.
-func (o *observer) WithGroup(string) slog.Handler { return o }
 
 // leaderWatch counts changes of the node that answers writes, as the
 // client reports it after each successful call (client.Client.Leader).

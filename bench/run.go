@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -54,7 +53,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		BaseBackoff:    backoffMin,
 		MaxBackoff:     backoffMax,
 		AttemptTimeout: cfg.AttemptTimeout,
-		Logger:         slog.New(r.obs),
+		OnRetry:        r.obs.onRetry,
 	}
 	c, err := client.New(ctx, ccfg)
 	if err != nil {
