@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -50,7 +49,7 @@ func linearizableLevel(level string) bool {
 
 // dial returns a client.Client for the cluster's nodes, without avoid (when
 // not nil), that reports its retried attempts to log (when not nil).
-func dial(c *Cluster, avoid *Node, timeout time.Duration, log slog.Handler) (*client.Client, error) {
+func dial(c *Cluster, avoid *Node, timeout time.Duration, log *attemptLog) (*client.Client, error) {
 	var addrs []string
 	for _, n := range c.Nodes {
 		if n != avoid {
@@ -59,7 +58,7 @@ func dial(c *Cluster, avoid *Node, timeout time.Duration, log slog.Handler) (*cl
 	}
 	cfg := client.Config{Addrs: addrs, AttemptTimeout: timeout, BaseBackoff: backoffBase, MaxBackoff: backoffMax}
 	if log != nil {
-		cfg.Logger = slog.New(log)
+		cfg.OnRetry = log.add
 	}
 	cl, err := client.New(context.Background(), cfg)
 	if err != nil {
@@ -68,11 +67,10 @@ func dial(c *Cluster, avoid *Node, timeout time.Duration, log slog.Handler) (*cl
 	return cl, nil
 }
 
-// attemptLog collects the attempts a client.Client retried, from its debug
-// log: the client reports them nowhere else ("retrying", with the node and
-// the attempt's error). A torture Client runs one operation at a time on
-// its own client.Client, so the attempts logged between two take calls
-// belong to the operation in between. It is a slog.Handler.
+// attemptLog collects the attempts a client.Client retried (its OnRetry
+// hook: the node and the attempt's error). A torture Client runs one
+// operation at a time on its own client.Client, so the attempts recorded
+// between two take calls belong to the operation in between.
 type attemptLog struct {
 	mu       sync.Mutex
 	attempts []loggedAttempt
@@ -84,35 +82,15 @@ type loggedAttempt struct {
 	err  error
 }
 
-// Enabled reports that debug records are wanted.
-func (l *attemptLog) Enabled(context.Context, slog.Level) bool { return true }
-
-// Handle keeps the records of retried attempts and drops the others.
-func (l *attemptLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "retrying" {
-		return nil
+// add records one retried attempt; it is the client's OnRetry hook.
+func (l *attemptLog) add(r client.Retry) {
+	if r.Op == "Subscribe" {
+		return // resumed streams are not attempts of an operation
 	}
-	a := loggedAttempt{at: r.Time}
-	r.Attrs(func(at slog.Attr) bool {
-		switch at.Key {
-		case "addr":
-			a.addr = at.Value.String()
-		case "error":
-			a.err, _ = at.Value.Any().(error)
-		}
-		return true
-	})
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.attempts = append(l.attempts, a)
-	return nil
+	l.attempts = append(l.attempts, loggedAttempt{at: time.Now(), addr: r.Addr, err: r.Err})
 }
-
-// WithAttrs returns l.
-func (l *attemptLog) WithAttrs([]slog.Attr) slog.Handler { return l }
-
-// WithGroup returns l.
-func (l *attemptLog) WithGroup(string) slog.Handler { return l }
 
 // take returns the attempts logged since the last call and forgets them.
 func (l *attemptLog) take() []loggedAttempt {
