@@ -190,7 +190,7 @@ func (n *Node) readIndex() (uint64, uint64, error) {
 		return 0, 0, err
 	}
 	commit := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	if err := n.await(n.raft.VerifyLeader()); err != nil {
 		return 0, 0, n.raftError("read", err)
 	}
 	if n.raft.CurrentTerm() != term {
@@ -209,6 +209,24 @@ func (n *Node) readIndex() (uint64, uint64, error) {
 	return target, term, nil
 }
 
+// await returns f's error, or raft.ErrRaftShutdown once the node stops.
+// hashicorp/raft never answers a barrier or verify future still queued in
+// its (buffered) apply channel when it shuts down, so waiting on f alone
+// could block Close forever (seen in TestTransferLeadershipToRefusesUnknownNodes).
+// The goroutine reading f ends when raft answers; a future raft never
+// answers is left to the exiting process, which is the only time that
+// happens.
+func (n *Node) await(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.stop:
+		return raft.ErrRaftShutdown
+	}
+}
+
 // ensureReady makes sure an entry of term has been committed and applied
 // (a barrier), so the commit index this leader reports is current.
 func (n *Node) ensureReady(term uint64) error {
@@ -220,7 +238,7 @@ func (n *Node) ensureReady(term uint64) error {
 	if n.readyTerm.Load() == term {
 		return nil
 	}
-	if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+	if err := n.await(n.raft.Barrier(n.cfg.ApplyTimeout)); err != nil {
 		return n.raftError("read", err)
 	}
 	if n.raft.CurrentTerm() != term {
