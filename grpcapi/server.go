@@ -290,59 +290,56 @@ func (s *Server) Subscribe(req *raftogramv1.SubscribeRequest, stream grpc.Server
 	if !s.cluster.IsLeader(term) {
 		return toStatus(s.log, method, s.cluster.NotLeader())
 	}
-	cursor := req.GetAfterSequence()
-	for {
-		chunk, last, more, err := s.nextChunk(ctx, sub, channelID, cursor)
-		if err != nil {
-			return toStatus(s.log, method, err)
-		}
-		if len(chunk.bufs) > 0 {
-			if err := stream.SendMsg(chunk); err != nil {
-				return err
-			}
-			cursor = last
-		}
-		if more {
-			continue
-		}
-		for waiting := true; waiting; {
-			select {
-			case <-sub.C:
-				waiting = false
-			case <-watch:
-				if !s.cluster.IsLeader(term) {
-					return toStatus(s.log, method, s.cluster.NotLeader())
-				}
-				watch = s.cluster.Watch()
-			case <-s.done:
-				return status.Error(codes.Unavailable, "server shutting down; resubscribe on the leader")
-			case <-ctx.Done():
-				return toStatus(s.log, method, ctx.Err())
-			}
-		}
-	}
+	return s.stream(ctx, req, sub, stream, streamRules{term: term, watch: watch})
 }
 
 // subscribeAt serves a stream that asked for a consistency level: it starts
 // once this node is as fresh as the level asks, then streams what this node
-// applies, whoever leads. Every chunk carries node_id, applied_index and
-// leader_commit_index; an idle stream gets a heartbeat chunk (no messages)
-// every StreamHeartbeat. The stream ends with Unavailable once this node
-// has had no contact with a leader for longer than StreamCutoff (counted
-// from the stream's start at the earliest; checked at each heartbeat).
+// applies, whoever leads (see streamRules).
 func (s *Server) subscribeAt(ctx context.Context, req *raftogramv1.SubscribeRequest, sub *fanout.Subscription, stream grpc.ServerStreamingServer[raftogramv1.SubscribeChunk]) error {
-	const method = "Subscribe"
 	if err := s.fresh(ctx, req.GetConsistency(), req.GetMinIndex()); err != nil {
-		return toStatus(s.log, method, err)
+		return toStatus(s.log, "Subscribe", err)
 	}
+	return s.stream(ctx, req, sub, stream, streamRules{level: true})
+}
+
+// streamRules is how a Subscribe stream differs by kind.
+//
+// A default stream (level false) is the leader's: it ends with NotLeader
+// once this node no longer leads in term (checked whenever watch closes).
+//
+// A level stream (level true) carries node_id, applied_index and
+// leader_commit_index on every chunk, gets a heartbeat chunk (no messages)
+// after StreamHeartbeat without one, and ends with Unavailable once this
+// node has had no contact with a leader for longer than StreamCutoff
+// (counted from the stream's start at the earliest; checked at each
+// heartbeat).
+type streamRules struct {
+	level bool
+	term  uint64
+	watch <-chan struct{}
+}
+
+// stream sends the messages after req's after_sequence, then every new one
+// as it commits, by the given rules, until an end: the rules', shutdown
+// (Unavailable), the client going away (its context's status), or a failed
+// send.
+func (s *Server) stream(ctx context.Context, req *raftogramv1.SubscribeRequest, sub *fanout.Subscription, stream grpc.ServerStreamingServer[raftogramv1.SubscribeChunk], rules streamRules) error {
+	const method = "Subscribe"
+	var heartbeat <-chan time.Time // nil (never ready) on default streams
 	start := time.Now()
-	heartbeat := time.NewTimer(s.opts.StreamHeartbeat)
-	defer heartbeat.Stop()
-	send := func(chunk *encodedChunk) error {
-		chunk.stamp(s.cluster.NodeID(), s.cluster.AppliedIndex(), s.cluster.LeaderCommitIndex())
-		heartbeat.Reset(s.opts.StreamHeartbeat)
-		return stream.SendMsg(chunk)
+	send := func(chunk *encodedChunk) error { return stream.SendMsg(chunk) }
+	if rules.level {
+		t := time.NewTimer(s.opts.StreamHeartbeat)
+		defer t.Stop()
+		heartbeat = t.C
+		send = func(chunk *encodedChunk) error {
+			chunk.stamp(s.cluster.NodeID(), s.cluster.AppliedIndex(), s.cluster.LeaderCommitIndex())
+			t.Reset(s.opts.StreamHeartbeat)
+			return stream.SendMsg(chunk)
+		}
 	}
+	watch := rules.watch // nil (never ready) on level streams
 	cursor := req.GetAfterSequence()
 	for {
 		chunk, last, more, err := s.nextChunk(ctx, sub, req.GetChannelId(), cursor)
@@ -362,7 +359,12 @@ func (s *Server) subscribeAt(ctx context.Context, req *raftogramv1.SubscribeRequ
 			select {
 			case <-sub.C:
 				waiting = false
-			case <-heartbeat.C:
+			case <-watch:
+				if !s.cluster.IsLeader(rules.term) {
+					return toStatus(s.log, method, s.cluster.NotLeader())
+				}
+				watch = s.cluster.Watch()
+			case <-heartbeat:
 				if s.cutOff(start) {
 					return status.Errorf(codes.Unavailable, "node %s has had no contact with a leader for more than %s; resubscribe on another node after sequence %d",
 						s.cluster.NodeID(), s.opts.StreamCutoff, cursor)
