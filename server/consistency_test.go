@@ -10,6 +10,7 @@ import (
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/config"
 	"github.com/raftogram/raftogram/grpcapi"
+	"github.com/raftogram/raftogram/internal/netproxy"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -161,7 +162,7 @@ func TestPartitionedFollowerNeverAnswersStale(t *testing.T) {
 		t.Fatalf("first chunk: %v, %v", chunk, err)
 	}
 
-	c.proxies[f].Cut()
+	c.proxies[f].Set(netproxy.Reset)
 	cutAt := time.Now()
 	var after *raftogramv1.SendMessageResponse
 	for i := range 5 {
@@ -215,7 +216,7 @@ func TestPartitionedFollowerNeverAnswersStale(t *testing.T) {
 		t.Fatalf("%d heartbeats before the stream ended", heartbeats)
 	}
 
-	c.proxies[f].Heal()
+	c.proxies[f].Set(netproxy.Up)
 	resp, err = readAt(fc, 15*time.Second, "general", linearizable, 0)
 	if err != nil || len(resp.GetMessages()) != 6 {
 		t.Fatalf("LINEARIZABLE after healing = %v, %v", resp, err)

@@ -129,7 +129,7 @@ func (c *Cluster) config(nd *Node) string {
 	for _, p := range c.Nodes {
 		raftAddr := p.RaftAddr
 		if p != nd {
-			raftAddr = c.links[[2]int{nd.Index, p.Index}].Addr
+			raftAddr = c.links[[2]int{nd.Index, p.Index}].Addr()
 		}
 		fmt.Fprintf(&peers, "    - node_id: %s\n      raft_addr: %s\n      grpc_addr: %s\n", p.ID, raftAddr, p.GRPCAddr)
 	}

@@ -1,6 +1,8 @@
-// Package netproxy is a loopback TCP proxy for tests that can be cut and
-// healed: put it in front of a node's Raft port and cutting it partitions
-// the node from the traffic its peers send it.
+// Package netproxy is a loopback TCP proxy that tests put in front of a
+// node's Raft port to partition it: Reset refuses and closes connections
+// (peers see errors at once), Blackhole keeps them open but drops every
+// byte (peers see timeouts). The torture harness and the in-process
+// cluster tests share it.
 package netproxy
 
 import (
@@ -12,28 +14,66 @@ import (
 	"time"
 )
 
-// Proxy forwards every connection accepted on Addr to a target address.
-// While cut, it closes the connections it carries and every new one at once
-// (peers see connection errors, as with a reset link).
+// State is what a Proxy does with the bytes it carries.
+type State int
+
+const (
+	// Up forwards bytes both ways.
+	Up State = iota
+	// Reset closes every connection and refuses new ones: the sender sees
+	// connection errors at once.
+	Reset
+	// Blackhole keeps connections open but silently drops every byte, in
+	// both directions: the sender sees timeouts. Leaving it closes the
+	// connections that went through the hole (their streams lost bytes).
+	Blackhole
+)
+
+// String returns "up", "reset" or "blackhole".
+func (s State) String() string {
+	switch s {
+	case Up:
+		return "up"
+	case Reset:
+		return "reset"
+	case Blackhole:
+		return "blackhole"
+	}
+	return "?"
+}
+
+// Proxy forwards every connection accepted on Addr to a target address,
+// according to its State.
 type Proxy struct {
 	ln     net.Listener
 	target string
 
 	mu     sync.Mutex
-	cut    bool
+	state  State
+	pairs  map[*pair]struct{}
 	closed bool
-	conns  map[net.Conn]struct{} // both ends of every open pair
 	wg     sync.WaitGroup
 }
 
-// New listens on a free loopback port and forwards to target. It returns
-// an error if it cannot listen.
+type pair struct {
+	client, server net.Conn // server is nil for a connection held in a blackhole
+}
+
+func (p *pair) close() {
+	p.client.Close()
+	if p.server != nil {
+		p.server.Close()
+	}
+}
+
+// New listens on a free loopback port and forwards to target, Up. It
+// returns an error if it cannot listen.
 func New(target string) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("netproxy: listen: %w", err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, pairs: map[*pair]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -42,22 +82,26 @@ func New(target string) (*Proxy, error) {
 // Addr returns the address to dial instead of the target.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// Cut closes every connection through the proxy and refuses new ones until
-// Heal.
-func (p *Proxy) Cut() {
+// State returns the proxy's current state.
+func (p *Proxy) State() State {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut = true
-	for c := range p.conns {
-		c.Close()
-	}
+	return p.state
 }
 
-// Heal lets connections through again.
-func (p *Proxy) Heal() {
+// Set changes the proxy's state. Going to Reset closes every open
+// connection; leaving Blackhole closes the connections that lost bytes.
+func (p *Proxy) Set(s State) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut = false
+	old := p.state
+	p.state = s
+	if s == Reset || (old == Blackhole && s != Blackhole) {
+		for c := range p.pairs {
+			c.close()
+			delete(p.pairs, c)
+		}
+	}
 }
 
 // Close stops the proxy, closes every connection and waits for its
@@ -65,8 +109,9 @@ func (p *Proxy) Heal() {
 func (p *Proxy) Close() error {
 	p.mu.Lock()
 	p.closed = true
-	for c := range p.conns {
-		c.Close()
+	for c := range p.pairs {
+		c.close()
+		delete(p.pairs, c)
 	}
 	p.mu.Unlock()
 	err := p.ln.Close()
@@ -78,10 +123,10 @@ func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
-		if errors.Is(err, net.ErrClosed) {
-			return
-		}
 		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
 			continue
 		}
 		p.wg.Add(1)
@@ -92,55 +137,63 @@ func (p *Proxy) accept() {
 	}
 }
 
-// track registers conns, or reports false (and closes them) when the proxy
-// is cut or closed.
-func (p *Proxy) track(conns ...net.Conn) bool {
+func (p *Proxy) serve(c net.Conn) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cut || p.closed {
-		for _, c := range conns {
-			c.Close()
-		}
-		return false
-	}
-	for _, c := range conns {
-		p.conns[c] = struct{}{}
-	}
-	return true
-}
-
-func (p *Proxy) untrack(conns ...net.Conn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range conns {
+	st, closed := p.state, p.closed
+	p.mu.Unlock()
+	if closed || st == Reset {
 		c.Close()
-		delete(p.conns, c)
+		return
 	}
+	pr := &pair{client: c}
+	if st == Up {
+		s, err := net.DialTimeout("tcp", p.target, time.Second)
+		if err != nil {
+			c.Close()
+			return
+		}
+		pr.server = s
+	}
+	p.mu.Lock()
+	if p.closed || p.state != st {
+		// The state changed while dialing: start over on a clean slate.
+		p.mu.Unlock()
+		pr.close()
+		return
+	}
+	p.pairs[pr] = struct{}{}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.pairs, pr)
+		p.mu.Unlock()
+		pr.close()
+	}()
+	if pr.server == nil { // blackhole: swallow until healed or closed
+		io.Copy(io.Discard, c)
+		return
+	}
+	done := make(chan struct{}, 2)
+	go func() { p.pipe(pr.server, pr.client); done <- struct{}{} }()
+	go func() { p.pipe(pr.client, pr.server); done <- struct{}{} }()
+	<-done
+	pr.close()
+	<-done
 }
 
-func (p *Proxy) serve(client net.Conn) {
-	if !p.track(client) {
-		return
+// pipe copies src to dst, dropping the bytes while the proxy is a
+// blackhole.
+func (p *Proxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && p.State() == Up {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
-	server, err := net.DialTimeout("tcp", p.target, time.Second)
-	if err != nil {
-		p.untrack(client)
-		return
-	}
-	if !p.track(server) {
-		p.untrack(client)
-		return
-	}
-	defer p.untrack(client, server)
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		io.Copy(dst, src)
-		dst.Close()
-		src.Close()
-		done <- struct{}{}
-	}
-	go pipe(server, client)
-	go pipe(client, server)
-	<-done
-	<-done
 }

@@ -2,6 +2,7 @@ package netproxy
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func roundTrip(c net.Conn) error {
 	return err
 }
 
-func TestCutClosesConnectionsAndHealLetsNewOnesThrough(t *testing.T) {
+func TestResetClosesConnectionsAndUpLetsNewOnesThrough(t *testing.T) {
 	p, err := New(echoServer(t))
 	if err != nil {
 		t.Fatal(err)
@@ -60,23 +61,60 @@ func TestCutClosesConnectionsAndHealLetsNewOnesThrough(t *testing.T) {
 	if err := roundTrip(c); err != nil {
 		t.Fatalf("through the proxy: %v", err)
 	}
-	p.Cut()
+	p.Set(Reset)
 	if err := roundTrip(c); err == nil {
-		t.Fatal("an open connection still works after Cut")
+		t.Fatal("an open connection still works after Reset")
 	}
 	if c2, err := net.Dial("tcp", p.Addr()); err == nil {
 		if roundTrip(c2) == nil {
-			t.Fatal("a new connection works while cut")
+			t.Fatal("a new connection works while Reset")
 		}
 		c2.Close()
 	}
-	p.Heal()
+	p.Set(Up)
 	c3, err := net.Dial("tcp", p.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c3.Close()
 	if err := roundTrip(c3); err != nil {
-		t.Fatalf("after Heal: %v", err)
+		t.Fatalf("after Up again: %v", err)
+	}
+}
+
+// A blackhole keeps connections open but delivers nothing; leaving it
+// closes them, and new connections work.
+func TestBlackholeDropsBytesThenClosesWhenLifted(t *testing.T) {
+	p, err := New(echoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.Set(Blackhole)
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		t.Fatalf("a write into the blackhole failed: %v", err)
+	}
+	var ne net.Error
+	if _, err := bufio.NewReader(c).ReadString('\n'); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read through the blackhole: %v, want a timeout", err)
+	}
+	p.Set(Up)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+		t.Fatal("a connection that went through the blackhole still works after it was lifted")
+	}
+	c2, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := roundTrip(c2); err != nil {
+		t.Fatalf("after the blackhole: %v", err)
 	}
 }
