@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"strings"
 	"sync"
 
 	"github.com/raftogram/raftogram/client"
@@ -17,8 +18,9 @@ const (
 	// ClassNotLeader: the node named another leader (client.ErrNotLeader
 	// with a hint); the client retried there at once.
 	ClassNotLeader = "not_leader"
-	// ClassNoLeader: the node knew no leader (client.ErrNotLeader without a
-	// hint); the client backed off and retried.
+	// ClassNoLeader: the node knew no leader (an election; client.Error
+	// with a NotLeader detail naming none); the client backed off and
+	// retried.
 	ClassNoLeader = "no_leader"
 	// ClassUnavailable: client.ErrUnavailable (node down, connection lost,
 	// an election, shutting down, outcome unknown); the client retried
@@ -34,43 +36,26 @@ const (
 	ClassGaveUp = "gave_up"
 )
 
-// sentinelClasses names the client's other sentinel errors, matched in
-// order with errors.Is.
-var sentinelClasses = []struct {
-	err   error
-	class string
-}{
-	{client.ErrUnavailable, ClassUnavailable},
-	{context.DeadlineExceeded, ClassTimeout},
-	{context.Canceled, "canceled"},
-	{client.ErrInvalidArgument, "invalid_argument"},
-	{client.ErrNotFound, "not_found"},
-	{client.ErrPermissionDenied, "permission_denied"},
-	{client.ErrUnauthenticated, "unauthenticated"},
-	{client.ErrAlreadyExists, "already_exists"},
-	{client.ErrOutOfRange, "out_of_range"},
-	{client.ErrResourceExhausted, "resource_exhausted"},
-	{client.ErrFailedPrecondition, "failed_precondition"},
-	{client.ErrUnimplemented, "unimplemented"},
-	{client.ErrInternal, "internal"},
-	{client.ErrClosed, "closed"},
-}
-
-// classOf sorts an error of the client into a class.
+// classOf sorts an error of the client into a class: the classes above,
+// or the name of its client.Kind in snake_case ("invalid_argument",
+// "internal_error"...), or "other".
 func classOf(err error) string {
-	if errors.Is(err, client.ErrNotLeader) {
-		var e *client.Error
-		if errors.As(err, &e) && e.Leader == "" {
-			return ClassNoLeader
-		}
+	var e *client.Error
+	nodeErr := errors.As(err, &e)
+	switch k := client.Kind(err); {
+	case k == nil:
+		return "other"
+	case nodeErr && e.NotLeaderDetail() && e.Leader == "":
+		return ClassNoLeader
+	case k == client.ErrNotLeader:
 		return ClassNotLeader
+	case k == context.DeadlineExceeded:
+		return ClassTimeout
+	case k == context.Canceled:
+		return "canceled"
+	default:
+		return strings.ReplaceAll(strings.TrimPrefix(k.Error(), "raftogram: "), " ", "_")
 	}
-	for _, s := range sentinelClasses {
-		if errors.Is(err, s.err) {
-			return s.class
-		}
-	}
-	return "other"
 }
 
 // ErrorCounts counts failed attempts by class. It is safe for concurrent use.

@@ -260,9 +260,9 @@ func TestRunSurvivesFailover(t *testing.T) {
 	if res.LeaderChanges < 2 || res.Redirects < res.LeaderChanges || res.Retries == 0 || res.Dups == 0 {
 		t.Errorf("leader changes %d, retries %d, dups %d; want some of each", res.LeaderChanges, res.Retries, res.Dups)
 	}
-	// The election (Unavailable with an empty NotLeader) counts as
-	// unavailable: the client's errors do not tell it from a lost node.
-	if res.ErrorClasses[ClassNotLeader] == 0 || res.ErrorClasses[ClassUnavailable] == 0 || res.ErrorClasses["subscribe_"+ClassNotLeader] == 0 {
+	// The election (Unavailable with an empty NotLeader detail) counts as
+	// no leader, not as a lost node.
+	if res.ErrorClasses[ClassNotLeader] == 0 || res.ErrorClasses[ClassNoLeader] == 0 || res.ErrorClasses["subscribe_"+ClassNotLeader] == 0 {
 		t.Errorf("error classes = %v", res.ErrorClasses)
 	}
 	d := res.DeliveryStats

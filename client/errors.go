@@ -52,6 +52,32 @@ var (
 	ErrClosed = errors.New("raftogram: closed")
 )
 
+// kinds is every kind an error of this package can have, for Kind.
+var kinds = []error{
+	ErrInvalidArgument, ErrNotFound, ErrNotLeader, ErrUnavailable, ErrPermissionDenied,
+	ErrUnauthenticated, ErrAlreadyExists, ErrOutOfRange, ErrResourceExhausted,
+	ErrFailedPrecondition, ErrUnimplemented, ErrInternal, ErrClosed,
+	context.DeadlineExceeded, context.Canceled,
+}
+
+// Kind returns the one sentinel err is of: an Err* value of this package,
+// context.DeadlineExceeded or context.Canceled; nil for nil or an error
+// that is none of them. When a call's context ended after a node answered,
+// the node's kind wins (the error matches both). Use it to name or count
+// errors; use errors.Is to test for one.
+func Kind(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.kind
+	}
+	for _, k := range kinds {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return nil
+}
+
 // Error is a node's answer that is not a success: the gRPC code, the node's
 // message, and for not-leader answers the leader it named. errors.Is
 // matches it against the sentinel of its kind (ErrNotFound...), and against
@@ -83,6 +109,12 @@ func (e *Error) Is(target error) bool { return target == e.kind }
 
 // Unwrap returns the sentinel of e's kind.
 func (e *Error) Unwrap() error { return e.kind }
+
+// NotLeaderDetail reports whether the node's answer carried a NotLeader
+// detail: the call did not run on that node, because another node leads
+// (ErrNotLeader, Leader set) or because no leader was known
+// (ErrUnavailable, Leader empty).
+func (e *Error) NotLeaderDetail() bool { return e.notLeader }
 
 // GRPCStatus returns e as a gRPC status, so status.FromError and
 // status.Code work on errors of this package.

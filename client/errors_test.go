@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,10 +11,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
-
-var allSentinels = []error{ErrInvalidArgument, ErrNotFound, ErrNotLeader, ErrUnavailable, ErrPermissionDenied,
-	ErrUnauthenticated, ErrAlreadyExists, ErrOutOfRange, ErrResourceExhausted, ErrFailedPrecondition,
-	ErrUnimplemented, ErrInternal, ErrClosed, context.Canceled, context.DeadlineExceeded}
 
 // TestFromStatusMapsEveryCode checks the one mapping: every gRPC code
 // but OK matches exactly one sentinel.
@@ -42,13 +39,16 @@ func TestFromStatusMapsEveryCode(t *testing.T) {
 			t.Errorf("%v: got code %v message %q", c, err.Code, err.Message)
 		}
 		matched := 0
-		for _, s := range allSentinels {
+		for _, s := range kinds {
 			if errors.Is(err, s) {
 				matched++
 			}
 		}
 		if !errors.Is(err, want[c]) || matched != 1 {
 			t.Errorf("%v: %v matches %d sentinels, want only %v", c, err, matched, want[c])
+		}
+		if k := Kind(fmt.Errorf("wrapped: %w", err)); k != want[c] {
+			t.Errorf("%v: Kind = %v, want %v", c, k, want[c])
 		}
 		if status.Code(err) != c {
 			t.Errorf("%v: status.Code of the *Error = %v", c, status.Code(err))
@@ -62,14 +62,17 @@ func TestFromStatusNotLeaderDetail(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := fromStatus(st.Err())
-	if !errors.Is(e, ErrNotLeader) || errors.Is(e, ErrFailedPrecondition) || e.Leader != "10.0.0.2:9000" || e.LeaderID != "node2" || !e.notLeader {
+	if !errors.Is(e, ErrNotLeader) || errors.Is(e, ErrFailedPrecondition) || e.Leader != "10.0.0.2:9000" || e.LeaderID != "node2" || !e.NotLeaderDetail() {
 		t.Fatalf("got %+v", e)
 	}
 	// Unavailable with an empty detail: no leader known yet.
 	st, _ = status.New(codes.Unavailable, "no leader").WithDetails(&raftogramv1.NotLeader{})
 	e = fromStatus(st.Err())
-	if !errors.Is(e, ErrUnavailable) || errors.Is(e, ErrNotLeader) || e.Leader != "" || !e.notLeader {
+	if !errors.Is(e, ErrUnavailable) || errors.Is(e, ErrNotLeader) || e.Leader != "" || !e.NotLeaderDetail() {
 		t.Fatalf("got %+v", e)
+	}
+	if e := fromStatus(status.Error(codes.Unavailable, "down")); e.NotLeaderDetail() {
+		t.Fatal("a plain Unavailable claims a NotLeader detail")
 	}
 	// A wrapped *Error stays the same value.
 	if fromStatus(errors.Join(errors.New("x"), e)) != e {
@@ -87,6 +90,19 @@ func TestCtxErrorMatchesContextAndLastAttempt(t *testing.T) {
 	err := c.ctxError("Send", context.DeadlineExceeded, last)
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("%v does not match both", err)
+	}
+	if k := Kind(err); k != ErrUnavailable {
+		t.Fatalf("Kind of a deadline after a node's answer = %v, want the node's kind", k)
+	}
+	for _, tc := range []struct{ err, want error }{
+		{nil, nil},
+		{errors.New("plain"), nil},
+		{fmt.Errorf("Subscribe: %w", ErrClosed), ErrClosed},
+		{fmt.Errorf("call: %w", context.DeadlineExceeded), context.DeadlineExceeded},
+	} {
+		if k := Kind(tc.err); k != tc.want {
+			t.Errorf("Kind(%v) = %v, want %v", tc.err, k, tc.want)
+		}
 	}
 }
 

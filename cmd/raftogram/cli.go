@@ -246,36 +246,14 @@ func (in *invocation) fail(ctx context.Context, err error) int {
 	return exitError
 }
 
-// errorKinds names the kinds of error a command reports, most specific
-// first.
-var errorKinds = []struct {
-	err  error
-	name string
-}{
-	{client.ErrNotFound, "not found"},
-	{client.ErrInvalidArgument, "invalid argument"},
-	{client.ErrAlreadyExists, "already exists"},
-	{client.ErrPermissionDenied, "permission denied"},
-	{client.ErrUnauthenticated, "unauthenticated"},
-	{client.ErrResourceExhausted, "resource exhausted"},
-	{client.ErrOutOfRange, "out of range"},
-	{client.ErrNotLeader, "not leader"},
-	{client.ErrFailedPrecondition, "failed precondition"},
-	{client.ErrUnimplemented, "unimplemented"},
-	{client.ErrInternal, "internal error"},
-	{client.ErrClosed, "closed"},
-	{client.ErrUnavailable, "unavailable"},
-}
-
-// errorKind returns the name of err's kind ("not found", "unavailable"...),
-// or "error" when it is none of the client's.
+// errorKind returns the name of err's client.Kind ("not found",
+// "unavailable"...), or "error" when it is none of the client's.
 func errorKind(err error) string {
-	for _, k := range errorKinds {
-		if errors.Is(err, k.err) {
-			return k.name
-		}
+	k := client.Kind(err)
+	if k == nil {
+		return "error"
 	}
-	return "error"
+	return strings.TrimPrefix(k.Error(), "raftogram: ")
 }
 
 // describe returns err as the one line a command prints: its kind, then
