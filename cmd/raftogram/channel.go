@@ -71,33 +71,25 @@ func channelCreate(ctx context.Context, args []string, env map[string]string, st
 	if *name == "" {
 		*name = *id
 	}
-	ctx, cancel := in.commandContext(ctx)
-	defer cancel()
-	c, err := in.connect(ctx)
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	defer c.Close()
-	res, err := c.CreateChannel(ctx, *id, *name)
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	if in.asJSON {
-		err = in.writeJSON(struct {
-			ChannelID string `json:"channel_id"`
-			Name      string `json:"name"`
-			Created   bool   `json:"created"`
-			Index     uint64 `json:"index"`
-		}{res.ChannelID, res.Name, res.Created, res.Index})
-	} else {
-		tw := in.table("CHANNEL", "NAME", "CREATED", "INDEX")
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%d\n", cell(res.ChannelID), cell(res.Name), res.Created, res.Index)
-		err = flushTable(tw)
-	}
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	return exitOK
+	return in.withClient(ctx, func(ctx context.Context, c *client.Client) error {
+		res, err := c.CreateChannel(ctx, *id, *name)
+		if err != nil {
+			return err
+		}
+		if in.asJSON {
+			err = in.writeJSON(struct {
+				ChannelID string `json:"channel_id"`
+				Name      string `json:"name"`
+				Created   bool   `json:"created"`
+				Index     uint64 `json:"index"`
+			}{res.ChannelID, res.Name, res.Created, res.Index})
+		} else {
+			tw := in.table("CHANNEL", "NAME", "CREATED", "INDEX")
+			fmt.Fprintf(tw, "%s\t%s\t%t\t%d\n", cell(res.ChannelID), cell(res.Name), res.Created, res.Index)
+			err = flushTable(tw)
+		}
+		return err
+	})
 }
 
 // channelGet is `raftogram channel get ID`: it prints the channel, its
@@ -115,28 +107,20 @@ func channelGet(ctx context.Context, args []string, env map[string]string, stdou
 		return code
 	}
 	cons, _ := in.readConsistency() // checked by parse
-	ctx, cancel := in.commandContext(ctx)
-	defer cancel()
-	c, err := in.connect(ctx)
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	defer c.Close()
-	ch, err := c.GetChannel(ctx, pos[0], client.ReadOptions{Consistency: cons, MinIndex: in.minIndex})
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	if in.asJSON {
-		err = in.writeJSON(newJSONChannel(*ch))
-	} else {
-		tw := in.table("CHANNEL", "NAME", "CREATED_AT", "FIRST", "LAST", "MESSAGES")
-		writeChannelRow(tw, *ch)
-		err = flushTable(tw)
-	}
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	return exitOK
+	return in.withClient(ctx, func(ctx context.Context, c *client.Client) error {
+		ch, err := c.GetChannel(ctx, pos[0], client.ReadOptions{Consistency: cons, MinIndex: in.minIndex})
+		if err != nil {
+			return err
+		}
+		if in.asJSON {
+			err = in.writeJSON(newJSONChannel(*ch))
+		} else {
+			tw := in.table("CHANNEL", "NAME", "CREATED_AT", "FIRST", "LAST", "MESSAGES")
+			writeChannelRow(tw, *ch)
+			err = flushTable(tw)
+		}
+		return err
+	})
 }
 
 // writeChannelRow writes one channel as a table row.
@@ -164,51 +148,44 @@ func channelList(ctx context.Context, args []string, env map[string]string, stdo
 		return in.usageError("-page-size must not be negative, got %d", *pageSize)
 	}
 	cons, _ := in.readConsistency()
-	ctx, cancel := in.commandContext(ctx)
-	defer cancel()
-	c, err := in.connect(ctx)
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	defer c.Close()
-	opts := client.ListOptions{PageSize: *pageSize, PageToken: *pageToken, Consistency: cons, MinIndex: in.minIndex}
-	var chans []client.Channel
-	next := ""
-	if *all {
-		for ch, err := range c.Channels(ctx, opts) {
-			if err != nil {
-				return in.fail(ctx, err)
+	return in.withClient(ctx, func(ctx context.Context, c *client.Client) error {
+		opts := client.ListOptions{PageSize: *pageSize, PageToken: *pageToken, Consistency: cons, MinIndex: in.minIndex}
+		var chans []client.Channel
+		next := ""
+		if *all {
+			for ch, err := range c.Channels(ctx, opts) {
+				if err != nil {
+					return err
+				}
+				chans = append(chans, ch)
 			}
-			chans = append(chans, ch)
+		} else {
+			page, err := c.ListChannels(ctx, opts)
+			if err != nil {
+				return err
+			}
+			chans, next = page.Channels, page.NextPageToken
 		}
-	} else {
-		page, err := c.ListChannels(ctx, opts)
-		if err != nil {
-			return in.fail(ctx, err)
+		var err error
+		if in.asJSON {
+			out := struct {
+				Channels      []jsonChannel `json:"channels"`
+				NextPageToken string        `json:"next_page_token"`
+			}{Channels: []jsonChannel{}, NextPageToken: next}
+			for _, ch := range chans {
+				out.Channels = append(out.Channels, newJSONChannel(ch))
+			}
+			err = in.writeJSON(out)
+		} else {
+			tw := in.table("CHANNEL", "NAME", "CREATED_AT", "FIRST", "LAST", "MESSAGES")
+			for _, ch := range chans {
+				writeChannelRow(tw, ch)
+			}
+			err = flushTable(tw)
+			if err == nil && next != "" {
+				fmt.Fprintf(stderr, "more channels: -page-token %s (or -all)\n", next)
+			}
 		}
-		chans, next = page.Channels, page.NextPageToken
-	}
-	if in.asJSON {
-		out := struct {
-			Channels      []jsonChannel `json:"channels"`
-			NextPageToken string        `json:"next_page_token"`
-		}{Channels: []jsonChannel{}, NextPageToken: next}
-		for _, ch := range chans {
-			out.Channels = append(out.Channels, newJSONChannel(ch))
-		}
-		err = in.writeJSON(out)
-	} else {
-		tw := in.table("CHANNEL", "NAME", "CREATED_AT", "FIRST", "LAST", "MESSAGES")
-		for _, ch := range chans {
-			writeChannelRow(tw, ch)
-		}
-		err = flushTable(tw)
-		if err == nil && next != "" {
-			fmt.Fprintf(stderr, "more channels: -page-token %s (or -all)\n", next)
-		}
-	}
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	return exitOK
+		return err
+	})
 }

@@ -219,6 +219,23 @@ func (in *invocation) readConsistency() (client.Consistency, error) {
 	return c, nil
 }
 
+// withClient runs fn with a Client for -addrs, under the command's
+// timeout, and returns exitOK, or, when connecting or fn fails, the exit
+// code of in.fail for that error.
+func (in *invocation) withClient(ctx context.Context, fn func(context.Context, *client.Client) error) int {
+	ctx, cancel := in.commandContext(ctx)
+	defer cancel()
+	c, err := in.connect(ctx)
+	if err != nil {
+		return in.fail(ctx, err)
+	}
+	defer c.Close()
+	if err := fn(ctx, c); err != nil {
+		return in.fail(ctx, err)
+	}
+	return exitOK
+}
+
 // commandContext returns the command's context: ctx bounded by -timeout when the
 // command has one.
 func (in *invocation) commandContext(ctx context.Context) (context.Context, context.CancelFunc) {

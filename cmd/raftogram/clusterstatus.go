@@ -212,38 +212,30 @@ func clusterTransferLeader(ctx context.Context, args []string, env map[string]st
 	if _, code, ok := in.parse(args, 0, 0); !ok {
 		return code
 	}
-	ctx, cancel := in.commandContext(ctx)
-	defer cancel()
-	c, err := in.connect(ctx)
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	defer c.Close()
-	leader, err := c.TransferLeadership(ctx, *to)
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	if leader == "" {
-		if leader, err = waitLeader(ctx, c); err != nil {
-			return in.fail(ctx, err)
+	return in.withClient(ctx, func(ctx context.Context, c *client.Client) error {
+		leader, err := c.TransferLeadership(ctx, *to)
+		if err != nil {
+			return err
 		}
-	}
-	if *to != "" && leader != *to {
-		return in.fail(ctx, fmt.Errorf("leadership went to %s, not %s", leader, *to))
-	}
-	if in.asJSON {
-		err = in.writeJSON(struct {
-			LeaderID string `json:"leader_id"`
-		}{leader})
-	} else {
-		tw := in.table("LEADER")
-		fmt.Fprintln(tw, cell(leader))
-		err = flushTable(tw)
-	}
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	return exitOK
+		if leader == "" {
+			if leader, err = waitLeader(ctx, c); err != nil {
+				return err
+			}
+		}
+		if *to != "" && leader != *to {
+			return fmt.Errorf("leadership went to %s, not %s", leader, *to)
+		}
+		if in.asJSON {
+			err = in.writeJSON(struct {
+				LeaderID string `json:"leader_id"`
+			}{leader})
+		} else {
+			tw := in.table("LEADER")
+			fmt.Fprintln(tw, cell(leader))
+			err = flushTable(tw)
+		}
+		return err
+	})
 }
 
 // waitLeader polls the nodes until one reports that it leads and returns

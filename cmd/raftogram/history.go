@@ -37,41 +37,33 @@ func historyCommand(ctx context.Context, args []string, env map[string]string, s
 		return in.usageError("-limit must not be negative, got %d", *limit)
 	}
 	cons, _ := in.readConsistency()
-	ctx, cancel := in.commandContext(ctx)
-	defer cancel()
-	c, err := in.connect(ctx)
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	defer c.Close()
-	h, err := c.ReadHistory(ctx, pos[0], client.ReadOptions{After: *after, Limit: *limit, Consistency: cons, MinIndex: in.minIndex})
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	if in.asJSON {
-		out := struct {
-			ChannelID    string        `json:"channel_id"`
-			Messages     []jsonMessage `json:"messages"`
-			HasMore      bool          `json:"has_more"`
-			NodeID       string        `json:"node_id"`
-			AppliedIndex uint64        `json:"applied_index"`
-		}{ChannelID: pos[0], Messages: []jsonMessage{}, HasMore: h.HasMore, NodeID: h.NodeID, AppliedIndex: h.AppliedIndex}
-		for _, m := range h.Messages {
-			out.Messages = append(out.Messages, newJSONMessage("", m))
+	return in.withClient(ctx, func(ctx context.Context, c *client.Client) error {
+		h, err := c.ReadHistory(ctx, pos[0], client.ReadOptions{After: *after, Limit: *limit, Consistency: cons, MinIndex: in.minIndex})
+		if err != nil {
+			return err
 		}
-		err = in.writeJSON(out)
-	} else {
-		tw := in.table("SEQUENCE", "CREATED_AT", "AUTHOR", "PAYLOAD")
-		for _, m := range h.Messages {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", m.Sequence, timeText(m.CreatedAt), cell(m.AuthorID), payloadText(m.Payload))
+		if in.asJSON {
+			out := struct {
+				ChannelID    string        `json:"channel_id"`
+				Messages     []jsonMessage `json:"messages"`
+				HasMore      bool          `json:"has_more"`
+				NodeID       string        `json:"node_id"`
+				AppliedIndex uint64        `json:"applied_index"`
+			}{ChannelID: pos[0], Messages: []jsonMessage{}, HasMore: h.HasMore, NodeID: h.NodeID, AppliedIndex: h.AppliedIndex}
+			for _, m := range h.Messages {
+				out.Messages = append(out.Messages, newJSONMessage("", m))
+			}
+			err = in.writeJSON(out)
+		} else {
+			tw := in.table("SEQUENCE", "CREATED_AT", "AUTHOR", "PAYLOAD")
+			for _, m := range h.Messages {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", m.Sequence, timeText(m.CreatedAt), cell(m.AuthorID), payloadText(m.Payload))
+			}
+			err = flushTable(tw)
+			if err == nil && h.HasMore && len(h.Messages) > 0 {
+				fmt.Fprintf(stderr, "more messages: -after %d\n", h.Messages[len(h.Messages)-1].Sequence)
+			}
 		}
-		err = flushTable(tw)
-		if err == nil && h.HasMore && len(h.Messages) > 0 {
-			fmt.Fprintf(stderr, "more messages: -after %d\n", h.Messages[len(h.Messages)-1].Sequence)
-		}
-	}
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	return exitOK
+		return err
+	})
 }

@@ -42,8 +42,6 @@ func sendCommand(ctx context.Context, args []string, env map[string]string, stdo
 	if *author == "" {
 		return in.usageError("-author is required")
 	}
-	ctx, cancel := in.commandContext(ctx)
-	defer cancel()
 	var payload []byte
 	if len(pos) == 2 && pos[1] != "-" {
 		payload = []byte(pos[1])
@@ -53,32 +51,26 @@ func sendCommand(ctx context.Context, args []string, env map[string]string, stdo
 			return in.fail(ctx, err)
 		}
 	}
-	c, err := in.connect(ctx)
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	defer c.Close()
-	res, err := c.Send(ctx, client.SendRequest{ChannelID: pos[0], AuthorID: *author, Payload: payload, ClientMessageID: *id})
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	if in.asJSON {
-		err = in.writeJSON(struct {
-			ChannelID       string `json:"channel_id"`
-			Sequence        uint64 `json:"sequence"`
-			Deduplicated    bool   `json:"deduplicated"`
-			Index           uint64 `json:"index"`
-			ClientMessageID string `json:"client_message_id"`
-		}{pos[0], res.Sequence, res.Deduplicated, res.Index, res.ClientMessageID})
-	} else {
-		tw := in.table("SEQUENCE", "DEDUPLICATED", "INDEX", "CLIENT_MESSAGE_ID")
-		fmt.Fprintf(tw, "%d\t%t\t%d\t%s\n", res.Sequence, res.Deduplicated, res.Index, res.ClientMessageID)
-		err = flushTable(tw)
-	}
-	if err != nil {
-		return in.fail(ctx, err)
-	}
-	return exitOK
+	return in.withClient(ctx, func(ctx context.Context, c *client.Client) error {
+		res, err := c.Send(ctx, client.SendRequest{ChannelID: pos[0], AuthorID: *author, Payload: payload, ClientMessageID: *id})
+		if err != nil {
+			return err
+		}
+		if in.asJSON {
+			err = in.writeJSON(struct {
+				ChannelID       string `json:"channel_id"`
+				Sequence        uint64 `json:"sequence"`
+				Deduplicated    bool   `json:"deduplicated"`
+				Index           uint64 `json:"index"`
+				ClientMessageID string `json:"client_message_id"`
+			}{pos[0], res.Sequence, res.Deduplicated, res.Index, res.ClientMessageID})
+		} else {
+			tw := in.table("SEQUENCE", "DEDUPLICATED", "INDEX", "CLIENT_MESSAGE_ID")
+			fmt.Fprintf(tw, "%d\t%t\t%d\t%s\n", res.Sequence, res.Deduplicated, res.Index, res.ClientMessageID)
+			err = flushTable(tw)
+		}
+		return err
+	})
 }
 
 // readPayload returns everything r holds, up to sendMaxStdin bytes; it
