@@ -68,6 +68,9 @@ type Config struct {
 type FSM interface {
 	raft.BatchingFSM
 	AppliedIndex() uint64
+	// CommittedIndex is the last index committed to the FSM's storage (it
+	// trails AppliedIndex while commits are deferred).
+	CommittedIndex() uint64
 	WaitApplied(ctx context.Context, index uint64) error
 }
 
@@ -351,30 +354,24 @@ type Status struct {
 	Term           uint64
 	CommitIndex    uint64
 	AppliedIndex   uint64 // last index applied to the projection
-	CommittedIndex uint64 // last index committed to the projection's file (0 if the FSM does not say)
+	CommittedIndex uint64 // last index committed to the projection's file
 	LastLogIndex   uint64
 	SnapshotIndex  uint64 // index of the newest snapshot this node holds
 }
 
-// committedIndexer is an FSM that reports the last index committed to its
-// storage (a *fsm.FSM does).
-type committedIndexer interface{ CommittedIndex() uint64 }
-
 // Status returns this node's role, the leader it knows and its indexes.
 func (n *Node) Status() Status {
 	st := Status{
-		NodeID:       n.cfg.NodeID,
-		Role:         strings.ToLower(n.raft.State().String()),
-		Term:         n.raft.CurrentTerm(),
-		CommitIndex:  n.raft.CommitIndex(),
-		AppliedIndex: n.fsm.AppliedIndex(),
-		LastLogIndex: n.raft.LastIndex(),
+		NodeID:         n.cfg.NodeID,
+		Role:           strings.ToLower(n.raft.State().String()),
+		Term:           n.raft.CurrentTerm(),
+		CommitIndex:    n.raft.CommitIndex(),
+		AppliedIndex:   n.fsm.AppliedIndex(),
+		CommittedIndex: n.fsm.CommittedIndex(),
+		LastLogIndex:   n.raft.LastIndex(),
 	}
 	if idx, err := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64); err == nil {
 		st.SnapshotIndex = idx
-	}
-	if c, ok := n.fsm.(committedIndexer); ok {
-		st.CommittedIndex = c.CommittedIndex()
 	}
 	st.IsLeader = st.Role == "leader"
 	addr, id := n.raft.LeaderWithID()
