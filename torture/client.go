@@ -109,11 +109,21 @@ var definite = []error{
 }
 
 // outcomeOf is how a call that returned err ended: OK, Failed when the
-// error says it did not take effect, Unknown for everything else (the
-// client gave up on Unavailable, a deadline, a lost connection).
+// error says it did not take effect (one of definite, or any answer with a
+// NotLeader detail: an Unavailable during an election too), Unknown for
+// everything else (the client gave up on Unavailable, a lost connection).
+// A call its context ended is Unknown even when the error also carries an
+// earlier attempt's definite answer: an attempt may have been in flight.
 func outcomeOf(err error) Outcome {
 	if err == nil {
 		return OK
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return Unknown
+	}
+	var e *client.Error
+	if errors.As(err, &e) && e.NotLeaderDetail() {
+		return Failed
 	}
 	for _, d := range definite {
 		if errors.Is(err, d) {
