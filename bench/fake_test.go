@@ -30,7 +30,6 @@ type fakeCluster struct {
 	mu       sync.Mutex
 	leader   string
 	leaderCh chan struct{} // closed when the leader changes
-	down     map[string]bool
 	channels map[string]*fakeChannel
 	// beforeSend, if set, runs on the leader before a send is applied; a
 	// non-nil error is returned instead. afterSend runs after it is applied;
@@ -54,7 +53,6 @@ func newFakeCluster(t testing.TB, leader string, nodes ...string) *fakeCluster {
 		listeners: make(map[string]*bufconn.Listener),
 		leader:    leader,
 		leaderCh:  make(chan struct{}),
-		down:      make(map[string]bool),
 		channels:  make(map[string]*fakeChannel),
 	}
 	for _, name := range nodes {
@@ -75,11 +73,8 @@ func fakeAddr(name string) string { return "passthrough:///" + name }
 // dialOptions makes a client reach the fake nodes by name.
 func (c *fakeCluster) dialOptions() []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-		c.mu.Lock()
-		down := c.down[addr]
-		c.mu.Unlock()
 		lis, ok := c.listeners[addr]
-		if !ok || down {
+		if !ok {
 			return nil, fmt.Errorf("dial %s: connection refused", addr)
 		}
 		return lis.DialContext(ctx)
@@ -94,12 +89,6 @@ func (c *fakeCluster) setLeader(name string) {
 	c.leaderCh = make(chan struct{})
 }
 
-func (c *fakeCluster) setDown(name string, down bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.down[name] = down
-}
-
 func (c *fakeCluster) messages(channel string) []*raftogramv1.Message {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -108,15 +97,6 @@ func (c *fakeCluster) messages(channel string) []*raftogramv1.Message {
 		return nil
 	}
 	return append([]*raftogramv1.Message(nil), ch.msgs...)
-}
-
-// addChannel creates a channel directly.
-func (c *fakeCluster) addChannel(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.channels[id] == nil {
-		c.channels[id] = &fakeChannel{ids: make(map[string]uint64), notify: make(chan struct{})}
-	}
 }
 
 type fakeNode struct {

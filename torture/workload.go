@@ -30,8 +30,7 @@ type Workload struct {
 	knownIndex atomic.Uint64             // highest Raft index of an acknowledged write
 	nextID     atomic.Int64
 
-	floodMu sync.Mutex
-	flood   chan struct{} // closed while a flood runs
+	flood chan struct{} // closed while a flood runs
 
 	subs   []*Subscriber
 	subCtx context.CancelFunc
