@@ -213,9 +213,7 @@ func TestLeaderFollowing(t *testing.T) {
 		return nil, status.Error(codes.Unavailable, "shutting down")
 	}
 	leader.mu.Unlock()
-	// The deadline leaves room for several attempts on a loaded machine
-	// (one slow dial once used up 2 s).
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := c.Send(ctx, SendRequest{ChannelID: "g", AuthorID: "a"})
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrNotLeader) {
