@@ -437,13 +437,13 @@ func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, c
 		switch {
 		case c.isClosed():
 			return fmt.Errorf("%s: %w", cl.op, ErrClosed)
-		case ctx.Err() != nil:
+		case ctxEnded(ctx) != nil:
 			// The attempt was cut by ctx: the previous attempt's error,
 			// if any, says more.
 			if lastErr == nil || !unknownOutcome(e.Code) {
 				lastErr = fmt.Errorf("%s on %s: %w", cl.op, n.addr, e)
 			}
-			return c.ctxError(cl.op, ctx.Err(), lastErr)
+			return c.ctxError(cl.op, ctxEnded(ctx), lastErr)
 		}
 		lastErr = fmt.Errorf("%s on %s: %w", cl.op, n.addr, e)
 		hint = ""
@@ -478,6 +478,20 @@ func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, c
 			return c.ctxError(cl.op, err, lastErr)
 		}
 	}
+}
+
+// ctxEnded returns ctx's error, or context.DeadlineExceeded once ctx's
+// deadline has passed although its timer has not fired yet: gRPC can end
+// an attempt at the deadline before ctx.Err() says so, and that attempt
+// must still count as cut by ctx.
+func ctxEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // unknownOutcome reports whether an attempt that failed with code may or

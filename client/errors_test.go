@@ -140,3 +140,30 @@ func TestParseConsistency(t *testing.T) {
 		t.Errorf("strong: %v", err)
 	}
 }
+
+// deadlineOnly is a context whose deadline is known but whose timer has
+// not fired: Err is still nil, as it can be for an instant after the
+// deadline, when gRPC has already ended the attempt.
+type deadlineOnly struct {
+	context.Context
+	at time.Time
+}
+
+func (d deadlineOnly) Deadline() (time.Time, bool) { return d.at, true }
+
+// An attempt gRPC ended at the deadline counts as cut by the context even
+// before ctx.Err() says so (TestLeaderFollowing lost the last answer's kind
+// to that race about one run in five).
+func TestCtxEndedAtTheDeadline(t *testing.T) {
+	if err := ctxEnded(deadlineOnly{context.Background(), time.Now().Add(-time.Millisecond)}); err != context.DeadlineExceeded {
+		t.Fatalf("past deadline, timer not fired: %v, want DeadlineExceeded", err)
+	}
+	if err := ctxEnded(deadlineOnly{context.Background(), time.Now().Add(time.Hour)}); err != nil {
+		t.Fatalf("future deadline: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := ctxEnded(ctx); err != context.Canceled {
+		t.Fatalf("cancelled: %v", err)
+	}
+}
