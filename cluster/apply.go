@@ -51,11 +51,24 @@ func (n *Node) Apply(ctx context.Context, events []domain.Event) ([]domain.Resul
 // reached raft because the node was stopping.
 var errShutdown = raft.ErrRaftShutdown
 
-// raftError maps a raft future error to the domain's vocabulary.
+// raftError maps a raft future error to the domain's vocabulary
+// ([mapRaftError]), naming the leader this node knows.
 func (n *Node) raftError(op string, err error) error {
+	return mapRaftError(op, err, n.NotLeader)
+}
+
+// mapRaftError maps the error of a raft future for op ("write", "read") to
+// the domain's vocabulary: raft.ErrNotLeader to notLeader()'s
+// *domain.NotLeaderError (nothing was written); raft.ErrEnqueueTimeout to an
+// EUNAVAILABLE *domain.Error saying the leader is overloaded (nothing was
+// queued); raft.ErrLeadershipLost, ErrLeadershipTransferInProgress,
+// ErrRaftShutdown and ErrAbortedByRestore to an EUNAVAILABLE one saying the
+// outcome is unknown (the entry may still commit); any other error wrapped
+// as an internal one.
+func mapRaftError(op string, err error, notLeader func() *domain.NotLeaderError) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader):
-		return n.NotLeader()
+		return notLeader()
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return domain.Errorf(domain.EUNAVAILABLE, "%s not accepted: the leader is overloaded; retry", op)
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress),

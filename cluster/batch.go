@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"fmt"
+	"sync"
+	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/raftogram/raftogram/domain"
 )
 
@@ -40,19 +43,48 @@ func newProposal(events []domain.Event) *proposal {
 	return p
 }
 
-// runBatcher owns the proposal queue until n.stop closes; then it fails
+// raftApplier is the part of *raft.Raft the batcher writes through.
+type raftApplier interface {
+	Apply(cmd []byte, timeout time.Duration) raft.ApplyFuture
+}
+
+// batcher turns queued proposals into log entries: it coalesces whatever is
+// queued while it waits for one of maxInflightEntries slots, and commits
+// each entry on its own goroutine.
+type batcher struct {
+	proposals <-chan *proposal
+	stop      <-chan struct{}
+	raft      raftApplier
+	timeout   time.Duration     // raft.Apply's enqueue timeout
+	mapErr    func(error) error // a raft future's error, or errShutdown, to the caller's error
+	wg        *sync.WaitGroup   // counts the commit goroutines
+}
+
+// runBatcher owns n's proposal queue until n.stop closes; then it fails
 // whatever is still queued.
 func (n *Node) runBatcher() {
 	defer n.wg.Done()
 	defer close(n.batcherDone)
+	b := batcher{
+		proposals: n.proposals, stop: n.stop, raft: n.raft, timeout: n.cfg.ApplyTimeout,
+		mapErr: func(err error) error { return n.raftError("write", err) },
+		wg:     &n.wg,
+	}
+	b.run()
+}
+
+// run batches proposals until b.stop closes, then fails the batch it holds
+// and whatever is still queued, and returns. Commits it started may still
+// run; b.wg counts them.
+func (b *batcher) run() {
 	slots := make(chan struct{}, maxInflightEntries)
 	for {
 		var batch []*proposal
 		select {
-		case p := <-n.proposals:
+		case p := <-b.proposals:
 			batch = append(batch, p)
-		case <-n.stop:
-			n.failQueued()
+		case <-b.stop:
+			b.failQueued()
 			return
 		}
 		events, size := len(batch[0].events), batch[0].bytes
@@ -63,9 +95,9 @@ func (n *Node) runBatcher() {
 				select {
 				case slots <- struct{}{}:
 					acquired = true
-				case <-n.stop:
-					n.fail(batch, n.raftError("write", errShutdown))
-					n.failQueued()
+				case <-b.stop:
+					fail(batch, b.mapErr(errShutdown))
+					b.failQueued()
 					return
 				}
 				continue
@@ -73,20 +105,20 @@ func (n *Node) runBatcher() {
 			select {
 			case slots <- struct{}{}:
 				acquired = true
-			case p := <-n.proposals:
+			case p := <-b.proposals:
 				batch = append(batch, p)
 				events += len(p.events)
 				size += p.bytes
-			case <-n.stop:
-				n.fail(batch, n.raftError("write", errShutdown))
-				n.failQueued()
+			case <-b.stop:
+				fail(batch, b.mapErr(errShutdown))
+				b.failQueued()
 				return
 			}
 		}
 		// Take what else is queued right now.
 		for drained := false; !drained && !full(); {
 			select {
-			case p := <-n.proposals:
+			case p := <-b.proposals:
 				batch = append(batch, p)
 				events += len(p.events)
 				size += p.bytes
@@ -94,35 +126,35 @@ func (n *Node) runBatcher() {
 				drained = true
 			}
 		}
-		n.wg.Add(1)
+		b.wg.Add(1)
 		go func() {
-			defer n.wg.Done()
+			defer b.wg.Done()
 			defer func() { <-slots }()
-			n.commit(batch, events)
+			b.commit(batch, events)
 		}()
 	}
 }
 
 // commit writes the proposals' events as one entry and hands each proposal
 // its slice of the results.
-func (n *Node) commit(batch []*proposal, count int) {
+func (b *batcher) commit(batch []*proposal, count int) {
 	all := make([]domain.Event, 0, count)
 	for _, p := range batch {
 		all = append(all, p.events...)
 	}
 	data, err := domain.EncodeEvents(all)
 	if err != nil {
-		n.fail(batch, fmt.Errorf("cluster apply: %w", err))
+		fail(batch, fmt.Errorf("cluster apply: %w", err))
 		return
 	}
-	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
+	f := b.raft.Apply(data, b.timeout)
 	if err := f.Error(); err != nil {
-		n.fail(batch, n.raftError("write", err))
+		fail(batch, b.mapErr(err))
 		return
 	}
 	rs, ok := f.Response().([]domain.Result)
 	if !ok || len(rs) != len(all) {
-		n.fail(batch, fmt.Errorf("cluster apply: state machine answered %T with %d results for %d events", f.Response(), len(rs), len(all)))
+		fail(batch, fmt.Errorf("cluster apply: state machine answered %T with %d results for %d events", f.Response(), len(rs), len(all)))
 		return
 	}
 	for _, p := range batch {
@@ -131,17 +163,19 @@ func (n *Node) commit(batch []*proposal, count int) {
 	}
 }
 
-func (n *Node) fail(batch []*proposal, err error) {
+// fail answers every proposal of batch with err.
+func fail(batch []*proposal, err error) {
 	for _, p := range batch {
 		p.done <- proposalResult{err: err}
 	}
 }
 
-func (n *Node) failQueued() {
+// failQueued answers every proposal still queued with the shutdown error.
+func (b *batcher) failQueued() {
 	for {
 		select {
-		case p := <-n.proposals:
-			n.fail([]*proposal{p}, n.raftError("write", errShutdown))
+		case p := <-b.proposals:
+			fail([]*proposal{p}, b.mapErr(errShutdown))
 		default:
 			return
 		}
