@@ -113,10 +113,12 @@ func openSingleNode(t *testing.T) (*Node, *projection.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close(ctx) })
+	// Leading, and past the barrier a new leader commits when it takes
+	// office (observe), which would otherwise race with the test's entries.
 	deadline := time.Now().Add(10 * time.Second)
-	for !n.Status().IsLeader {
+	for !n.Status().IsLeader || n.readyTerm.Load() != n.Term() {
 		if time.Now().After(deadline) {
-			t.Fatal("no leader")
+			t.Fatalf("not a ready leader within 10s: %+v, ready term %d", n.Status(), n.readyTerm.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -133,9 +135,9 @@ func TestReadIndexIsTheLastStateMachineEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A read after a stall commits a barrier entry after the write. (Set
-	// what the stall watcher sets on a stall: faking the stall through
-	// lastTick races with the watcher's next tick overwriting it.)
+	// A read after a stall commits a barrier entry after the write (set
+	// what the stall watcher sets on a stall; TestReadAfterStall... covers
+	// the watcher).
 	n.readyTerm.Store(0)
 	idx, term, err := n.ReadIndex(ctx)
 	if err != nil {
