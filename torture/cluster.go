@@ -4,20 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/raftogram/raftogram/config"
 	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/internal/proccluster"
 	"github.com/raftogram/raftogram/internal/testbin"
-)
-
-// Timing bounds of the cluster driver.
-const (
-	exitWait     = 15 * time.Second
-	pollInterval = 25 * time.Millisecond
 )
 
 // RaftTuning is the raft: section written into every node's config.
@@ -48,29 +42,23 @@ func DefaultRaftTuning() RaftTuning {
 	}
 }
 
-// Node is one raftogram process of the cluster, with its addresses and
-// files. Its Raft peers are reached through the cluster's links.
+// Node is one raftogram process of the cluster (a [proccluster.Node]:
+// addresses, files, start/kill/pause/terminate by pid, /health) with the
+// torture's view of its log: watches, evidence counters and a tail.
 type Node struct {
-	c     *Cluster
-	Index int
-	ID    string
-
-	RaftAddr, GRPCAddr, HealthAddr string
-	DataDir, CfgPath, LogPath      string
+	*proccluster.Node
+	c *Cluster
 
 	mu       sync.Mutex
-	proc     *process
-	paused   bool
-	starts   int
 	watches  []*logWatch
 	evidence map[string]int
 	tail     logTail
 }
 
-// Cluster is a static raftogram cluster of real processes whose Raft
-// traffic runs through per-link proxies.
+// Cluster is a static raftogram cluster of real processes
+// ([proccluster.Cluster]) whose Raft traffic runs through per-link proxies.
 type Cluster struct {
-	bin   string
+	pc    *proccluster.Cluster
 	Dir   string
 	Nodes []*Node
 	links map[[2]int]*Link
@@ -81,81 +69,59 @@ type Cluster struct {
 	anomalies []string
 }
 
-// NewCluster writes configs for n nodes under dir and starts the link
-// proxies. Nothing is started.
+// NewCluster writes configs for n nodes under dir, each listing every
+// other peer at the proxy of its link, and starts the link proxies.
+// Nothing is started.
 func NewCluster(bin, dir string, n int, raft RaftTuning) (*Cluster, error) {
-	c := &Cluster{bin: bin, Dir: dir, links: map[[2]int]*Link{}, start: time.Now(), raft: raft}
-	addrs, err := testbin.FreePorts(3 * n)
+	c := &Cluster{Dir: dir, links: map[[2]int]*Link{}, start: time.Now(), raft: raft}
+	var linkErr error
+	pc, err := proccluster.New(proccluster.Options{
+		Bin: bin, Dir: dir, Nodes: n,
+		Configure: func(i int, cfg *config.Config) {
+			cfg.Raft.HeartbeatTimeout = raft.HeartbeatTimeout
+			cfg.Raft.ElectionTimeout = raft.ElectionTimeout
+			cfg.Raft.LeaderLeaseTimeout = raft.LeaderLeaseTimeout
+			cfg.Raft.CommitTimeout = raft.CommitTimeout
+			cfg.Raft.SnapshotThreshold = raft.SnapshotThreshold
+			cfg.Raft.SnapshotInterval = raft.SnapshotInterval
+			cfg.Raft.TrailingLogs = raft.TrailingLogs
+			cfg.Raft.ApplyTimeout = raft.ApplyTimeout
+			cfg.LogLevel = "info"
+			// Node i reaches peer j through the proxy of the link i->j.
+			for j := range cfg.Cluster.Peers {
+				if j == i {
+					continue
+				}
+				l, err := newLink(i, j, cfg.Cluster.Peers[j].RaftAddr)
+				if err != nil {
+					linkErr = errors.Join(linkErr, err)
+					continue
+				}
+				c.links[[2]int{i, j}] = l
+				cfg.Cluster.Peers[j].RaftAddr = l.Addr()
+			}
+		},
+		OnLine: func(pn *proccluster.Node, line string) { c.Nodes[pn.Index].onLine(line) },
+		OnExit: func(pn *proccluster.Node, p *proccluster.Process) {
+			if !p.Expected() {
+				nd := c.Nodes[pn.Index]
+				c.anomaly("%s (pid %d) exited on its own with code %d; last log lines:\n    %s",
+					nd.ID, p.PID(), p.ExitCode(), strings.Join(nd.Tail(), "\n    "))
+			}
+		},
+	})
+	if err == nil {
+		err = linkErr
+	}
 	if err != nil {
+		c.closeLinks()
 		return nil, err
 	}
-	for i := range n {
-		id := fmt.Sprintf("node%d", i+1)
-		c.Nodes = append(c.Nodes, &Node{
-			c: c, Index: i, ID: id,
-			RaftAddr: addrs[3*i], GRPCAddr: addrs[3*i+1], HealthAddr: addrs[3*i+2],
-			DataDir:  filepath.Join(dir, "data", id),
-			CfgPath:  filepath.Join(dir, "config."+id+".yaml"),
-			LogPath:  filepath.Join(dir, id+".log"),
-			evidence: map[string]int{},
-		})
-	}
-	for i, from := range c.Nodes {
-		for j, to := range c.Nodes {
-			if i == j {
-				continue
-			}
-			l, err := newLink(i, j, to.RaftAddr)
-			if err != nil {
-				c.Close()
-				return nil, err
-			}
-			c.links[[2]int{from.Index, to.Index}] = l
-		}
-	}
-	for _, nd := range c.Nodes {
-		if err := os.WriteFile(nd.CfgPath, []byte(c.config(nd)), 0o644); err != nil {
-			c.Close()
-			return nil, err
-		}
+	c.pc = pc
+	for _, pn := range pc.Nodes {
+		c.Nodes = append(c.Nodes, &Node{Node: pn, c: c, evidence: map[string]int{}})
 	}
 	return c, nil
-}
-
-// config is node nd's YAML: itself at its real Raft address, every other
-// peer at the proxy of the link nd->peer.
-func (c *Cluster) config(nd *Node) string {
-	var peers strings.Builder
-	for _, p := range c.Nodes {
-		raftAddr := p.RaftAddr
-		if p != nd {
-			raftAddr = c.links[[2]int{nd.Index, p.Index}].Addr()
-		}
-		fmt.Fprintf(&peers, "    - node_id: %s\n      raft_addr: %s\n      grpc_addr: %s\n", p.ID, raftAddr, p.GRPCAddr)
-	}
-	r := c.raft
-	return fmt.Sprintf(`# written by the torture harness
-node_id: %s
-raft_bind_addr: %s
-grpc_bind_addr: %s
-health_bind_addr: %s
-data_dir: %s
-cluster:
-  peers:
-%sraft:
-  heartbeat_timeout: %s
-  election_timeout: %s
-  leader_lease_timeout: %s
-  commit_timeout: %s
-  snapshot_threshold: %d
-  snapshot_interval: %s
-  trailing_logs: %d
-  apply_timeout: %s
-shutdown_timeout: 5s
-log_level: info
-`, nd.ID, nd.RaftAddr, nd.GRPCAddr, nd.HealthAddr, nd.DataDir, peers.String(),
-		r.HeartbeatTimeout, r.ElectionTimeout, r.LeaderLeaseTimeout, r.CommitTimeout,
-		r.SnapshotThreshold, r.SnapshotInterval, r.TrailingLogs, r.ApplyTimeout)
 }
 
 func (c *Cluster) anomaly(format string, args ...any) {
@@ -194,13 +160,14 @@ func (c *Cluster) NodeByGRPC(addr string) *Node {
 	return nil
 }
 
-// Start starts every given node (all when none is given).
+// Start starts every given node (all when none is given). It returns the
+// first node's error.
 func (c *Cluster) Start(nodes ...*Node) error {
 	if len(nodes) == 0 {
 		nodes = c.Nodes
 	}
 	for _, n := range nodes {
-		if err := n.start(); err != nil {
+		if err := n.Start(); err != nil {
 			return err
 		}
 	}
@@ -210,12 +177,11 @@ func (c *Cluster) Start(nodes ...*Node) error {
 // Close kills every running node (continuing paused ones) and closes the
 // proxies.
 func (c *Cluster) Close() {
-	for _, n := range c.Nodes {
-		if n.Paused() {
-			n.Continue()
-		}
-		n.Kill()
-	}
+	c.pc.Close()
+	c.closeLinks()
+}
+
+func (c *Cluster) closeLinks() {
 	for _, l := range c.links {
 		l.Close()
 	}
@@ -244,101 +210,39 @@ func (c *Cluster) CutLinks() []string {
 	return out
 }
 
-// Health fetches the node's /health ([testbin.GetHealth]); an error names
-// the node.
-func (n *Node) Health() (httpapi.Health, error) {
-	h, err := testbin.GetHealth(nil, n.HealthAddr)
-	if err != nil {
-		return httpapi.Health{}, fmt.Errorf("%s: %w", n.ID, err)
-	}
-	return h, nil
+// poll is [testbin.Poll] every [proccluster.PollInterval]: it calls cond
+// until it returns nil, ctx ends or d passes, and returns the last error.
+func poll(ctx context.Context, d time.Duration, cond func() error) error {
+	return testbin.Poll(ctx, d, proccluster.PollInterval, cond)
 }
 
-// poll is [testbin.Poll] every pollInterval: it calls cond until it returns
-// nil, ctx ends or d passes, and returns the last error.
-func poll(ctx context.Context, d time.Duration, cond func() error) error {
-	return testbin.Poll(ctx, d, pollInterval, cond)
+// node returns the torture node of a harness node (nil for nil).
+func (c *Cluster) node(pn *proccluster.Node) *Node {
+	if pn == nil {
+		return nil
+	}
+	return c.Nodes[pn.Index]
 }
 
 // Stable checks once that among the running, unpaused nodes exactly one
-// leads and every other one follows it in the same term. It returns the
-// leader and the health of each.
+// leads and every other one follows it in the same term
+// ([proccluster.Cluster.Stable]). It returns the leader and the health of
+// each.
 func (c *Cluster) Stable() (*Node, map[string]httpapi.Health, error) {
-	hs := map[string]httpapi.Health{}
-	var leader *Node
-	for _, n := range c.Nodes {
-		if !n.Running() || n.Paused() {
-			continue
-		}
-		h, err := n.Health()
-		if err != nil {
-			return nil, nil, err
-		}
-		hs[n.ID] = h
-		if h.IsLeader {
-			if leader != nil {
-				return nil, nil, fmt.Errorf("two leaders: %s and %s", leader.ID, n.ID)
-			}
-			leader = n
-		}
-	}
-	if leader == nil {
-		return nil, nil, errors.New("no leader")
-	}
-	for id, h := range hs {
-		if h.LeaderID != leader.ID || h.Term != hs[leader.ID].Term {
-			return nil, nil, fmt.Errorf("%s follows %q in term %d; leader %s is in term %d", id, h.LeaderID, h.Term, leader.ID, hs[leader.ID].Term)
-		}
-	}
-	return leader, hs, nil
+	l, hs, err := c.pc.Stable()
+	return c.node(l), hs, err
 }
 
 // WaitStable polls [Cluster.Stable] for up to d.
 func (c *Cluster) WaitStable(ctx context.Context, d time.Duration) (*Node, error) {
-	var leader *Node
-	err := poll(ctx, d, func() error {
-		l, _, err := c.Stable()
-		leader = l
-		return err
-	})
-	return leader, err
+	l, err := c.pc.WaitStable(ctx, d)
+	return c.node(l), err
 }
 
 // WaitConverged polls until every node runs, one leads, and all report the
 // same applied_index, unchanged across two polls; it returns that index.
 func (c *Cluster) WaitConverged(ctx context.Context, d time.Duration) (uint64, error) {
-	var last uint64
-	var lastOK bool
-	var idx uint64
-	err := poll(ctx, d, func() error {
-		for _, n := range c.Nodes {
-			if !n.Running() || n.Paused() {
-				return fmt.Errorf("%s is not running", n.ID)
-			}
-		}
-		_, hs, err := c.Stable()
-		if err != nil {
-			lastOK = false
-			return err
-		}
-		var first uint64
-		var firstSet bool
-		for id, h := range hs {
-			if !firstSet {
-				first, firstSet = h.AppliedIndex, true
-			} else if h.AppliedIndex != first {
-				lastOK = false
-				return fmt.Errorf("applied_index differs (%s at %d, another at %d)", id, h.AppliedIndex, first)
-			}
-		}
-		if !lastOK || last != first {
-			last, lastOK = first, true
-			return fmt.Errorf("applied_index %d not yet stable", first)
-		}
-		idx = first
-		return nil
-	})
-	return idx, err
+	return c.pc.WaitConverged(ctx, d)
 }
 
 // Leader returns the node that currently leads according to a stable view,
@@ -359,4 +263,4 @@ func (c *Cluster) Followers(leader *Node) []*Node {
 }
 
 // Restart starts a stopped node again.
-func (c *Cluster) Restart(n *Node) error { return n.start() }
+func (c *Cluster) Restart(n *Node) error { return n.Start() }

@@ -50,41 +50,40 @@ type Final struct {
 }
 
 // ReadLog reads every message of each channel from the leader (through
-// cl, at LeaderOnly), paging with ReadHistory; it retries a whole channel
-// on error until d passes.
+// cl, at LeaderOnly), paging with ReadHistory; the client retries each page
+// on the nodes until d, per channel, has passed.
 func ReadLog(ctx context.Context, cl *client.Client, channels []string, d time.Duration) (map[string][]MsgRef, error) {
 	out := map[string][]MsgRef{}
 	for _, ch := range channels {
-		var msgs []MsgRef
-		err := poll(ctx, d, func() error {
-			msgs = nil
-			after := uint64(0)
-			for {
-				rctx, cancel := context.WithTimeout(ctx, attemptTimeout)
-				res, err := cl.ReadHistory(rctx, ch, client.ReadOptions{After: after, Limit: 1000, Consistency: client.LeaderOnly})
-				cancel()
-				if err != nil {
-					return err
-				}
-				ms := refs(res.Messages)
-				msgs = append(msgs, ms...)
-				if len(ms) > 0 {
-					after = ms[len(ms)-1].Seq
-				}
-				if !res.HasMore {
-					return nil
-				}
-				if len(ms) == 0 {
-					return fmt.Errorf("ReadHistory of %s after %d: has_more with no messages", ch, after)
-				}
-			}
-		})
+		msgs, err := readChannel(ctx, cl, ch, d)
 		if err != nil {
 			return out, fmt.Errorf("read channel %s: %w", ch, err)
 		}
 		out[ch] = msgs
 	}
 	return out, nil
+}
+
+// readChannel reads one channel whole within d.
+func readChannel(ctx context.Context, cl *client.Client, ch string, d time.Duration) ([]MsgRef, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var msgs []MsgRef
+	for after := uint64(0); ; {
+		res, err := cl.ReadHistory(ctx, ch, client.ReadOptions{After: after, Limit: 1000, Consistency: client.LeaderOnly})
+		if err != nil {
+			return nil, err
+		}
+		ms := refs(res.Messages)
+		msgs = append(msgs, ms...)
+		if !res.HasMore {
+			return msgs, nil
+		}
+		if len(ms) == 0 {
+			return nil, fmt.Errorf("ReadHistory of %s after %d: has_more with no messages", ch, after)
+		}
+		after = ms[len(ms)-1].Seq
+	}
 }
 
 // DumpNode reads a stopped node's projection.db in read-only mode. If the

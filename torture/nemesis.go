@@ -167,7 +167,7 @@ func (n *Nemesis) healAll() {
 			nd.Continue()
 		}
 		if !nd.Running() {
-			if err := nd.start(); err != nil {
+			if err := nd.Start(); err != nil {
 				n.c.anomaly("restart %s: %v", nd.ID, err)
 			}
 		}
