@@ -59,8 +59,8 @@ func TestThreeNodeCluster(t *testing.T) {
 	// 1-2. Start in a non-sorted order; exactly one leader, followers agree.
 	c.start("node3", "node1", "node2")
 	leader := c.waitStable(all...)
-	t.Logf("initial leader: %s", leader.id)
-	lc := c.client(leader.id)
+	t.Logf("initial leader: %s", leader.ID)
+	lc := c.client(leader.ID)
 
 	// 3. Channels.
 	auto, err := lc.CreateChannel(rpcCtx(t), &raftogramv1.CreateChannelRequest{Name: "auto"})
@@ -150,20 +150,20 @@ func TestThreeNodeCluster(t *testing.T) {
 	subscribeHistoryThenLive(t, lc, acked, send, testStart)
 
 	// 4. Followers refuse with FailedPrecondition and a NotLeader hint.
-	for _, nd := range c.nodes {
+	for _, nd := range c.Nodes {
 		if nd == leader {
 			continue
 		}
-		expectNotLeader(t, nd.id, leader, func(ctx context.Context) error {
-			_, err := c.client(nd.id).CreateChannel(ctx, &raftogramv1.CreateChannelRequest{Name: "x"})
+		expectNotLeader(t, nd.ID, leader, func(ctx context.Context) error {
+			_, err := c.client(nd.ID).CreateChannel(ctx, &raftogramv1.CreateChannelRequest{Name: "x"})
 			return err
 		})
-		expectNotLeader(t, nd.id, leader, func(ctx context.Context) error {
-			_, err := c.client(nd.id).SendMessage(ctx, &raftogramv1.SendMessageRequest{ChannelId: "general", AuthorId: "a", ClientMessageId: "msg-1"})
+		expectNotLeader(t, nd.ID, leader, func(ctx context.Context) error {
+			_, err := c.client(nd.ID).SendMessage(ctx, &raftogramv1.SendMessageRequest{ChannelId: "general", AuthorId: "a", ClientMessageId: "msg-1"})
 			return err
 		})
-		expectNotLeader(t, nd.id, leader, func(ctx context.Context) error {
-			_, err := c.client(nd.id).ReadHistory(ctx, &raftogramv1.ReadHistoryRequest{ChannelId: "general"})
+		expectNotLeader(t, nd.ID, leader, func(ctx context.Context) error {
+			_, err := c.client(nd.ID).ReadHistory(ctx, &raftogramv1.ReadHistoryRequest{ChannelId: "general"})
 			return err
 		})
 	}
@@ -171,20 +171,16 @@ func TestThreeNodeCluster(t *testing.T) {
 	// 5. SIGKILL the leader; the survivors elect a new one holding every
 	// acknowledged message.
 	killed := leader
-	killed.proc.signal(t, syscall.SIGKILL)
-	if code := killed.proc.wait(t, exitWait); code != -1 {
-		t.Fatalf("%s after SIGKILL: exit code %d, want -1 (killed)", killed.id, code)
+	c.signal(killed.ID, syscall.SIGKILL)
+	if code := c.wait(killed.ID, exitWait); code != -1 {
+		t.Fatalf("%s after SIGKILL: exit code %d, want -1 (killed)", killed.ID, code)
 	}
 	// A Go client given every address rides out the election: its send
 	// lands once, with the next sequence.
 	last := uint64(len(acked))
-	var addrs []string
-	for _, nd := range c.nodes {
-		addrs = append(addrs, nd.grpcAddr)
-	}
 	gctx, gcancel := context.WithTimeout(context.Background(), electionWait)
 	defer gcancel()
-	gc, err := client.New(gctx, client.Config{Addrs: addrs})
+	gc, err := c.Client(gctx, client.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,13 +194,13 @@ func TestThreeNodeCluster(t *testing.T) {
 
 	var survivors []string
 	for _, id := range all {
-		if id != killed.id {
+		if id != killed.ID {
 			survivors = append(survivors, id)
 		}
 	}
 	leader = c.waitStable(survivors...)
-	t.Logf("leader after killing %s: %s", killed.id, leader.id)
-	lc = c.client(leader.id)
+	t.Logf("leader after killing %s: %s", killed.ID, leader.ID)
+	lc = c.client(leader.ID)
 	all5 := readHistory(t, lc, "general", 0, 0)
 	checkMessages(t, all5.GetMessages(), acked, 1, last, testStart)
 	expectSend(lc, "alice", "msg-1", "Hello", 1, true)
@@ -214,9 +210,9 @@ func TestThreeNodeCluster(t *testing.T) {
 	}
 
 	// 6. Restart the killed node with its data; it rejoins and catches up.
-	c.start(killed.id)
+	c.start(killed.ID)
 	leader = c.waitStable(all...)
-	lc = c.client(leader.id)
+	lc = c.client(leader.ID)
 	expectSend(lc, "dave", "msg-after-restart", "after restart", last+1, false)
 	last++
 	eventually(t, electionWait, "every node applied the same index", func() error {
@@ -225,42 +221,42 @@ func TestThreeNodeCluster(t *testing.T) {
 			return err
 		}
 		if l != leader {
-			return fmt.Errorf("leader changed from %s to %s", leader.id, l.id)
+			return fmt.Errorf("leader changed from %s to %s", leader.ID, l.ID)
 		}
-		want := hs[leader.id].AppliedIndex
+		want := hs[leader.ID].AppliedIndex
 		for id, h := range hs {
 			if h.AppliedIndex != want || h.AppliedIndex == 0 {
-				return fmt.Errorf("applied_index: %s=%d, leader %s=%d", id, h.AppliedIndex, leader.id, want)
+				return fmt.Errorf("applied_index: %s=%d, leader %s=%d", id, h.AppliedIndex, leader.ID, want)
 			}
 		}
 		return nil
 	})
-	if h, err := testbin.GetHealth(nil, killed.health); err != nil || (h.Role != "follower" && h.Role != "leader") {
-		t.Fatalf("restarted %s: health %+v, %v", killed.id, h, err)
+	if h, err := testbin.GetHealth(nil, killed.HealthAddr); err != nil || (h.Role != "follower" && h.Role != "leader") {
+		t.Fatalf("restarted %s: health %+v, %v", killed.ID, h, err)
 	}
 	full := readHistory(t, lc, "general", 0, 0)
 	checkMessages(t, full.GetMessages(), acked, 1, last, testStart)
 
 	// 7. Graceful stop: SIGTERM all three, each exits 0.
 	for _, id := range all {
-		c.byID[id].proc.signal(t, syscall.SIGTERM)
+		c.signal(id, syscall.SIGTERM)
 	}
 	for _, id := range all {
-		if code := c.byID[id].proc.wait(t, exitWait); code != 0 {
+		if code := c.wait(id, exitWait); code != 0 {
 			t.Fatalf("%s after SIGTERM: exit code %d, want 0", id, code)
 		}
 	}
 
 	// 8. Clean bootstrap from empty data directories.
-	for _, nd := range c.nodes {
-		if err := os.RemoveAll(nd.dataDir); err != nil {
+	for _, nd := range c.Nodes {
+		if err := os.RemoveAll(nd.DataDir); err != nil {
 			t.Fatal(err)
 		}
 	}
 	c.start("node2", "node3", "node1")
 	leader = c.waitStable(all...)
-	t.Logf("leader after clean bootstrap: %s", leader.id)
-	lc = c.client(leader.id)
+	t.Logf("leader after clean bootstrap: %s", leader.ID)
+	lc = c.client(leader.ID)
 	_, err = lc.ReadHistory(rpcCtx(t), &raftogramv1.ReadHistoryRequest{ChannelId: "general"})
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("ReadHistory general on a fresh cluster: %v, want NotFound", err)
@@ -357,28 +353,20 @@ func subscribeHistoryThenLive(t *testing.T, cl raftogramv1.MessengerClient, acke
 }
 
 // expectNotLeader asserts call fails on follower id with FailedPrecondition,
-// the README message and a NotLeader detail naming leader.
+// the README message and a NotLeader detail naming leader, read through
+// the client package's mapping ([client.ErrorFromStatus]).
 func expectNotLeader(t *testing.T, id string, leader *node, call func(context.Context) error) {
 	t.Helper()
 	err := call(rpcCtx(t))
-	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.FailedPrecondition {
-		t.Fatalf("%s: %v, want FailedPrecondition", id, err)
+	e := client.ErrorFromStatus(err)
+	if e == nil || e.Code != codes.FailedPrecondition || !errors.Is(e, client.ErrNotLeader) {
+		t.Fatalf("%s: %v, want FailedPrecondition with a NotLeader detail", id, err)
 	}
-	if st.Message() != "not leader: retry on suggested leader client endpoint" {
-		t.Fatalf("%s: message %q", id, st.Message())
+	if e.Message != "not leader: retry on suggested leader client endpoint" {
+		t.Fatalf("%s: message %q", id, e.Message)
 	}
-	var nl *raftogramv1.NotLeader
-	for _, d := range st.Details() {
-		if v, ok := d.(*raftogramv1.NotLeader); ok {
-			nl = v
-		}
-	}
-	if nl == nil {
-		t.Fatalf("%s: no NotLeader detail in %v", id, st.Details())
-	}
-	if nl.GetLeaderGrpcTarget() != leader.grpcAddr || nl.GetRaftLeaderId() != leader.id {
-		t.Fatalf("%s: NotLeader %v, want %s at %s", id, nl, leader.id, leader.grpcAddr)
+	if e.Leader != leader.GRPCAddr || e.LeaderID != leader.ID {
+		t.Fatalf("%s: NotLeader names %s at %s, want %s at %s", id, e.LeaderID, e.Leader, leader.ID, leader.GRPCAddr)
 	}
 }
 
@@ -408,7 +396,7 @@ func TestSingleNodeFromEnvironment(t *testing.T) {
 
 	eventually(t, electionWait, "single node leads", func() error {
 		if p.exited() {
-			return fmt.Errorf("process exited: %v", p.err)
+			return fmt.Errorf("process exited: %v", p.Err())
 		}
 		h, err := testbin.GetHealth(nil, addrs[2])
 		if err != nil {

@@ -138,11 +138,7 @@ func TestCLI(t *testing.T) {
 	all := c.ids()
 	c.start(all...)
 	leader := c.waitStable(all...)
-	var grpcAddrs []string
-	for _, nd := range c.nodes {
-		grpcAddrs = append(grpcAddrs, nd.grpcAddr)
-	}
-	addrs := strings.Join(grpcAddrs, ",")
+	addrs := strings.Join(c.GRPCAddrs(), ",")
 	env := []string{"RAFTOGRAM_ADDRS=" + addrs}
 
 	// Help, an unknown command, usage errors: no node is involved.
@@ -252,34 +248,34 @@ func TestCLI(t *testing.T) {
 	r.expect(t, 0, []string{"NODE", "ROLE", "COMMIT", "APPLIED", "LAG", "SNAPSHOT", "LAST_CONTACT", "VERSION"}, nil)
 	for i, row := range r.rows() {
 		role := "follower"
-		if c.nodes[i] == leader {
+		if c.Nodes[i] == leader {
 			role = "leader"
 		}
-		if len(row) != 10 || row[0] != c.nodes[i].id || row[1] != c.nodes[i].grpcAddr || row[2] != role || row[9] != "dev" {
-			t.Fatalf("cluster status row %d %q, want %s %s %s version dev:\n%s", i, row, c.nodes[i].id, c.nodes[i].grpcAddr, role, r.stdout)
+		if len(row) != 10 || row[0] != c.Nodes[i].ID || row[1] != c.Nodes[i].GRPCAddr || row[2] != role || row[9] != "dev" {
+			t.Fatalf("cluster status row %d %q, want %s %s %s version dev:\n%s", i, row, c.Nodes[i].ID, c.Nodes[i].GRPCAddr, role, r.stdout)
 		}
 	}
 	var st cliStatus
 	runCLI(t, env, "", "cluster", "status", "--json").decode(t, &st)
-	if st.LeaderID != leader.id || len(st.Nodes) != 3 {
+	if st.LeaderID != leader.ID || len(st.Nodes) != 3 {
 		t.Fatalf("cluster status -json: %+v", st)
 	}
 
 	// cluster transfer-leader to a follower; status and /health agree.
-	to := c.nodes[0]
+	to := c.Nodes[0]
 	if to == leader {
-		to = c.nodes[1]
+		to = c.Nodes[1]
 	}
-	r = runCLI(t, env, "", "cluster", "transfer-leader", "--to", to.id)
-	if rows := r.expect(t, 0, []string{"LEADER"}, nil).rows(); len(rows) != 1 || rows[0][0] != to.id {
+	r = runCLI(t, env, "", "cluster", "transfer-leader", "--to", to.ID)
+	if rows := r.expect(t, 0, []string{"LEADER"}, nil).rows(); len(rows) != 1 || rows[0][0] != to.ID {
 		t.Fatalf("transfer-leader:\n%s", r.stdout)
 	}
 	if got := c.waitStable(all...); got != to {
-		t.Fatalf("after transfer-leader %s leads, want %s", got.id, to.id)
+		t.Fatalf("after transfer-leader %s leads, want %s", got.ID, to.ID)
 	}
 	runCLI(t, env, "", "cluster", "status", "--json").decode(t, &st)
-	if st.LeaderID != to.id {
-		t.Fatalf("cluster status after transfer-leader: leader %q, want %s", st.LeaderID, to.id)
+	if st.LeaderID != to.ID {
+		t.Fatalf("cluster status after transfer-leader: leader %q, want %s", st.LeaderID, to.ID)
 	}
 	runCLI(t, env, "", "cluster", "transfer-leader", "--to", "node9").expect(t, 1, nil, []string{"invalid argument: "})
 	leader = to
@@ -295,7 +291,7 @@ func TestCLI(t *testing.T) {
 		var lines []string
 		eventually(t, electionWait, fmt.Sprintf("tail prints %d messages", n), func() error {
 			if tail.exited() {
-				t.Fatalf("tail exited early: %v", tail.err)
+				t.Fatalf("tail exited early: %v", tail.Err())
 			}
 			if lines = tailLines(t, tailLog); len(lines) < n {
 				return fmt.Errorf("%d lines: %q", len(lines), lines)
@@ -308,12 +304,12 @@ func TestCLI(t *testing.T) {
 	if f := strings.Split(lines[0], "\t"); f[0] != "1" || f[2] != "alice" || f[3] != "Hello" {
 		t.Fatalf("first tail line %q", lines[0])
 	}
-	leader.proc.signal(t, syscall.SIGKILL)
-	leader.proc.wait(t, exitWait)
+	c.signal(leader.ID, syscall.SIGKILL)
+	c.wait(leader.ID, exitWait)
 	var rest []string
-	for _, nd := range c.nodes {
+	for _, nd := range c.Nodes {
 		if nd != leader {
-			rest = append(rest, nd.id)
+			rest = append(rest, nd.ID)
 		}
 	}
 	c.waitStable(rest...)
@@ -333,6 +329,6 @@ func TestCLI(t *testing.T) {
 
 	// A node down: status lists it as unreachable and still succeeds.
 	r = runCLI(t, env, "", "cluster", "status", "--timeout", "5s")
-	r.expect(t, 0, []string{leader.grpcAddr + "  unreachable"}, []string{"raftogram cluster status: " + leader.grpcAddr + ": unavailable: "})
-	runCLI(t, nil, "", "cluster", "status", "--addrs", leader.grpcAddr, "--timeout", "5s").expect(t, 1, []string{"unreachable"}, []string{"no node answered"})
+	r.expect(t, 0, []string{leader.GRPCAddr + "  unreachable"}, []string{"raftogram cluster status: " + leader.GRPCAddr + ": unavailable: "})
+	runCLI(t, nil, "", "cluster", "status", "--addrs", leader.GRPCAddr, "--timeout", "5s").expect(t, 1, []string{"unreachable"}, []string{"no node answered"})
 }

@@ -24,13 +24,9 @@ func TestClientSubscribeAcrossLeaderKill(t *testing.T) {
 	c.start(all...)
 	leader := c.waitStable(all...)
 
-	addrs := make([]string, len(c.nodes))
-	for i, nd := range c.nodes {
-		addrs[i] = nd.grpcAddr
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cl, err := client.New(ctx, client.Config{Addrs: addrs})
+	cl, err := c.Client(ctx, client.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,9 +72,9 @@ func TestClientSubscribeAcrossLeaderKill(t *testing.T) {
 		}
 		return nil
 	})
-	leader.proc.signal(t, syscall.SIGKILL)
-	leader.proc.wait(t, exitWait)
-	t.Logf("killed leader %s after %d acknowledged sends", leader.id, acked.Load())
+	c.signal(leader.ID, syscall.SIGKILL)
+	c.wait(leader.ID, exitWait)
+	t.Logf("killed leader %s after %d acknowledged sends", leader.ID, acked.Load())
 
 	if err := <-writerErr; err != nil {
 		t.Fatal(err)
@@ -86,7 +82,7 @@ func TestClientSubscribeAcrossLeaderKill(t *testing.T) {
 	onKilled := false
 	for i, cons := range levels {
 		res := <-results[i]
-		onKilled = onKilled || res.first == leader.id
+		onKilled = onKilled || res.first == leader.ID
 		if res.err != nil {
 			t.Fatalf("%v subscription after %d messages: %v", cons, len(res.msgs), res.err)
 		}
@@ -101,7 +97,7 @@ func TestClientSubscribeAcrossLeaderKill(t *testing.T) {
 		t.Logf("%v subscription: %d messages in order, each once, first from %q, last from %q", cons, len(res.msgs), res.first, res.last)
 	}
 	if !onKilled {
-		t.Fatalf("no default subscription started on the killed leader %s", leader.id)
+		t.Fatalf("no default subscription started on the killed leader %s", leader.ID)
 	}
 }
 

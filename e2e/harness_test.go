@@ -2,12 +2,8 @@ package e2e
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,6 +11,7 @@ import (
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/internal/proccluster"
 	"github.com/raftogram/raftogram/internal/testbin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -26,10 +23,10 @@ var binPath string
 
 // Timing bounds used by the polling helpers.
 const (
-	electionWait = 15 * time.Second // a leader is elected / the cluster converges
-	exitWait     = 15 * time.Second // a signalled process exits
-	rpcTimeout   = 5 * time.Second  // one unary RPC
-	pollInterval = 25 * time.Millisecond
+	electionWait = 15 * time.Second     // a leader is elected / the cluster converges
+	exitWait     = proccluster.ExitWait // a signalled process exits
+	rpcTimeout   = 5 * time.Second      // one unary RPC
+	pollInterval = proccluster.PollInterval
 )
 
 // freePorts returns n distinct free loopback addresses
@@ -43,85 +40,46 @@ func freePorts(t testing.TB, n int) []string {
 	return addrs
 }
 
-// proc is one started raftogram process.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when Wait returned
-	err  error         // Wait's result, valid once done is closed
-}
+// proc is one started process ([proccluster.Process]) with methods that
+// fail the test.
+type proc struct{ *proccluster.Process }
 
 // startProc starts the binary with args and env in dir (the test's working
 // directory when empty), appending stdout and stderr to logPath. The process
 // is SIGKILLed (by its pid) in t.Cleanup if it still runs.
-func startProc(t testing.TB, dir, logPath string, env []string, args ...string) *proc {
+func startProc(t testing.TB, dir, logPath string, env []string, args ...string) proc {
 	t.Helper()
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := proccluster.StartProcess(proccluster.ProcessOptions{Bin: binPath, Args: args, Env: env, Dir: dir, LogPath: logPath})
 	if err != nil {
-		t.Fatalf("open log file: %v", err)
+		t.Fatal(err)
 	}
-	fmt.Fprintf(logf, "=== %s start: %s %s\n", time.Now().Format(time.RFC3339Nano), binPath, strings.Join(args, " "))
-	cmd := exec.Command(binPath, args...)
-	cmd.Dir = dir
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start %s: %v", binPath, err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-		}
-		select {
-		case <-p.done:
-		case <-time.After(exitWait):
-			t.Errorf("pid %d did not exit after SIGKILL", p.cmd.Process.Pid)
+		if err := p.Kill(); err != nil {
+			t.Error(err)
 		}
 	})
-	return p
+	return proc{p}
 }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p proc) exited() bool { return p.Exited() }
 
 // signal sends sig to the process (by its pid).
-func (p *proc) signal(t testing.TB, sig syscall.Signal) {
+func (p proc) signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("send %v to pid %d: %v", sig, p.cmd.Process.Pid, err)
+	if err := p.Signal(sig); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// wait waits up to d for the process to exit and returns its exit code.
-func (p *proc) wait(t testing.TB, d time.Duration) int {
+// wait waits up to d for the process to exit and returns its exit code
+// (-1: killed by a signal).
+func (p proc) wait(t testing.TB, d time.Duration) int {
 	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(d):
-		t.Fatalf("pid %d did not exit within %v", p.cmd.Process.Pid, d)
+	code, err := p.Wait(d)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var ee *exec.ExitError
-	switch {
-	case p.err == nil:
-		return 0
-	case errors.As(p.err, &ee):
-		return ee.ExitCode() // -1 when killed by a signal
-	default:
-		t.Fatalf("wait for pid %d: %v", p.cmd.Process.Pid, p.err)
-		return -1
-	}
+	return code
 }
 
 // dumpLogsOnFailure registers a cleanup that prints each file via t.Log when
@@ -152,7 +110,9 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() error) {
 	}
 }
 
-// dial returns a Messenger client for addr, closed in t.Cleanup. Reconnect
+// dial returns a raw Messenger stub for addr, closed in t.Cleanup, for the
+// tests that assert the wire contract itself (optional fields set, status
+// messages and details); everything else uses the client package. Reconnect
 // backoff is kept short because nodes are killed and restarted.
 func dial(t testing.TB, addr string) raftogramv1.MessengerClient {
 	t.Helper()
@@ -177,95 +137,85 @@ func rpcCtx(t testing.TB) context.Context {
 }
 
 // node is one member of a test cluster.
-type node struct {
-	id                         string
-	raftAddr, grpcAddr, health string
-	dataDir, cfgPath, logPath  string
-	proc                       *proc
-}
+type node = proccluster.Node
 
-// cluster is a set of nodes sharing one static peer list.
+// cluster is a [proccluster.Cluster] tied to a test.
 type cluster struct {
-	t     testing.TB
-	nodes []*node
-	byID  map[string]*node
+	*proccluster.Cluster
+	t testing.TB
 
 	mu      sync.Mutex
 	clients map[string]raftogramv1.MessengerClient
 }
 
-// newCluster writes YAML configs for n nodes (node1..nodeN) on free loopback
-// ports into a temp dir. Nothing is started.
+// newCluster writes configs for n nodes (node1..nodeN) on free loopback
+// ports into a temp dir ([proccluster.New]). Nothing is started; every
+// node is killed when the test ends, and their logs are printed if it
+// failed.
 func newCluster(t testing.TB, n int) *cluster {
 	t.Helper()
-	dir := t.TempDir()
-	addrs := freePorts(t, 3*n)
-	c := &cluster{t: t, byID: map[string]*node{}, clients: map[string]raftogramv1.MessengerClient{}}
-	for i := range n {
-		id := fmt.Sprintf("node%d", i+1)
-		nd := &node{
-			id:       id,
-			raftAddr: addrs[3*i],
-			grpcAddr: addrs[3*i+1],
-			health:   addrs[3*i+2],
-			dataDir:  filepath.Join(dir, "data", id),
-			cfgPath:  filepath.Join(dir, "config."+id+".yaml"),
-			logPath:  filepath.Join(dir, id+".log"),
-		}
-		c.nodes = append(c.nodes, nd)
-		c.byID[id] = nd
+	pc, err := proccluster.New(proccluster.Options{Bin: binPath, Dir: t.TempDir(), Nodes: n})
+	if err != nil {
+		t.Fatal(err)
 	}
-	var peers strings.Builder
-	for _, nd := range c.nodes {
-		fmt.Fprintf(&peers, "    - node_id: %s\n      raft_addr: %s\n      grpc_addr: %s\n", nd.id, nd.raftAddr, nd.grpcAddr)
-	}
-	for _, nd := range c.nodes {
-		cfg := fmt.Sprintf(`node_id: %s
-raft_bind_addr: %s
-grpc_bind_addr: %s
-health_bind_addr: %s
-data_dir: %s
-cluster:
-  peers:
-%sraft:
-  heartbeat_timeout: 300ms
-  election_timeout: 300ms
-  leader_lease_timeout: 150ms
-  commit_timeout: 10ms
-shutdown_timeout: 5s
-log_level: debug
-`, nd.id, nd.raftAddr, nd.grpcAddr, nd.health, nd.dataDir, peers.String())
-		if err := os.WriteFile(nd.cfgPath, []byte(cfg), 0o644); err != nil {
-			t.Fatalf("write config: %v", err)
-		}
-	}
-	logs := make([]string, len(c.nodes))
-	for i, nd := range c.nodes {
-		logs[i] = nd.logPath
+	logs := make([]string, len(pc.Nodes))
+	for i, nd := range pc.Nodes {
+		logs[i] = nd.LogPath
 	}
 	dumpLogsOnFailure(t, logs...)
-	return c
+	t.Cleanup(func() {
+		if err := pc.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return &cluster{Cluster: pc, t: t, clients: map[string]raftogramv1.MessengerClient{}}
+}
+
+// nodes returns the named nodes.
+func (c *cluster) nodes(ids []string) []*node {
+	out := make([]*node, len(ids))
+	for i, id := range ids {
+		if out[i] = c.Node(id); out[i] == nil {
+			c.t.Fatalf("no node %q", id)
+		}
+	}
+	return out
 }
 
 // start starts the named nodes in the given order.
 func (c *cluster) start(ids ...string) {
 	c.t.Helper()
-	for _, id := range ids {
-		nd := c.byID[id]
-		if nd.proc != nil && !nd.proc.exited() {
-			c.t.Fatalf("%s is already running", id)
-		}
-		nd.proc = startProc(c.t, "", nd.logPath, testbin.BaseEnv(), "-config", nd.cfgPath, "-dev")
+	if err := c.Start(c.nodes(ids)...); err != nil {
+		c.t.Fatal(err)
 	}
 }
 
-// client returns the (cached) Messenger client of a node.
+// signal sends sig to the named node's process.
+func (c *cluster) signal(id string, sig syscall.Signal) {
+	c.t.Helper()
+	if err := c.Node(id).Signal(sig); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// wait waits up to d for the named node's process to exit and returns its
+// exit code (-1: killed by a signal).
+func (c *cluster) wait(id string, d time.Duration) int {
+	c.t.Helper()
+	code, err := c.Node(id).Wait(d)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return code
+}
+
+// client returns the (cached) raw Messenger stub of a node ([dial]).
 func (c *cluster) client(id string) raftogramv1.MessengerClient {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl, ok := c.clients[id]
 	if !ok {
-		cl = dial(c.t, c.byID[id].grpcAddr)
+		cl = dial(c.t, c.Node(id).GRPCAddr)
 		c.clients[id] = cl
 	}
 	return cl
@@ -273,68 +223,28 @@ func (c *cluster) client(id string) raftogramv1.MessengerClient {
 
 // stable checks, once, that among the named nodes exactly one is the leader
 // and every other one is a follower whose leader_* fields name it with the
-// addresses of the static config. It returns the leader and every health.
+// addresses of the static config ([proccluster.Cluster.Stable]). It returns
+// the leader and every health.
 func (c *cluster) stable(ids []string) (*node, map[string]httpapi.Health, error) {
-	hs := make(map[string]httpapi.Health, len(ids))
-	var leader *node
-	for _, id := range ids {
-		nd := c.byID[id]
-		h, err := testbin.GetHealth(nil, nd.health)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", id, err)
-		}
-		if h.NodeID != id {
-			return nil, nil, fmt.Errorf("%s: /health node_id = %q", id, h.NodeID)
-		}
-		hs[id] = h
-		if h.Role == "leader" || h.IsLeader {
-			if h.Role != "leader" || !h.IsLeader {
-				return nil, nil, fmt.Errorf("%s: inconsistent leader health %+v", id, h)
-			}
-			if leader != nil {
-				return nil, nil, fmt.Errorf("two leaders: %s and %s", leader.id, id)
-			}
-			leader = nd
-		}
-	}
-	if leader == nil {
-		return nil, nil, fmt.Errorf("no leader yet: %+v", hs)
-	}
-	for _, id := range ids {
-		h := hs[id]
-		want := httpapi.Health{LeaderID: leader.id, LeaderRaftAddr: leader.raftAddr, LeaderGRPCAddr: leader.grpcAddr}
-		got := httpapi.Health{LeaderID: h.LeaderID, LeaderRaftAddr: h.LeaderRaftAddr, LeaderGRPCAddr: h.LeaderGRPCAddr}
-		if got != want {
-			return nil, nil, fmt.Errorf("%s points at %+v, want %+v", id, got, want)
-		}
-		if id != leader.id && (h.Role != "follower" || h.IsLeader) {
-			return nil, nil, fmt.Errorf("%s: role %q is_leader %v, want follower", id, h.Role, h.IsLeader)
-		}
-		if h.Term != hs[leader.id].Term {
-			return nil, nil, fmt.Errorf("%s: term %d, leader's term %d", id, h.Term, hs[leader.id].Term)
-		}
-	}
-	return leader, hs, nil
+	return c.Stable(c.nodes(ids)...)
 }
 
 // waitStable polls /health of the named nodes until [cluster.stable] holds
 // and returns the leader.
 func (c *cluster) waitStable(ids ...string) *node {
 	c.t.Helper()
-	var leader *node
-	eventually(c.t, electionWait, fmt.Sprintf("one leader among %v, the others following it", ids), func() error {
-		l, _, err := c.stable(ids)
-		leader = l
-		return err
-	})
-	return leader
+	l, err := c.WaitStable(context.Background(), electionWait, c.nodes(ids)...)
+	if err != nil {
+		c.t.Fatalf("one leader among %v, the others following it: %v", ids, err)
+	}
+	return l
 }
 
 // ids returns every node id.
 func (c *cluster) ids() []string {
-	out := make([]string, len(c.nodes))
-	for i, nd := range c.nodes {
-		out[i] = nd.id
+	out := make([]string, len(c.Nodes))
+	for i, nd := range c.Nodes {
+		out[i] = nd.ID
 	}
 	return out
 }
