@@ -203,19 +203,19 @@ func TestComposeCluster(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_, err := c.client(t, f.GRPCAddr).CreateChannel(ctx, &raftogramv1.CreateChannelRequest{Name: "general"})
 			cancel()
-			st := status.Convert(err)
-			nl := notLeader(st)
-			if st.Code() != codes.FailedPrecondition || nl == nil ||
-				nl.GetLeaderGrpcTarget() != leader.GRPCAddr || nl.GetRaftLeaderId() != leader.Service {
-				t.Fatalf("CreateChannel on follower %s: %v (detail %v); want FailedPrecondition with NotLeader{%s, %s}",
-					f.Service, err, nl, leader.GRPCAddr, leader.Service)
+			// Read through the client package's one status mapping.
+			e := client.ErrorFromStatus(err)
+			if e == nil || e.Code != codes.FailedPrecondition || !errors.Is(e, client.ErrNotLeader) ||
+				e.Leader != leader.GRPCAddr || e.LeaderID != leader.Service {
+				t.Fatalf("CreateChannel on follower %s: %v; want FailedPrecondition with NotLeader{%s, %s}",
+					f.Service, err, leader.GRPCAddr, leader.Service)
 			}
 			// The hint is dialable from the host as it is.
 			ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-			cr, err := c.client(t, nl.GetLeaderGrpcTarget()).CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "general", Name: "General"})
+			cr, err := c.client(t, e.Leader).CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "general", Name: "General"})
 			cancel()
 			if err != nil || cr.GetCreated() {
-				t.Fatalf("CreateChannel on the hinted %s: %v, %v", nl.GetLeaderGrpcTarget(), cr, err)
+				t.Fatalf("CreateChannel on the hinted %s: %v, %v", e.Leader, cr, err)
 			}
 		}
 	})

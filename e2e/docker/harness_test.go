@@ -23,11 +23,11 @@ import (
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/client"
 	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/internal/proccluster"
 	"github.com/raftogram/raftogram/internal/testbin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 )
 
 // enableVar must be "1" for the tests to run.
@@ -314,8 +314,10 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	}
 }
 
-// waitLeader waits until every node in among answers /health and all agree
-// on one leader among them, and returns that leader.
+// waitLeader waits until every node in among answers /health and exactly
+// one of them leads with the others following it
+// ([proccluster.OneLeader], the check the process harness uses), and
+// returns that leader.
 func (c *cluster) waitLeader(t *testing.T, among []node, timeout time.Duration) node {
 	t.Helper()
 	var leader string
@@ -324,30 +326,18 @@ func (c *cluster) waitLeader(t *testing.T, among []node, timeout time.Duration) 
 		if err != nil {
 			return false, err.Error()
 		}
-		leaders, ids := 0, map[string]bool{}
-		for _, h := range hs {
-			if h.IsLeader {
-				leaders++
-			}
-			ids[h.LeaderID] = true
+		id, err := proccluster.OneLeader(hs)
+		if err != nil {
+			return false, err.Error()
 		}
-		state := describe(hs)
-		if leaders != 1 || len(ids) != 1 || ids[""] {
-			return false, state
-		}
-		for id := range ids {
-			leader = id
-		}
-		if !hs[leader].IsLeader {
-			return false, state // the agreed leader is not in among
-		}
-		return true, state
+		leader = id
+		return true, proccluster.Describe(hs)
 	})
 	return nodeByID(t, leader)
 }
 
 // waitConverged waits until every node in among agrees on the leader and
-// has applied the same index, at least min.
+// has applied the same index, at least min ([proccluster.Converged]).
 func (c *cluster) waitConverged(t *testing.T, among []node, min uint64, timeout time.Duration) uint64 {
 	t.Helper()
 	var applied uint64
@@ -356,18 +346,12 @@ func (c *cluster) waitConverged(t *testing.T, among []node, min uint64, timeout 
 		if err != nil {
 			return false, err.Error()
 		}
-		state := describe(hs)
-		first := hs[among[0].Service]
-		if first.LeaderID == "" || first.AppliedIndex < min {
-			return false, state
+		idx, err := proccluster.Converged(hs, min)
+		if err != nil {
+			return false, err.Error()
 		}
-		for _, h := range hs {
-			if h.LeaderID != first.LeaderID || h.AppliedIndex != first.AppliedIndex || h.CommitIndex < h.AppliedIndex {
-				return false, state
-			}
-		}
-		applied = first.AppliedIndex
-		return true, state
+		applied = idx
+		return true, proccluster.Describe(hs)
 	})
 	return applied
 }
@@ -395,20 +379,6 @@ func names(ns []node) string {
 		s[i] = n.Service
 	}
 	return strings.Join(s, ",")
-}
-
-func describe(hs map[string]httpapi.Health) string {
-	keys := make([]string, 0, len(hs))
-	for k := range hs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		h := hs[k]
-		fmt.Fprintf(&b, "[%s %s term=%d leader=%q applied=%d commit=%d] ", k, h.Role, h.Term, h.LeaderID, h.AppliedIndex, h.CommitIndex)
-	}
-	return strings.TrimSpace(b.String())
 }
 
 // client returns a Messenger client for a loopback address; it refuses any
@@ -469,17 +439,6 @@ func callCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// notLeader returns the NotLeader detail of st, if any: the README's
-// contract for followers, which the tests assert on the wire.
-func notLeader(st *status.Status) *raftogramv1.NotLeader {
-	for _, d := range st.Details() {
-		if nl, ok := d.(*raftogramv1.NotLeader); ok {
-			return nl
-		}
-	}
-	return nil
 }
 
 // sent is a message the cluster acknowledged.
