@@ -410,18 +410,22 @@ func TestSingleNodeFromEnvironment(t *testing.T) {
 		return nil
 	})
 
-	cl := dial(t, addrs[1])
-	ch, err := cl.CreateChannel(rpcCtx(t), &raftogramv1.CreateChannelRequest{ChannelId: "solo", Name: "Solo"})
-	if err != nil || !ch.GetCreated() {
-		t.Fatalf("CreateChannel = %v, %v; want created", ch, err)
+	cl, err := client.New(rpcCtx(t), client.Config{Addrs: []string{addrs[1]}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	resp, err := cl.SendMessage(rpcCtx(t), &raftogramv1.SendMessageRequest{ChannelId: "solo", AuthorId: "me", Payload: []byte("hi"), ClientMessageId: "m1"})
-	if err != nil || resp.GetSequence() != 1 || resp.GetDeduplicated() {
-		t.Fatalf("SendMessage = %v, %v; want sequence 1", resp, err)
+	defer cl.Close()
+	ch, err := cl.CreateChannel(rpcCtx(t), "solo", "Solo")
+	if err != nil || !ch.Created {
+		t.Fatalf("CreateChannel = %+v, %v; want created", ch, err)
 	}
-	hist := readHistory(t, cl, "solo", 0, 0)
-	if len(hist.GetMessages()) != 1 || string(hist.GetMessages()[0].GetPayload()) != "hi" {
-		t.Fatalf("ReadHistory = %v", hist)
+	resp, err := cl.Send(rpcCtx(t), client.SendRequest{ChannelID: "solo", AuthorID: "me", Payload: []byte("hi"), ClientMessageID: "m1"})
+	if err != nil || resp.Sequence != 1 || resp.Deduplicated {
+		t.Fatalf("Send = %+v, %v; want sequence 1", resp, err)
+	}
+	hist, err := cl.ReadHistory(rpcCtx(t), "solo", client.ReadOptions{})
+	if err != nil || len(hist.Messages) != 1 || string(hist.Messages[0].Payload) != "hi" {
+		t.Fatalf("ReadHistory = %+v, %v", hist, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "raft.db")); err != nil {
 		t.Fatalf("RAFTOGRAM_DATA_DIR not used: %v", err)
