@@ -18,7 +18,9 @@ import (
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/client"
+	"github.com/raftogram/raftogram/config"
 	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/internal/proccluster"
 	"github.com/raftogram/raftogram/internal/testbin"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -446,22 +448,15 @@ func TestInvalidConfigExits(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	addrs := freePorts(t, 5)
-	cfg := fmt.Sprintf(`node_id: node1
-raft_bind_addr: %s
-grpc_bind_addr: %s
-health_bind_addr: %s
-data_dir: %s
-cluster:
-  peers:
-    - node_id: node1
-      raft_addr: %s
-      grpc_addr: %s
-    - node_id: node2
-      raft_addr: %s
-      grpc_addr: %s
-`, addrs[0], addrs[1], addrs[2], filepath.Join(dir, "data"), addrs[0], addrs[1], addrs[3], addrs[4])
+	cfg := proccluster.Defaults()
+	cfg.RaftBindAddr, cfg.GRPCBindAddr, cfg.HealthBindAddr = addrs[0], addrs[1], addrs[2]
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.Cluster.Peers = config.Peers{
+		{NodeID: "node1", RaftAddr: addrs[0], GRPCAddr: addrs[1]},
+		{NodeID: "node2", RaftAddr: addrs[3], GRPCAddr: addrs[4]},
+	}
 	cfgPath := filepath.Join(dir, "two.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	if err := proccluster.WriteConfig(cfgPath, cfg); err != nil {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(dir, "node.log")
