@@ -109,6 +109,51 @@ type Limits struct {
 	MaxPayloadBytes int `yaml:"max_payload_bytes" env:"MAX_PAYLOAD_BYTES"`
 }
 
+// TLS configures transport security. YAML section tls:, environment
+// variables RAFTOGRAM_TLS_*. It is off while ca_file, cert_file and
+// key_file are all empty; setting any of them turns it on and requires all
+// three. On, the Raft port speaks mutual TLS with the configured peers only
+// (their certificates must chain to ca_file and carry their node_id as a
+// DNS SAN or common name), the gRPC port serves TLS, and the node's own calls
+// to its peers' gRPC ports use its certificate. The files are re-read when
+// they change (polled every reload_interval) and on SIGHUP.
+type TLS struct {
+	// CAFile: PEM file of the cluster CA. YAML tls.ca_file,
+	// env RAFTOGRAM_TLS_CA_FILE.
+	CAFile string `yaml:"ca_file" env:"CA_FILE"`
+	// CertFile and KeyFile: this node's certificate chain and private key
+	// (PEM). YAML tls.cert_file / tls.key_file, env RAFTOGRAM_TLS_CERT_FILE
+	// / RAFTOGRAM_TLS_KEY_FILE.
+	CertFile string `yaml:"cert_file" env:"CERT_FILE"`
+	KeyFile  string `yaml:"key_file" env:"KEY_FILE"`
+	// ClientCAFile: PEM file of the CA(s) that sign client certificates on
+	// the gRPC port, in addition to the cluster CA. YAML tls.client_ca_file,
+	// env RAFTOGRAM_TLS_CLIENT_CA_FILE, default empty (the cluster CA only).
+	ClientCAFile string `yaml:"client_ca_file" env:"CLIENT_CA_FILE"`
+	// ClientCerts: whether gRPC clients must present a certificate: "none"
+	// (never asked), "verify_if_given" (checked when presented) or
+	// "require". YAML tls.client_certs, env RAFTOGRAM_TLS_CLIENT_CERTS,
+	// default "verify_if_given".
+	ClientCerts string `yaml:"client_certs" env:"CLIENT_CERTS"`
+	// Health serves the health listener (/health and the other HTTP
+	// endpoints) over TLS too. YAML tls.health, env RAFTOGRAM_TLS_HEALTH,
+	// default false.
+	Health bool `yaml:"health" env:"HEALTH"`
+	// ReloadInterval: how often the files are checked for changes. YAML
+	// tls.reload_interval, env RAFTOGRAM_TLS_RELOAD_INTERVAL, default 10s.
+	ReloadInterval time.Duration `yaml:"reload_interval" env:"RELOAD_INTERVAL"`
+}
+
+// Enabled reports whether any of the TLS files is configured.
+func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// The accepted tls.client_certs values.
+const (
+	ClientCertsNone          = "none"
+	ClientCertsVerifyIfGiven = "verify_if_given"
+	ClientCertsRequire       = "require"
+)
+
 // Config is the complete configuration of one node.
 type Config struct {
 	// NodeID is this node's Raft server ID; it must appear in Cluster.Peers.
@@ -132,6 +177,9 @@ type Config struct {
 	Raft Raft `yaml:"raft" envPrefix:"RAFT_"`
 	// Limits are the request limits. YAML limits:, env RAFTOGRAM_LIMITS_*.
 	Limits Limits `yaml:"limits" envPrefix:"LIMITS_"`
+	// TLS is transport security, off by default. YAML tls:,
+	// env RAFTOGRAM_TLS_*.
+	TLS TLS `yaml:"tls" envPrefix:"TLS_"`
 	// ShutdownTimeout bounds graceful shutdown. YAML shutdown_timeout,
 	// env RAFTOGRAM_SHUTDOWN_TIMEOUT, default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"SHUTDOWN_TIMEOUT"`
@@ -185,6 +233,10 @@ func Default() Config {
 		},
 		Limits: Limits{
 			MaxPayloadBytes: 1 << 20,
+		},
+		TLS: TLS{
+			ClientCerts:    ClientCertsVerifyIfGiven,
+			ReloadInterval: 10 * time.Second,
 		},
 		ShutdownTimeout:         10 * time.Second,
 		LogLevel:                "info",

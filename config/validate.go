@@ -49,7 +49,10 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 //     election_timeout below heartbeat_timeout);
 //   - raft.max_append_entries outside 1..1024, raft.snapshot_threshold 0;
 //   - limits.max_payload_bytes outside 1..16777216;
-//   - log_level other than debug, info, warn, error.
+//   - log_level other than debug, info, warn, error;
+//   - tls: some but not all of ca_file, cert_file, key_file set;
+//     client_certs other than none, verify_if_given, require; a
+//     non-positive reload_interval.
 func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) {
@@ -195,6 +198,23 @@ func (c Config) Validate() error {
 	}
 	if !valid {
 		add("log_level %q is unknown; use one of %s", c.LogLevel, strings.Join(logLevels, ", "))
+	}
+
+	// tls: all or nothing, so a half-configured node never runs open.
+	if t := c.TLS; t.Enabled() {
+		for _, f := range []struct{ key, v string }{{"tls.ca_file", t.CAFile}, {"tls.cert_file", t.CertFile}, {"tls.key_file", t.KeyFile}} {
+			if f.v == "" {
+				add("%s is empty; tls needs ca_file, cert_file and key_file together", f.key)
+			}
+		}
+	}
+	switch c.TLS.ClientCerts {
+	case ClientCertsNone, ClientCertsVerifyIfGiven, ClientCertsRequire:
+	default:
+		add("tls.client_certs %q is unknown; use one of %s, %s, %s", c.TLS.ClientCerts, ClientCertsNone, ClientCertsVerifyIfGiven, ClientCertsRequire)
+	}
+	if c.TLS.ReloadInterval <= 0 {
+		add("tls.reload_interval must be positive, got %s", c.TLS.ReloadInterval)
 	}
 
 	return errors.Join(errs...)
