@@ -52,7 +52,10 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 //   - log_level other than debug, info, warn, error;
 //   - tls: some but not all of ca_file, cert_file, key_file set;
 //     client_certs other than none, verify_if_given, require; a
-//     non-positive reload_interval.
+//     non-positive reload_interval;
+//   - auth on without tls, auth.client_certs with tls.client_certs none,
+//     an unknown auth.jwt.algorithm, roles or principals without a way to
+//     authenticate (the rules themselves are checked by package auth).
 func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) {
@@ -215,6 +218,25 @@ func (c Config) Validate() error {
 	}
 	if c.TLS.ReloadInterval <= 0 {
 		add("tls.reload_interval must be positive, got %s", c.TLS.ReloadInterval)
+	}
+
+	// auth: never without tls (fail closed).
+	if a := c.Auth; a.Enabled() {
+		if !c.TLS.Enabled() {
+			add("auth needs tls: set tls.ca_file, tls.cert_file and tls.key_file (tokens must not travel in clear, and peers prove who they are with their certificates)")
+		}
+		if c.TLS.ClientCerts == ClientCertsNone {
+			add("auth needs tls.client_certs verify_if_given or require, not none: peers prove who they are with their certificates")
+		}
+		if a.JWT.KeyFile != "" {
+			switch a.JWT.Algorithm {
+			case "HS256", "RS256", "EdDSA":
+			default:
+				add("auth.jwt.algorithm %q is unknown; use HS256, RS256 or EdDSA", a.JWT.Algorithm)
+			}
+		}
+	} else if len(c.Auth.Roles) > 0 || len(c.Auth.Principals) > 0 {
+		add("auth.roles and auth.principals need a way to authenticate: auth.tokens, auth.rules_file, auth.jwt.key_file or auth.client_certs")
 	}
 
 	return errors.Join(errs...)

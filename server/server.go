@@ -17,6 +17,7 @@ import (
 
 	peerv1 "github.com/raftogram/raftogram/api/proto/raftogram/peer/v1"
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/auth"
 	"github.com/raftogram/raftogram/cluster"
 	"github.com/raftogram/raftogram/config"
 	"github.com/raftogram/raftogram/fanout"
@@ -65,15 +66,16 @@ func (ls Listeners) Close() {
 
 // Server is one running raftogram node.
 type Server struct {
-	cfg   config.Config
-	log   *slog.Logger
-	ls    Listeners
-	store *projection.Store
-	node  *cluster.Node
-	api   *grpcapi.Server
-	grpc  *grpc.Server
-	http  *http.Server
-	certs *certs.Store // nil without tls
+	cfg    config.Config
+	log    *slog.Logger
+	ls     Listeners
+	store  *projection.Store
+	node   *cluster.Node
+	api    *grpcapi.Server
+	grpc   *grpc.Server
+	http   *http.Server
+	certs  *certs.Store // nil without tls
+	policy *auth.Policy // nil without auth
 
 	stopWatch context.CancelFunc
 
@@ -109,6 +111,11 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	warnIfExposed(cfg, log)
 	var err error
 	if s.certs, err = loadTLS(cfg, log); err != nil {
+		ls.Close()
+		return nil, err
+	}
+	var guard []grpc.ServerOption
+	if s.policy, guard, err = loadAuth(cfg, s.certs, log); err != nil {
 		ls.Close()
 		return nil, err
 	}
@@ -150,7 +157,8 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		PeerCredentials: peerCredentials(cfg, s.certs),
 	}
 	s.api = grpcapi.New(s.node, store, hub, apiOpts)
-	s.grpc = grpc.NewServer(append(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes), grpcTLSOption(cfg, s.certs)...)...)
+	grpcOpts := append(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes), grpcTLSOption(cfg, s.certs)...)
+	s.grpc = grpc.NewServer(append(grpcOpts, guard...)...)
 	raftogramv1.RegisterMessengerServer(s.grpc, s.api)
 	raftogramv1.RegisterAdminServer(s.grpc, grpcapi.NewAdmin(s.node, apiOpts))
 	peerv1.RegisterPeerServer(s.grpc, grpcapi.NewPeer(s.node, apiOpts))
@@ -171,7 +179,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	}()
 	var watchCtx context.Context
 	watchCtx, s.stopWatch = context.WithCancel(context.Background())
-	s.watchTLS(watchCtx)
+	s.watchFiles(watchCtx)
 	log.Info("node serving", "grpc_addr", ls.GRPC.Addr().String(), "health_addr", ls.HTTP.Addr().String(),
 		"raft_addr", ls.Raft.Addr().String(), "data_dir", cfg.DataDir)
 	return s, nil

@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/raftogram/raftogram/auth"
 	"github.com/raftogram/raftogram/cluster"
 	"github.com/raftogram/raftogram/config"
+	"github.com/raftogram/raftogram/grpcapi"
 	"github.com/raftogram/raftogram/internal/certs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -106,26 +108,64 @@ func isLoopback(addr string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-// ReloadTLS re-reads the node's certificate, key and CAs now (the SIGHUP
-// path; the files are also polled). It returns an error when TLS is off or
-// the files do not load, in which case the previous material stays in use.
-func (s *Server) ReloadTLS() error {
-	if s.certs == nil {
-		return errors.New("tls is not configured")
+// Reload re-reads the node's certificate, key and CAs and its auth rules
+// file now (the SIGHUP path; the files are also polled). It returns an
+// error when neither tls nor auth is configured, or the errors of the
+// files that do not load, whose previous contents stay in use.
+func (s *Server) Reload() error {
+	if s.certs == nil && s.policy == nil {
+		return errors.New("neither tls nor auth is configured: nothing to reload")
 	}
-	return s.certs.Reload()
+	var errs []error
+	if s.certs != nil {
+		errs = append(errs, s.certs.Reload())
+	}
+	if s.policy != nil {
+		errs = append(errs, s.policy.Reload())
+	}
+	return errors.Join(errs...)
 }
 
-// watchTLS polls the TLS files until ctx ends.
-func (s *Server) watchTLS(ctx context.Context) {
-	if s.certs == nil {
-		return
+// watchFiles polls the TLS files and the auth rules file until ctx ends.
+func (s *Server) watchFiles(ctx context.Context) {
+	if s.certs != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.certs.Watch(ctx, s.cfg.TLS.ReloadInterval)
+		}()
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.certs.Watch(ctx, s.cfg.TLS.ReloadInterval)
-	}()
+	if s.policy != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.policy.Watch(ctx, s.cfg.TLS.ReloadInterval)
+		}()
+	}
+}
+
+// loadAuth returns the policy and the gRPC interceptors of cfg.Auth, or
+// nils when auth is off. It returns an error listing what is wrong with
+// the rules or the JWT key.
+func loadAuth(cfg config.Config, st *certs.Store, log *slog.Logger) (*auth.Policy, []grpc.ServerOption, error) {
+	if !cfg.Auth.Enabled() {
+		return nil, nil, nil
+	}
+	policy, err := auth.NewPolicy(cfg.Auth, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := make([]string, len(cfg.Cluster.Peers))
+	for i, p := range cfg.Cluster.Peers {
+		ids[i] = p.NodeID
+	}
+	authn, err := auth.NewAuthenticator(cfg.Auth, policy, st, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("auth on: every call authenticates and is authorized",
+		"tokens", len(cfg.Auth.Tokens), "rules_file", cfg.Auth.RulesFile, "jwt", cfg.Auth.JWT.Algorithm, "client_certs", cfg.Auth.ClientCerts)
+	return policy, grpcapi.NewGuard(authn, policy, log).ServerOptions(), nil
 }
 
 // peerTLS returns st as the Raft transport's TLS, or a nil interface when

@@ -165,7 +165,8 @@ func serve(ctx context.Context, args []string, env map[string]string, stdout, st
 	return 0
 }
 
-// reloadOnSIGHUP re-reads the node's TLS files on every SIGHUP until the
+// reloadOnSIGHUP re-reads the node's TLS files and auth rules on every
+// SIGHUP until the
 // returned function is called.
 func reloadOnSIGHUP(srv *server.Server, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
@@ -179,8 +180,8 @@ func reloadOnSIGHUP(srv *server.Server, log *slog.Logger) (stop func()) {
 			case <-done:
 				return
 			case <-hup:
-				if err := srv.ReloadTLS(); err != nil {
-					log.Error("SIGHUP: tls reload failed; the previous certificates stay in use", "error", err)
+				if err := srv.Reload(); err != nil {
+					log.Error("SIGHUP: reload failed; what did not load stays as it was", "error", err)
 				}
 			}
 		}

@@ -395,3 +395,27 @@ func (s *Store) ServerConfig(auth ClientAuth) *tls.Config {
 		},
 	}
 }
+
+// PeerIdentity returns the node ID of a verified client certificate chain
+// (leaf first) when it chains to the cluster CA and names one of peers,
+// so a call from another node can be told from a client's, even when
+// client certificates come from another CA.
+func (s *Store) PeerIdentity(chain []*x509.Certificate, peers []string) (string, bool) {
+	if len(chain) == 0 {
+		return "", false
+	}
+	raw := make([][]byte, len(chain))
+	for i, c := range chain {
+		raw[i] = c.Raw
+	}
+	leaf, err := verifyChain(raw, s.current().roots, s.now(), x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return "", false
+	}
+	for _, id := range Identities(leaf) {
+		if slices.Contains(peers, id) {
+			return id, true
+		}
+	}
+	return "", false
+}
