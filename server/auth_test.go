@@ -6,12 +6,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/client"
 	"github.com/raftogram/raftogram/config"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -262,5 +264,31 @@ func TestAuthIdentity(t *testing.T) {
 	}
 	if len(lc.Channels) != 1 || lc.Channels[0].ChannelId != "room-1" {
 		t.Fatalf("room-bot lists %v, want only room-1", lc.Channels)
+	}
+
+	// The Go client: TLS from the CA file plus a token; typed errors for
+	// a missing token; and no token over plaintext.
+	tc, err := client.LoadTLS(client.TLSFiles{CA: pki.caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, tok := range []string{writerToken, ""} {
+		cl, err := client.New(ctx, client.Config{Addrs: []string{c.cfgs[follower].GRPCBindAddr}, TLS: tc, Token: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cl.Send(ctx, client.SendRequest{ChannelID: "room-1", Payload: []byte("via client")})
+		cl.Close()
+		if tok != "" && err != nil {
+			t.Fatalf("client with a writer token: %v", err)
+		}
+		if tok == "" && !errors.Is(err, client.ErrUnauthenticated) {
+			t.Fatalf("client without a token: %v, want ErrUnauthenticated", err)
+		}
+	}
+	if _, err := client.New(ctx, client.Config{Addrs: []string{"127.0.0.1:1"}, Token: writerToken}); !errors.Is(err, client.ErrInvalidArgument) {
+		t.Fatalf("a token without TLS: %v, want ErrInvalidArgument", err)
 	}
 }
