@@ -9,7 +9,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOS := api/proto/raftogram/v1/messaging.proto api/proto/raftogram/v1/admin.proto api/proto/raftogram/peer/v1/peer.proto api/proto/raftogram/events/v1/events.proto
 
-.PHONY: build test fmt-check vet proto tools dev-cluster bench torture docker e2e-docker clean
+.PHONY: dev-cluster-secure build test fmt-check vet proto tools dev-cluster bench torture docker e2e-docker clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/raftogram
@@ -39,6 +39,11 @@ proto: tools
 ## dev-cluster: the README's three local nodes in one terminal; Ctrl-C stops them.
 dev-cluster: build
 	./scripts/dev-cluster.sh
+
+## dev-cluster-secure: the same three nodes with TLS, mutual TLS on Raft and
+## token auth; secrets and configs under ./data/secure/ (docs/security.md).
+dev-cluster-secure: build
+	GO=$(GO) ./scripts/dev-cluster-secure.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

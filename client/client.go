@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 )
 
@@ -40,7 +40,13 @@ type Config struct {
 	// node will do: the Client learns the leader from the nodes' answers
 	// and dials leader addresses it was not given.
 	Addrs []string
-	// DialOptions are appended to the Client's own (plaintext transport,
+	// TLS, when set, makes every connection TLS with this config (see
+	// [LoadTLS]); nil means plaintext.
+	TLS *tls.Config
+	// Token, when set, is sent as "authorization: Bearer <Token>" with
+	// every call; it needs TLS.
+	Token string
+	// DialOptions are appended to the Client's own (transport security,
 	// keepalive, a reconnect backoff capped at one second, a 17 MiB receive
 	// limit), so they override them: pass grpc.WithTransportCredentials for
 	// TLS, grpc.WithPerRPCCredentials for tokens.
@@ -224,10 +230,13 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	sec, err := securityOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	c := &Client{cfg: cfg, log: log, byAddr: map[string]*node{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.dialOpts = append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	c.dialOpts = append(sec, []grpc.DialOption{
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: 2 * time.Second,
@@ -236,7 +245,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		// dead peer behind an idle stream within 20 s.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 5 * time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize)),
-	}, cfg.DialOptions...)
+	}...)
+	c.dialOpts = append(c.dialOpts, cfg.DialOptions...)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, a := range cfg.Addrs {

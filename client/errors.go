@@ -126,6 +126,9 @@ var domainKinds = map[string]error{
 	domain.ENOTFOUND:    ErrNotFound,
 	domain.EUNAVAILABLE: ErrUnavailable,
 	domain.EINTERNAL:    ErrInternal,
+
+	domain.EUNAUTHENTICATED: ErrUnauthenticated,
+	domain.EPERMISSION:      ErrPermissionDenied,
 }
 
 // codeKinds maps the gRPC codes the server sets directly (outside the

@@ -50,6 +50,9 @@ type Config struct {
 	Peers    []Peer
 	DataDir  string
 	Listener net.Listener // bound Raft listener; the Node closes it
+	// TLS, when set, makes the Raft transport mutual TLS between the
+	// members of Peers only.
+	TLS PeerTLS
 
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
@@ -165,7 +168,7 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 	if err != nil {
 		return fmt.Errorf("cluster: open snapshot store: %w", err)
 	}
-	n.trans, err = newTransport(cfg.Listener, n.self.RaftAddr, &raft.NetworkTransportConfig{
+	n.trans, err = newTransport(cfg.Listener, n.self.RaftAddr, cfg.Peers, cfg.TLS, n.log, &raft.NetworkTransportConfig{
 		MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
 	})
 	if err != nil {

@@ -1,36 +1,137 @@
 package cluster
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 )
 
+// PeerTLS is the TLS material of the Raft transport (a *certs.Store). With
+// it, peers speak mutual TLS: a connection whose certificate does not chain
+// to the cluster CA or names no configured peer is refused at the
+// handshake.
+type PeerTLS interface {
+	// PeerServerConfig returns the config of the Raft listener, accepting
+	// only certificates that name one of peers.
+	PeerServerConfig(peers []string) *tls.Config
+	// PeerClientConfig returns the config to dial the peer peerID.
+	PeerClientConfig(peerID string) *tls.Config
+}
+
+// handshakeTimeout bounds a Raft TLS handshake, so a client that connects
+// and stays silent holds a goroutine for this long at most.
+const handshakeTimeout = 10 * time.Second
+
 // streamLayer is raft's TCP stream layer over a listener the caller bound,
 // advertising the address peers dial (which differs from the listener's
-// when it is bound to 0.0.0.0 or inside a container).
+// when it is bound to 0.0.0.0 or inside a container). With tls set, every
+// connection in either direction is mutual TLS between configured peers.
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
+
+	tls    PeerTLS
+	server *tls.Config
+	ids    map[string]string // raft address -> node ID
+	log    *slog.Logger
 }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(address), timeout)
+	if s.tls == nil {
+		return net.DialTimeout("tcp", string(address), timeout)
+	}
+	id, ok := s.ids[string(address)]
+	if !ok {
+		return nil, fmt.Errorf("raft tls: %s is no configured peer's raft address", address)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	d := tls.Dialer{Config: s.tls.PeerClientConfig(id)}
+	c, err := d.DialContext(ctx, "tcp", string(address))
+	if err != nil {
+		s.log.Warn("raft: tls connection to peer failed", "peer", id, "addr", string(address), "err", err)
+		return nil, fmt.Errorf("raft tls: dial %s (%s): %w", id, address, err)
+	}
+	return c, nil
+}
+
+// Accept returns the next connection; with TLS, one whose handshake runs
+// on its first read or write (not here, so a silent client cannot stall
+// the accept loop) and, when it fails, is logged with the remote address
+// and closed.
+func (s *streamLayer) Accept() (net.Conn, error) {
+	c, err := s.Listener.Accept()
+	if err != nil || s.tls == nil {
+		return c, err
+	}
+	return &handshakeConn{Conn: tls.Server(c, s.server), log: s.log}, nil
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
+
+// handshakeConn completes the server handshake before the first read or
+// write and logs a refused peer.
+type handshakeConn struct {
+	*tls.Conn
+	log  *slog.Logger
+	once sync.Once
+	err  error
+}
+
+func (c *handshakeConn) handshake() error {
+	c.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+		defer cancel()
+		if err := c.Conn.HandshakeContext(ctx); err != nil {
+			c.err = fmt.Errorf("raft tls handshake: %w", err)
+			c.log.Warn("raft: refused a connection", "remote", c.RemoteAddr().String(), "err", err)
+			c.Conn.Close()
+		}
+	})
+	return c.err
+}
+
+func (c *handshakeConn) Read(p []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *handshakeConn) Write(p []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
 
 type tcpAddr string
 
 func (a tcpAddr) Network() string { return "tcp" }
 func (a tcpAddr) String() string  { return string(a) }
 
-func newTransport(ln net.Listener, advertise string, cfg *raft.NetworkTransportConfig) (*raft.NetworkTransport, error) {
+// newTransport returns raft's network transport over ln. With pt set it
+// speaks mutual TLS with the members of peers only.
+func newTransport(ln net.Listener, advertise string, peers []Peer, pt PeerTLS, log *slog.Logger, cfg *raft.NetworkTransportConfig) (*raft.NetworkTransport, error) {
 	if _, _, err := net.SplitHostPort(advertise); err != nil {
 		return nil, fmt.Errorf("raft advertise address %q: %w", advertise, err)
 	}
-	cfg.Stream = &streamLayer{Listener: ln, advertise: tcpAddr(advertise)}
+	sl := &streamLayer{Listener: ln, advertise: tcpAddr(advertise), log: log}
+	if pt != nil {
+		ids := make([]string, 0, len(peers))
+		sl.ids = make(map[string]string, len(peers))
+		for _, p := range peers {
+			ids = append(ids, p.ID)
+			sl.ids[p.RaftAddr] = p.ID
+		}
+		sl.tls, sl.server = pt, pt.PeerServerConfig(ids)
+	}
+	cfg.Stream = sl
 	return raft.NewNetworkTransportWithConfig(cfg), nil
 }

@@ -109,6 +109,131 @@ type Limits struct {
 	MaxPayloadBytes int `yaml:"max_payload_bytes" env:"MAX_PAYLOAD_BYTES"`
 }
 
+// TLS configures transport security. YAML section tls:, environment
+// variables RAFTOGRAM_TLS_*. It is off while ca_file, cert_file and
+// key_file are all empty; setting any of them turns it on and requires all
+// three. On, the Raft port speaks mutual TLS with the configured peers only
+// (their certificates must chain to ca_file and carry their node_id as a
+// DNS SAN or common name), the gRPC port serves TLS, and the node's own calls
+// to its peers' gRPC ports use its certificate. The files are re-read when
+// they change (polled every reload_interval) and on SIGHUP.
+type TLS struct {
+	// CAFile: PEM file of the cluster CA. YAML tls.ca_file,
+	// env RAFTOGRAM_TLS_CA_FILE.
+	CAFile string `yaml:"ca_file" env:"CA_FILE"`
+	// CertFile and KeyFile: this node's certificate chain and private key
+	// (PEM). YAML tls.cert_file / tls.key_file, env RAFTOGRAM_TLS_CERT_FILE
+	// / RAFTOGRAM_TLS_KEY_FILE.
+	CertFile string `yaml:"cert_file" env:"CERT_FILE"`
+	KeyFile  string `yaml:"key_file" env:"KEY_FILE"`
+	// ClientCAFile: PEM file of the CA(s) that sign client certificates on
+	// the gRPC port, in addition to the cluster CA. YAML tls.client_ca_file,
+	// env RAFTOGRAM_TLS_CLIENT_CA_FILE, default empty (the cluster CA only).
+	ClientCAFile string `yaml:"client_ca_file" env:"CLIENT_CA_FILE"`
+	// ClientCerts: whether gRPC clients must present a certificate: "none"
+	// (never asked), "verify_if_given" (checked when presented) or
+	// "require". YAML tls.client_certs, env RAFTOGRAM_TLS_CLIENT_CERTS,
+	// default "verify_if_given".
+	ClientCerts string `yaml:"client_certs" env:"CLIENT_CERTS"`
+	// Health serves the health listener (/health and the other HTTP
+	// endpoints) over TLS too. YAML tls.health, env RAFTOGRAM_TLS_HEALTH,
+	// default false.
+	Health bool `yaml:"health" env:"HEALTH"`
+	// ReloadInterval: how often the files are checked for changes. YAML
+	// tls.reload_interval, env RAFTOGRAM_TLS_RELOAD_INTERVAL, default 10s.
+	ReloadInterval time.Duration `yaml:"reload_interval" env:"RELOAD_INTERVAL"`
+}
+
+// Enabled reports whether any of the TLS files is configured.
+func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// The accepted tls.client_certs values.
+const (
+	ClientCertsNone          = "none"
+	ClientCertsVerifyIfGiven = "verify_if_given"
+	ClientCertsRequire       = "require"
+)
+
+// Auth configures who may call the gRPC API and what they may do. YAML
+// section auth:, environment variables RAFTOGRAM_AUTH_* (the scalar keys;
+// tokens, roles and principals come from YAML, here or in rules_file). It
+// is off while no way to authenticate is configured (no tokens, no
+// rules_file, no jwt.key_file, client_certs false); on, every call must
+// authenticate (Unauthenticated otherwise) and is authorized against the
+// roles and principals (PermissionDenied). Auth needs tls: tokens must not
+// travel in clear, and peers prove they are peers with their certificates.
+type Auth struct {
+	// RulesFile: a YAML file holding tokens, roles and principals in the
+	// shape of this section; they add to the ones here and are re-read
+	// when the file changes and on SIGHUP. YAML auth.rules_file,
+	// env RAFTOGRAM_AUTH_RULES_FILE.
+	RulesFile string `yaml:"rules_file" env:"RULES_FILE"`
+	// ClientCerts: a verified client certificate authenticates its holder;
+	// the principal is the certificate's first DNS/URI/email SAN, else its
+	// subject common name. YAML auth.client_certs,
+	// env RAFTOGRAM_AUTH_CLIENT_CERTS, default false.
+	ClientCerts bool `yaml:"client_certs" env:"CLIENT_CERTS"`
+	// JWT: bearer tokens that are JWTs signed with a configured key.
+	JWT JWT `yaml:"jwt" envPrefix:"JWT_"`
+	// Tokens: static bearer tokens, stored as hashes.
+	Tokens []Token `yaml:"tokens"`
+	// Roles: named sets of permissions.
+	Roles map[string]Grant `yaml:"roles"`
+	// Principals: permissions (and roles) per principal name.
+	Principals map[string]Grant `yaml:"principals"`
+}
+
+// Enabled reports whether any way to authenticate is configured.
+func (a Auth) Enabled() bool {
+	return a.RulesFile != "" || a.ClientCerts || a.JWT.KeyFile != "" || len(a.Tokens) > 0
+}
+
+// JWT configures JWT bearer tokens. YAML auth.jwt, env RAFTOGRAM_AUTH_JWT_*.
+type JWT struct {
+	// KeyFile: the verification key: for HS256 the shared secret (the
+	// file's bytes, surrounding whitespace trimmed), for RS256 and EdDSA a
+	// PEM public key. YAML auth.jwt.key_file, env RAFTOGRAM_AUTH_JWT_KEY_FILE.
+	KeyFile string `yaml:"key_file" env:"KEY_FILE"`
+	// Algorithm: HS256, RS256 or EdDSA; tokens signed otherwise are
+	// refused. YAML auth.jwt.algorithm, env RAFTOGRAM_AUTH_JWT_ALGORITHM.
+	Algorithm string `yaml:"algorithm" env:"ALGORITHM"`
+	// Issuer and Audience, when set, must match the iss and aud claims.
+	// exp is required; nbf is honoured. YAML auth.jwt.issuer /
+	// auth.jwt.audience, env RAFTOGRAM_AUTH_JWT_ISSUER / _AUDIENCE.
+	Issuer   string `yaml:"issuer" env:"ISSUER"`
+	Audience string `yaml:"audience" env:"AUDIENCE"`
+	// PrincipalClaim (default "sub") and RolesClaim (default "roles", a
+	// list of strings) name the claims the principal and its roles come
+	// from. YAML auth.jwt.principal_claim / roles_claim.
+	PrincipalClaim string `yaml:"principal_claim" env:"PRINCIPAL_CLAIM"`
+	RolesClaim     string `yaml:"roles_claim" env:"ROLES_CLAIM"`
+}
+
+// Token is a static bearer token: whoever presents the token whose SHA-256
+// is SHA256 (hex) is Principal, with Roles.
+type Token struct {
+	Principal string   `yaml:"principal"`
+	SHA256    string   `yaml:"sha256"`
+	Roles     []string `yaml:"roles"`
+}
+
+// Grant is a set of permissions. Channel lists hold channel ids or glob
+// patterns (path.Match syntax: "*" matches any id, "room-*" a prefix).
+type Grant struct {
+	// Roles whose permissions this grant includes (principals only).
+	Roles []string `yaml:"roles"`
+	// Create: channels the holder may create.
+	Create []string `yaml:"create"`
+	// Publish: channels the holder may send messages to.
+	Publish []string `yaml:"publish"`
+	// Read: channels the holder may read, list and subscribe to.
+	Read []string `yaml:"read"`
+	// Admin: cluster operations (the Admin service).
+	Admin bool `yaml:"admin"`
+	// Impersonate: may send with an author_id other than its principal.
+	Impersonate bool `yaml:"impersonate"`
+}
+
 // Config is the complete configuration of one node.
 type Config struct {
 	// NodeID is this node's Raft server ID; it must appear in Cluster.Peers.
@@ -132,6 +257,12 @@ type Config struct {
 	Raft Raft `yaml:"raft" envPrefix:"RAFT_"`
 	// Limits are the request limits. YAML limits:, env RAFTOGRAM_LIMITS_*.
 	Limits Limits `yaml:"limits" envPrefix:"LIMITS_"`
+	// TLS is transport security, off by default. YAML tls:,
+	// env RAFTOGRAM_TLS_*.
+	TLS TLS `yaml:"tls" envPrefix:"TLS_"`
+	// Auth is authentication and authorization, off by default. YAML
+	// auth:, env RAFTOGRAM_AUTH_*.
+	Auth Auth `yaml:"auth" envPrefix:"AUTH_"`
 	// ShutdownTimeout bounds graceful shutdown. YAML shutdown_timeout,
 	// env RAFTOGRAM_SHUTDOWN_TIMEOUT, default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"SHUTDOWN_TIMEOUT"`
@@ -185,6 +316,10 @@ func Default() Config {
 		},
 		Limits: Limits{
 			MaxPayloadBytes: 1 << 20,
+		},
+		TLS: TLS{
+			ClientCerts:    ClientCertsVerifyIfGiven,
+			ReloadInterval: 10 * time.Second,
 		},
 		ShutdownTimeout:         10 * time.Second,
 		LogLevel:                "info",

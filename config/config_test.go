@@ -47,6 +47,7 @@ func TestDefault(t *testing.T) {
 			ApplyTimeout:       10 * time.Second,
 		},
 		Limits:                  Limits{MaxPayloadBytes: 1048576},
+		TLS:                     TLS{ClientCerts: "verify_if_given", ReloadInterval: 10 * time.Second},
 		ShutdownTimeout:         10 * time.Second,
 		LogLevel:                "info",
 		FollowerStreamHeartbeat: time.Second,
@@ -133,6 +134,15 @@ func TestValidateRejects(t *testing.T) {
 		mutate func(*Config)
 		want   string
 	}{
+		// tls
+		{"tls cert without key and CA", func(c *Config) { c.TLS.CertFile = "node.pem" },
+			"tls.ca_file is empty; tls needs ca_file, cert_file and key_file together"},
+		{"tls without key", func(c *Config) { c.TLS.CertFile, c.TLS.CAFile = "node.pem", "ca.pem" },
+			"tls.key_file is empty"},
+		{"tls client_certs unknown", func(c *Config) { c.TLS.ClientCerts = "maybe" },
+			`tls.client_certs "maybe" is unknown; use one of none, verify_if_given, require`},
+		{"tls reload_interval zero", func(c *Config) { c.TLS.ReloadInterval = 0 }, "tls.reload_interval must be positive"},
+
 		// cluster size
 		{"two peers", func(c *Config) { c.Cluster.Peers = c.Cluster.Peers[:2] },
 			"cluster.peers has 2 voters; a Raft cluster needs an odd number"},

@@ -49,7 +49,13 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 //     election_timeout below heartbeat_timeout);
 //   - raft.max_append_entries outside 1..1024, raft.snapshot_threshold 0;
 //   - limits.max_payload_bytes outside 1..16777216;
-//   - log_level other than debug, info, warn, error.
+//   - log_level other than debug, info, warn, error;
+//   - tls: some but not all of ca_file, cert_file, key_file set;
+//     client_certs other than none, verify_if_given, require; a
+//     non-positive reload_interval;
+//   - auth on without tls, auth.client_certs with tls.client_certs none,
+//     an unknown auth.jwt.algorithm, roles or principals without a way to
+//     authenticate (the rules themselves are checked by package auth).
 func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) {
@@ -195,6 +201,42 @@ func (c Config) Validate() error {
 	}
 	if !valid {
 		add("log_level %q is unknown; use one of %s", c.LogLevel, strings.Join(logLevels, ", "))
+	}
+
+	// tls: all or nothing, so a half-configured node never runs open.
+	if t := c.TLS; t.Enabled() {
+		for _, f := range []struct{ key, v string }{{"tls.ca_file", t.CAFile}, {"tls.cert_file", t.CertFile}, {"tls.key_file", t.KeyFile}} {
+			if f.v == "" {
+				add("%s is empty; tls needs ca_file, cert_file and key_file together", f.key)
+			}
+		}
+	}
+	switch c.TLS.ClientCerts {
+	case ClientCertsNone, ClientCertsVerifyIfGiven, ClientCertsRequire:
+	default:
+		add("tls.client_certs %q is unknown; use one of %s, %s, %s", c.TLS.ClientCerts, ClientCertsNone, ClientCertsVerifyIfGiven, ClientCertsRequire)
+	}
+	if c.TLS.ReloadInterval <= 0 {
+		add("tls.reload_interval must be positive, got %s", c.TLS.ReloadInterval)
+	}
+
+	// auth: never without tls (fail closed).
+	if a := c.Auth; a.Enabled() {
+		if !c.TLS.Enabled() {
+			add("auth needs tls: set tls.ca_file, tls.cert_file and tls.key_file (tokens must not travel in clear, and peers prove who they are with their certificates)")
+		}
+		if c.TLS.ClientCerts == ClientCertsNone {
+			add("auth needs tls.client_certs verify_if_given or require, not none: peers prove who they are with their certificates")
+		}
+		if a.JWT.KeyFile != "" {
+			switch a.JWT.Algorithm {
+			case "HS256", "RS256", "EdDSA":
+			default:
+				add("auth.jwt.algorithm %q is unknown; use HS256, RS256 or EdDSA", a.JWT.Algorithm)
+			}
+		}
+	} else if len(c.Auth.Roles) > 0 || len(c.Auth.Principals) > 0 {
+		add("auth.roles and auth.principals need a way to authenticate: auth.tokens, auth.rules_file, auth.jwt.key_file or auth.client_certs")
 	}
 
 	return errors.Join(errs...)

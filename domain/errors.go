@@ -11,6 +11,9 @@ const (
 	ENOTFOUND    = "not_found"   // the channel does not exist
 	EUNAVAILABLE = "unavailable" // try again; for writes the outcome may be unknown
 	EINTERNAL    = "internal"    // a bug or an I/O failure; details are logged, not shown
+
+	EUNAUTHENTICATED = "unauthenticated"   // no or bad credentials (auth on)
+	EPERMISSION      = "permission_denied" // authenticated, but not allowed; nothing changed
 )
 
 // Error is an application error whose Message is safe to show to clients.

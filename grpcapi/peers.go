@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -14,13 +15,20 @@ import (
 // writes to the leader and to ask it for read indexes. It is safe for
 // concurrent use.
 type Peers struct {
+	creds  func(addr string) (credentials.TransportCredentials, error)
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 	closed bool
 }
 
-// NewPeers returns an empty pool.
-func NewPeers() *Peers { return &Peers{conns: map[string]*grpc.ClientConn{}} }
+// NewPeers returns an empty pool whose connections use the credentials creds
+// returns for a peer's address (plaintext when creds is nil).
+func NewPeers(creds func(addr string) (credentials.TransportCredentials, error)) *Peers {
+	if creds == nil {
+		creds = func(string) (credentials.TransportCredentials, error) { return insecure.NewCredentials(), nil }
+	}
+	return &Peers{creds: creds, conns: map[string]*grpc.ClientConn{}}
+}
 
 // errPeersClosed is returned by Conn after Close.
 var errPeersClosed = errors.New("peer connections closed: the node is shutting down")
@@ -37,7 +45,11 @@ func (p *Peers) Conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	tc, err := p.creds(addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to peer %s: %w", addr, err)
+	}
+	c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(tc))
 	if err != nil {
 		return nil, fmt.Errorf("connect to peer %s: %w", addr, err)
 	}

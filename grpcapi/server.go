@@ -15,6 +15,7 @@ import (
 	"github.com/raftogram/raftogram/fanout"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -77,6 +78,10 @@ type Options struct {
 	StreamCutoff time.Duration
 	// Version is the node's build, reported by Admin.GetNodeStatus.
 	Version string
+	// PeerCredentials returns the transport credentials for dialing the
+	// peer whose gRPC address is addr (mutual TLS with the node's
+	// certificate when tls is on); plaintext when nil.
+	PeerCredentials func(addr string) (credentials.TransportCredentials, error)
 }
 
 // Server implements raftogramv1.MessengerServer.
@@ -107,7 +112,7 @@ func New(c Cluster, s Store, h Hub, opts Options) *Server {
 	if opts.StreamCutoff <= 0 {
 		opts.StreamCutoff = 10 * time.Second
 	}
-	return &Server{cluster: c, store: s, hub: h, opts: opts, log: opts.Logger, done: make(chan struct{}), peers: NewPeers()}
+	return &Server{cluster: c, store: s, hub: h, opts: opts, log: opts.Logger, done: make(chan struct{}), peers: NewPeers(opts.PeerCredentials)}
 }
 
 // Close closes the server's connections to other nodes; call it once no

@@ -17,12 +17,14 @@ import (
 
 	peerv1 "github.com/raftogram/raftogram/api/proto/raftogram/peer/v1"
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/auth"
 	"github.com/raftogram/raftogram/cluster"
 	"github.com/raftogram/raftogram/config"
 	"github.com/raftogram/raftogram/fanout"
 	"github.com/raftogram/raftogram/fsm"
 	"github.com/raftogram/raftogram/grpcapi"
 	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/internal/certs"
 	"github.com/raftogram/raftogram/projection"
 	"google.golang.org/grpc"
 )
@@ -64,14 +66,18 @@ func (ls Listeners) Close() {
 
 // Server is one running raftogram node.
 type Server struct {
-	cfg   config.Config
-	log   *slog.Logger
-	ls    Listeners
-	store *projection.Store
-	node  *cluster.Node
-	api   *grpcapi.Server
-	grpc  *grpc.Server
-	http  *http.Server
+	cfg    config.Config
+	log    *slog.Logger
+	ls     Listeners
+	store  *projection.Store
+	node   *cluster.Node
+	api    *grpcapi.Server
+	grpc   *grpc.Server
+	http   *http.Server
+	certs  *certs.Store // nil without tls
+	policy *auth.Policy // nil without auth
+
+	stopWatch context.CancelFunc
 
 	serveErr chan error
 	wg       sync.WaitGroup
@@ -102,6 +108,17 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		ls.Close()
 		return nil, err
 	}
+	warnIfExposed(cfg, log)
+	var err error
+	if s.certs, err = loadTLS(cfg, log); err != nil {
+		ls.Close()
+		return nil, err
+	}
+	var guard []grpc.ServerOption
+	if s.policy, guard, err = loadAuth(cfg, s.certs, log); err != nil {
+		ls.Close()
+		return nil, err
+	}
 	store, err := openProjection(ctx, filepath.Join(cfg.DataDir, projection.FileName), log)
 	if err != nil {
 		ls.Close()
@@ -126,7 +143,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		LeaderLeaseTimeout: rc.LeaderLeaseTimeout, CommitTimeout: rc.CommitTimeout,
 		MaxAppendEntries: rc.MaxAppendEntries, SnapshotThreshold: rc.SnapshotThreshold,
 		SnapshotInterval: rc.SnapshotInterval, TrailingLogs: rc.TrailingLogs, ApplyTimeout: rc.ApplyTimeout,
-		Logger: log,
+		Logger: log, TLS: peerTLS(s.certs),
 	}, f)
 	if err != nil {
 		ls.GRPC.Close()
@@ -137,9 +154,11 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	apiOpts := grpcapi.Options{
 		MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, Logger: log, Version: o.version,
 		ForwardWrites: cfg.ForwardWrites, StreamHeartbeat: cfg.FollowerStreamHeartbeat, StreamCutoff: cfg.FollowerStreamCutoff,
+		PeerCredentials: peerCredentials(cfg, s.certs),
 	}
 	s.api = grpcapi.New(s.node, store, hub, apiOpts)
-	s.grpc = grpc.NewServer(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes)...)
+	grpcOpts := append(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes), grpcTLSOption(cfg, s.certs)...)
+	s.grpc = grpc.NewServer(append(grpcOpts, guard...)...)
 	raftogramv1.RegisterMessengerServer(s.grpc, s.api)
 	raftogramv1.RegisterAdminServer(s.grpc, grpcapi.NewAdmin(s.node, apiOpts))
 	peerv1.RegisterPeerServer(s.grpc, grpcapi.NewPeer(s.node, apiOpts))
@@ -154,10 +173,13 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	}()
 	go func() {
 		defer s.wg.Done()
-		if err := s.http.Serve(ls.HTTP); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.http.Serve(healthListener(cfg, s.certs, ls.HTTP)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.serveErr <- fmt.Errorf("health server: %w", err)
 		}
 	}()
+	var watchCtx context.Context
+	watchCtx, s.stopWatch = context.WithCancel(context.Background())
+	s.watchFiles(watchCtx)
 	log.Info("node serving", "grpc_addr", ls.GRPC.Addr().String(), "health_addr", ls.HTTP.Addr().String(),
 		"raft_addr", ls.Raft.Addr().String(), "data_dir", cfg.DataDir)
 	return s, nil
@@ -230,6 +252,7 @@ func (s *Server) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 		defer cancel()
 		s.log.Info("shutting down")
+		s.stopWatch()
 		s.api.Shutdown()
 		stopped := make(chan struct{})
 		go func() { s.grpc.GracefulStop(); close(stopped) }()

@@ -58,6 +58,10 @@ type invocation struct {
 	opts     cmdOptions
 
 	addrs       string
+	cacert      string
+	cert        string
+	key         string
+	token       string
 	asJSON      bool
 	timeout     time.Duration
 	consistency string
@@ -78,6 +82,10 @@ func newInvocation(name, synopsis, about string, opts cmdOptions, env map[string
 		addrs = v
 	}
 	in.fs.StringVar(&in.addrs, "addrs", addrs, "comma-separated gRPC addresses of any nodes (env RAFTOGRAM_ADDRS)")
+	in.fs.StringVar(&in.cacert, "cacert", env["RAFTOGRAM_CACERT"], "PEM file of the CA that signs the nodes' certificates: connect with TLS (env RAFTOGRAM_CACERT)")
+	in.fs.StringVar(&in.cert, "cert", env["RAFTOGRAM_CERT"], "PEM client certificate, for clusters that take client certificates (env RAFTOGRAM_CERT)")
+	in.fs.StringVar(&in.key, "key", env["RAFTOGRAM_KEY"], "PEM key of -cert (env RAFTOGRAM_KEY)")
+	in.fs.StringVar(&in.token, "token", env["RAFTOGRAM_TOKEN"], "bearer token (static or JWT) for clusters with auth; needs TLS (env RAFTOGRAM_TOKEN)")
 	in.fs.BoolVar(&in.asJSON, "json", false, "print JSON instead of a table")
 	if opts.timeout {
 		in.fs.DurationVar(&in.timeout, "timeout", defaultTimeout, "give up after this long, retries included")
@@ -248,7 +256,15 @@ func (in *invocation) commandContext(ctx context.Context) (context.Context, cont
 // connect returns a client of the nodes named by -addrs. It returns
 // client.New's error (a malformed address) wrapped.
 func (in *invocation) connect(ctx context.Context) (*client.Client, error) {
-	c, err := client.New(ctx, client.Config{Addrs: splitAddrs(in.addrs)})
+	cfg := client.Config{Addrs: splitAddrs(in.addrs), Token: in.token}
+	if in.cacert != "" || in.cert != "" || in.key != "" {
+		tc, err := client.LoadTLS(client.TLSFiles{CA: in.cacert, Cert: in.cert, Key: in.key})
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = tc
+	}
+	c, err := client.New(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", in.addrs, err)
 	}

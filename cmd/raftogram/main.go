@@ -156,11 +156,41 @@ func serve(ctx context.Context, args []string, env map[string]string, stdout, st
 		log.Error("cannot start", "error", err)
 		return 1
 	}
+	stopHUP := reloadOnSIGHUP(srv, log)
+	defer stopHUP()
 	if err := srv.Run(ctx); err != nil {
 		log.Error("stopped with error", "error", err)
 		return 1
 	}
 	return 0
+}
+
+// reloadOnSIGHUP re-reads the node's TLS files and auth rules on every
+// SIGHUP until the
+// returned function is called.
+func reloadOnSIGHUP(srv *server.Server, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				if err := srv.Reload(); err != nil {
+					log.Error("SIGHUP: reload failed; what did not load stays as it was", "error", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		<-finished
+	}
 }
 
 // defaultGCPercent is the node's GOGC unless the environment sets one: a

@@ -16,6 +16,9 @@ var table = map[string]codes.Code{
 	domain.ENOTFOUND:    codes.NotFound,
 	domain.EUNAVAILABLE: codes.Unavailable,
 	domain.EINTERNAL:    codes.Internal,
+
+	domain.EUNAUTHENTICATED: codes.Unauthenticated,
+	domain.EPERMISSION:      codes.PermissionDenied,
 }
 
 var inverse = func() map[codes.Code]string {
