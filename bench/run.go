@@ -626,6 +626,16 @@ func (r *runner) createChannels(ctx context.Context) error {
 	return forEach(ctx, len(r.channels), setupConcurrency, func(ctx context.Context, i int) error {
 		ch := r.channels[i]
 		res, err := r.client.CreateChannel(ctx, ch.id, ch.id)
+		// A node limits channel creation (limits.channel_creates_per_second):
+		// wait for its bucket to refill; creating an id again is harmless.
+		for errors.Is(err, client.ErrResourceExhausted) {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("create channel %s: %w", ch.id, err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			res, err = r.client.CreateChannel(ctx, ch.id, ch.id)
+		}
 		if err != nil {
 			return fmt.Errorf("create channel %s: %w", ch.id, err)
 		}

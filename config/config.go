@@ -107,6 +107,32 @@ type Limits struct {
 	// (1..16777216). YAML limits.max_payload_bytes,
 	// env RAFTOGRAM_LIMITS_MAX_PAYLOAD_BYTES, default 1048576 (1 MiB).
 	MaxPayloadBytes int `yaml:"max_payload_bytes" env:"MAX_PAYLOAD_BYTES"`
+	// MaxMetadataBytes: largest gRPC metadata (headers) a call may send.
+	// YAML limits.max_metadata_bytes, env RAFTOGRAM_LIMITS_MAX_METADATA_BYTES,
+	// default 65536.
+	MaxMetadataBytes int `yaml:"max_metadata_bytes" env:"MAX_METADATA_BYTES"`
+	// MaxConnections: open gRPC connections a node accepts at once; more
+	// wait in the listen backlog. YAML limits.max_connections,
+	// env RAFTOGRAM_LIMITS_MAX_CONNECTIONS, default 4096.
+	MaxConnections int `yaml:"max_connections" env:"MAX_CONNECTIONS"`
+	// MaxStreamsPerConnection: concurrent calls (streams) on one gRPC
+	// connection. YAML limits.max_streams_per_connection,
+	// env RAFTOGRAM_LIMITS_MAX_STREAMS_PER_CONNECTION, default 1024.
+	MaxStreamsPerConnection int `yaml:"max_streams_per_connection" env:"MAX_STREAMS_PER_CONNECTION"`
+	// MaxStreams: concurrent Subscribe streams on the node; one more is
+	// refused with ResourceExhausted. YAML limits.max_streams,
+	// env RAFTOGRAM_LIMITS_MAX_STREAMS, default 16384.
+	MaxStreams int `yaml:"max_streams" env:"MAX_STREAMS"`
+	// IdleConnectionTimeout: a gRPC connection without calls, or an HTTP
+	// keep-alive connection, is closed after this long. YAML
+	// limits.idle_connection_timeout,
+	// env RAFTOGRAM_LIMITS_IDLE_CONNECTION_TIMEOUT, default 5m.
+	IdleConnectionTimeout time.Duration `yaml:"idle_connection_timeout" env:"IDLE_CONNECTION_TIMEOUT"`
+	// ChannelCreatesPerSecond: CreateChannel calls a node accepts per
+	// second (a token bucket holding as many); more are refused with
+	// ResourceExhausted. YAML limits.channel_creates_per_second,
+	// env RAFTOGRAM_LIMITS_CHANNEL_CREATES_PER_SECOND, default 500.
+	ChannelCreatesPerSecond int `yaml:"channel_creates_per_second" env:"CHANNEL_CREATES_PER_SECOND"`
 }
 
 // TLS configures transport security. YAML section tls:, environment
@@ -315,7 +341,13 @@ func Default() Config {
 			ApplyTimeout:       10 * time.Second,
 		},
 		Limits: Limits{
-			MaxPayloadBytes: 1 << 20,
+			MaxPayloadBytes:         1 << 20,
+			MaxMetadataBytes:        64 << 10,
+			MaxConnections:          4096,
+			MaxStreamsPerConnection: 1024,
+			MaxStreams:              16384,
+			IdleConnectionTimeout:   5 * time.Minute,
+			ChannelCreatesPerSecond: 500,
 		},
 		TLS: TLS{
 			ClientCerts:    ClientCertsVerifyIfGiven,

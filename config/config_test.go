@@ -46,7 +46,8 @@ func TestDefault(t *testing.T) {
 			TrailingLogs:       10240,
 			ApplyTimeout:       10 * time.Second,
 		},
-		Limits:                  Limits{MaxPayloadBytes: 1048576},
+		Limits: Limits{MaxPayloadBytes: 1048576, MaxMetadataBytes: 65536, MaxConnections: 4096, MaxStreamsPerConnection: 1024,
+			MaxStreams: 16384, IdleConnectionTimeout: 5 * time.Minute, ChannelCreatesPerSecond: 500},
 		TLS:                     TLS{ClientCerts: "verify_if_given", ReloadInterval: 10 * time.Second},
 		ShutdownTimeout:         10 * time.Second,
 		LogLevel:                "info",
@@ -134,6 +135,14 @@ func TestValidateRejects(t *testing.T) {
 		mutate func(*Config)
 		want   string
 	}{
+		// limits
+		{"max_metadata_bytes too small", func(c *Config) { c.Limits.MaxMetadataBytes = 100 }, "limits.max_metadata_bytes must be 1024..16777216, got 100"},
+		{"max_connections zero", func(c *Config) { c.Limits.MaxConnections = 0 }, "limits.max_connections must be positive, got 0"},
+		{"max_streams negative", func(c *Config) { c.Limits.MaxStreams = -1 }, "limits.max_streams must be positive, got -1"},
+		{"max_streams_per_connection zero", func(c *Config) { c.Limits.MaxStreamsPerConnection = 0 }, "limits.max_streams_per_connection must be positive"},
+		{"idle_connection_timeout zero", func(c *Config) { c.Limits.IdleConnectionTimeout = 0 }, "limits.idle_connection_timeout must be positive"},
+		{"channel_creates_per_second zero", func(c *Config) { c.Limits.ChannelCreatesPerSecond = 0 }, "limits.channel_creates_per_second must be positive"},
+
 		// tls
 		{"tls cert without key and CA", func(c *Config) { c.TLS.CertFile = "node.pem" },
 			"tls.ca_file is empty; tls needs ca_file, cert_file and key_file together"},

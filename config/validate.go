@@ -48,7 +48,10 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 //     timeout below 1ms, leader_lease_timeout above heartbeat_timeout,
 //     election_timeout below heartbeat_timeout);
 //   - raft.max_append_entries outside 1..1024, raft.snapshot_threshold 0;
-//   - limits.max_payload_bytes outside 1..16777216;
+//   - limits.max_payload_bytes outside 1..16777216, max_metadata_bytes
+//     outside 1024..16777216, a non-positive max_connections,
+//     max_streams_per_connection, max_streams, channel_creates_per_second or
+//     idle_connection_timeout;
 //   - log_level other than debug, info, warn, error;
 //   - tls: some but not all of ca_file, cert_file, key_file set;
 //     client_certs other than none, verify_if_given, require; a
@@ -201,6 +204,23 @@ func (c Config) Validate() error {
 	}
 	if !valid {
 		add("log_level %q is unknown; use one of %s", c.LogLevel, strings.Join(logLevels, ", "))
+	}
+
+	// limits beyond the payload
+	if v := c.Limits.MaxMetadataBytes; v < 1024 || v > 16<<20 {
+		add("limits.max_metadata_bytes must be 1024..16777216, got %d", v)
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{{"max_connections", c.Limits.MaxConnections}, {"max_streams_per_connection", c.Limits.MaxStreamsPerConnection},
+		{"max_streams", c.Limits.MaxStreams}, {"channel_creates_per_second", c.Limits.ChannelCreatesPerSecond}} {
+		if l.v <= 0 {
+			add("limits.%s must be positive, got %d", l.key, l.v)
+		}
+	}
+	if c.Limits.IdleConnectionTimeout <= 0 {
+		add("limits.idle_connection_timeout must be positive, got %s", c.Limits.IdleConnectionTimeout)
 	}
 
 	// tls: all or nothing, so a half-configured node never runs open.

@@ -123,6 +123,13 @@ func (s *Server) Close() error {
 	return s.peers.Close()
 }
 
+// The server's keepalive: ping an idle connection every keepaliveTime,
+// drop it when the ping is not answered within keepaliveTimeout.
+const (
+	keepaliveTime    = 30 * time.Second
+	keepaliveTimeout = 10 * time.Second
+)
+
 // ServerOptions returns the grpc.Server options raftogram runs with:
 // receive limits sized for the payload limit, keepalive settings that keep
 // long Subscribe streams alive through idle periods and detect dead peers,
@@ -134,7 +141,7 @@ func ServerOptions(maxPayloadBytes int) []grpc.ServerOption {
 		grpc.ChainUnaryInterceptor(g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 		grpc.MaxRecvMsgSize(maxPayloadBytes + 64<<10),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/raftogram/raftogram/httpapi"
 	"github.com/raftogram/raftogram/internal/certs"
 	"github.com/raftogram/raftogram/projection"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 )
 
@@ -157,17 +158,19 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		PeerCredentials: peerCredentials(cfg, s.certs),
 	}
 	s.api = grpcapi.New(s.node, store, hub, apiOpts)
-	grpcOpts := append(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes), grpcTLSOption(cfg, s.certs)...)
+	grpcOpts := append(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes), budgets(cfg.Limits).ServerOptions()...)
+	grpcOpts = append(grpcOpts, grpcTLSOption(cfg, s.certs)...)
 	s.grpc = grpc.NewServer(append(grpcOpts, guard...)...)
 	raftogramv1.RegisterMessengerServer(s.grpc, s.api)
 	raftogramv1.RegisterAdminServer(s.grpc, grpcapi.NewAdmin(s.node, apiOpts))
 	peerv1.RegisterPeerServer(s.grpc, grpcapi.NewPeer(s.node, apiOpts))
-	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof}), ReadHeaderTimeout: 5 * time.Second}
+	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof}),
+		ReadHeaderTimeout: 5 * time.Second, IdleTimeout: cfg.Limits.IdleConnectionTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
 
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		if err := s.grpc.Serve(ls.GRPC); err != nil {
+		if err := s.grpc.Serve(netutil.LimitListener(ls.GRPC, cfg.Limits.MaxConnections)); err != nil {
 			s.serveErr <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
