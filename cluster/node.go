@@ -213,7 +213,7 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 		}
 		return false
 	})
-	r, err := raft.NewRaft(rc, n.fsm, n.logs, store, snaps, n.trans)
+	r, err := raft.NewRaft(rc, n.fsm, n.logs, store, snaps, transport{n.trans})
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
