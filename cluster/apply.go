@@ -54,12 +54,14 @@ var errShutdown = raft.ErrRaftShutdown
 // raftError maps a raft future error to the domain's vocabulary.
 func (n *Node) raftError(op string, err error) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Raft refuses both before appending anything: not executed.
+		// During a hand-off no leader is known yet (Unavailable with an
+		// empty NotLeader detail), so clients look again soon.
 		return n.NotLeader()
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return domain.Errorf(domain.EUNAVAILABLE, "%s not accepted: the leader is overloaded; retry", op)
-	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress),
-		errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, raft.ErrAbortedByRestore):
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, raft.ErrAbortedByRestore):
 		return domain.Errorf(domain.EUNAVAILABLE, "%s outcome unknown: %v; retry with the same client_message_id", op, err)
 	default:
 		return fmt.Errorf("cluster %s: %w", op, err)
