@@ -305,8 +305,33 @@ func (n *Node) Close(ctx context.Context) error {
 	return n.closeErr
 }
 
-// handOffPause is the pause between two leadership transfer attempts.
-const handOffPause = 20 * time.Millisecond
+// handOffPause is the least pause between two leadership transfer
+// attempts; handOffLeaderWait, in election timeouts, bounds the wait for
+// the new leader after a transfer.
+const (
+	handOffPause      = 20 * time.Millisecond
+	handOffLeaderWait = 5
+)
+
+// awaitNotLeader waits until this node does not lead or d passes; it
+// returns ctx's error when ctx ends first.
+func (n *Node) awaitNotLeader(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		watch := n.Watch()
+		if n.raft.State() != raft.Leader {
+			return nil
+		}
+		select {
+		case <-watch:
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
 
 // HandOff prepares a graceful stop: when this node leads and has peers, it
 // hands leadership to another voter and waits until it has heard from the
@@ -317,8 +342,9 @@ const handOffPause = 20 * time.Millisecond
 // fail with EOF; raft drops that connection) is retried against each other
 // voter in turn, until one succeeds or ctx ends. It returns nil when this
 // node does not lead or the hand-off completed, else an error wrapping the
-// last attempt's error and ctx's. It waits for the new leader at most two
-// election timeouts.
+// last attempt's error and ctx's. After a failed attempt it gives
+// leadership an election timeout to move before the next; it waits for
+// the new leader at most five election timeouts.
 func (n *Node) HandOff(ctx context.Context) error {
 	if n.raft.State() != raft.Leader || len(n.peers) < 2 {
 		return nil
@@ -344,17 +370,19 @@ func (n *Node) HandOff(ctx context.Context) error {
 			break
 		}
 		lastErr = fmt.Errorf("transfer to %s: %w", target, err)
-		n.log.Info("leadership transfer attempt failed; retrying", "attempt", attempt+1, "target", target, "error", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("cluster: hand-off: %w (last attempt: %w)", ctx.Err(), lastErr)
-		case <-time.After(handOffPause):
+		n.log.Info("leadership transfer attempt failed", "attempt", attempt+1, "target", target, "error", err)
+		// A timed-out attempt may still succeed (its TimeoutNow may be on
+		// its way, or the target campaigning): give leadership an election
+		// timeout to move before another attempt, which would race it.
+		if err := n.awaitNotLeader(ctx, n.cfg.ElectionTimeout+handOffPause); err != nil {
+			return fmt.Errorf("cluster: hand-off: %w (last attempt: %w)", err, lastErr)
 		}
 	}
 	// Wait until the new leader has reached this node, so NotLeader
-	// answers name it: within an election timeout and a heartbeat when the
-	// transfer worked, never when its target stopped too.
-	ctx, cancel := context.WithTimeout(ctx, 2*n.cfg.ElectionTimeout)
+	// answers name it: within an election and a heartbeat when the
+	// transfer worked (a few election timeouts on a loaded host), never
+	// when its target stopped too.
+	ctx, cancel := context.WithTimeout(ctx, handOffLeaderWait*n.cfg.ElectionTimeout)
 	defer cancel()
 	for {
 		watch := n.Watch()
