@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/keepalive"
 )
 
@@ -32,6 +33,11 @@ const (
 	// maxRedirects is how many NotLeader hints in a row are followed at
 	// once, before backing off like any other retry.
 	maxRedirects = 3
+	// searchSteps caps the back-off of attempts refused for want of a
+	// leader or that found their node unreachable at BaseBackoff·2²
+	// (100 ms by default): they cost the nodes nothing, and a leader is
+	// usually known again within an election timeout.
+	searchSteps = 2
 )
 
 // Config configures a [Client]. Only Addrs is required.
@@ -61,7 +67,10 @@ type Config struct {
 	Consistency Consistency
 	// BaseBackoff and MaxBackoff bound the pause before a retry: attempt n
 	// waits a uniformly random time in [0, min(MaxBackoff, BaseBackoff·2ⁿ)]
-	// ("full jitter"). Zero means DefaultBaseBackoff / DefaultMaxBackoff.
+	// ("full jitter"), except that an attempt refused for want of a leader
+	// (NotLeader) or whose node could not be reached waits at most
+	// min(MaxBackoff, BaseBackoff·4), so a new leader is found soon after
+	// an election. Zero means DefaultBaseBackoff / DefaultMaxBackoff.
 	BaseBackoff, MaxBackoff time.Duration
 	// AttemptTimeout bounds one attempt of a unary call (the caller's
 	// context bounds the whole call, retries included), so a node that
@@ -420,13 +429,14 @@ type call struct {
 // ends. A NotLeader answer (the call was not executed) is followed to the
 // leader it names; an unknown outcome is retried when cl.retryUnknown;
 // every other error is returned at once. Between attempts it backs off
-// with full jitter. On ctx's end it returns an error matching ctx's error
+// with full jitter, growing only while nodes answer with other errors. On ctx's end it returns an error matching ctx's error
 // and, when there was one, the last attempt's.
 func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, cc *grpc.ClientConn) error) error {
 	var prev, hint string
 	var lastErr error
 	redirects := 0
 	for attempt := 0; ; attempt++ {
+		searching := false // the attempt was refused for want of a leader, or its node was unreachable
 		if err := ctx.Err(); err != nil {
 			return c.ctxError(cl.op, err, lastErr)
 		}
@@ -434,8 +444,9 @@ func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, c
 		if err != nil {
 			return fmt.Errorf("%s: %w", cl.op, err)
 		}
+		cc := n.conn()
 		actx, cancel := c.attemptContext(ctx)
-		err = fn(actx, n.conn())
+		err = fn(actx, cc)
 		cancel()
 		if err == nil {
 			if cl.route == toLeader && cl.pin == "" {
@@ -469,11 +480,13 @@ func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, c
 			if cl.pin != "" {
 				return lastErr
 			}
+			searching = true
 		case unknownOutcome(e.Code):
 			c.forgetLeader(n.addr)
 			if !cl.retryUnknown {
 				return lastErr
 			}
+			searching = cc.GetState() != connectivity.Ready
 		default:
 			return lastErr
 		}
@@ -484,7 +497,7 @@ func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, c
 			continue
 		}
 		redirects = 0
-		if err := c.sleep(ctx, c.backoff(attempt)); err != nil {
+		if err := c.sleep(ctx, c.retryPause(attempt, searching)); err != nil {
 			return c.ctxError(cl.op, err, lastErr)
 		}
 	}
@@ -531,6 +544,18 @@ func (c *Client) attemptContext(ctx context.Context) (context.Context, context.C
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+}
+
+// retryPause returns the pause before retry number attempt+1. After an
+// attempt that found no leader or no reachable node (searching) — a leader
+// change or a node that is gone, not one that is overloaded — the pause
+// stops growing at BaseBackoff·2^searchSteps, so a new leader is found
+// soon after an election.
+func (c *Client) retryPause(attempt int, searching bool) time.Duration {
+	if searching {
+		attempt = min(attempt, searchSteps)
+	}
+	return c.backoff(attempt)
 }
 
 // backoff returns the pause before retry number attempt+1.

@@ -61,18 +61,21 @@ func (n *Node) raftError(op string, err error) error {
 // the domain's vocabulary: raft.ErrNotLeader to notLeader()'s
 // *domain.NotLeaderError (nothing was written); raft.ErrEnqueueTimeout to an
 // EUNAVAILABLE *domain.Error saying the leader is overloaded (nothing was
-// queued); raft.ErrLeadershipLost, ErrLeadershipTransferInProgress,
+// queued); raft.ErrLeadershipTransferInProgress like ErrNotLeader (raft
+// refuses before appending); raft.ErrLeadershipLost,
 // ErrRaftShutdown and ErrAbortedByRestore to an EUNAVAILABLE one saying the
 // outcome is unknown (the entry may still commit); any other error wrapped
 // as an internal one.
 func mapRaftError(op string, err error, notLeader func() *domain.NotLeaderError) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Raft refuses both before appending anything: not executed.
+		// During a hand-off no leader is known yet (Unavailable with an
+		// empty NotLeader detail), so clients look again soon.
 		return notLeader()
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return domain.Errorf(domain.EUNAVAILABLE, "%s not accepted: the leader is overloaded; retry", op)
-	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress),
-		errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, raft.ErrAbortedByRestore):
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, raft.ErrAbortedByRestore):
 		return domain.Errorf(domain.EUNAVAILABLE, "%s outcome unknown: %v; retry with the same client_message_id", op, err)
 	default:
 		return fmt.Errorf("cluster %s: %w", op, err)

@@ -32,7 +32,7 @@ func TestMapRaftError(t *testing.T) {
 		{fmt.Errorf("apply: %w", raft.ErrNotLeader), "read", "", 0, ""},
 		{raft.ErrEnqueueTimeout, "write", domain.EUNAVAILABLE, codes.Unavailable, "write not accepted: the leader is overloaded; retry"},
 		{raft.ErrLeadershipLost, "write", domain.EUNAVAILABLE, codes.Unavailable, "write outcome unknown: leadership lost while committing log; retry with the same client_message_id"},
-		{raft.ErrLeadershipTransferInProgress, "write", domain.EUNAVAILABLE, codes.Unavailable, "write outcome unknown: leadership transfer in progress"},
+		{raft.ErrLeadershipTransferInProgress, "write", "", 0, ""}, // refused before the log: not executed
 		{raft.ErrRaftShutdown, "read", domain.EUNAVAILABLE, codes.Unavailable, "read outcome unknown: raft is already shutdown"},
 		{raft.ErrAbortedByRestore, "write", domain.EUNAVAILABLE, codes.Unavailable, "write outcome unknown: snapshot restored while committing log"},
 		{errShutdown, "write", domain.EUNAVAILABLE, codes.Unavailable, "write outcome unknown"},

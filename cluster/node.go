@@ -216,7 +216,7 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 		}
 		return false
 	})
-	r, err := raft.NewRaft(rc, n.fsm, n.logs, store, snaps, n.trans)
+	r, err := raft.NewRaft(rc, n.fsm, n.logs, store, snaps, transport{n.trans})
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -289,24 +289,15 @@ func (n *Node) Watch() <-chan struct{} {
 	return n.watch
 }
 
-// Close hands leadership to another voter when this node leads (bounded by
-// ctx), then shuts raft down and closes its stores and transport. It is
-// idempotent and returns the first error met.
+// Close hands leadership to another voter when this node still leads
+// ([Node.HandOff], bounded by ctx), then shuts raft down and closes its
+// stores and transport. It is idempotent and returns the first error met
+// while stopping (a failed hand-off is logged, not returned: the others
+// elect a leader after their heartbeat timeout).
 func (n *Node) Close(ctx context.Context) error {
 	n.closeOnce.Do(func() {
-		if n.raft.State() == raft.Leader && len(n.peers) > 1 {
-			done := make(chan error, 1)
-			go func() { done <- n.raft.LeadershipTransfer().Error() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					n.log.Warn("leadership transfer before shutdown failed", "error", err)
-				} else {
-					n.log.Info("leadership transferred before shutdown")
-				}
-			case <-ctx.Done():
-				n.log.Warn("leadership transfer before shutdown timed out")
-			}
+		if err := n.HandOff(ctx); err != nil {
+			n.log.Warn("leadership transfer before shutdown failed", "error", err)
 		}
 		n.raft.DeregisterObserver(n.observer)
 		close(n.stop)
@@ -315,6 +306,127 @@ func (n *Node) Close(ctx context.Context) error {
 		n.closeErr = errors.Join(err, n.closeStores())
 	})
 	return n.closeErr
+}
+
+// handOffPause is the least pause between two leadership transfer
+// attempts; handOffLeaderWait, in election timeouts, bounds the wait for
+// the new leader after a transfer.
+const (
+	handOffPause      = 20 * time.Millisecond
+	handOffLeaderWait = 5
+)
+
+// awaitNotLeader waits until this node does not lead or d passes; it
+// returns ctx's error when ctx ends first.
+func (n *Node) awaitNotLeader(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		watch := n.Watch()
+		if n.raft.State() != raft.Leader {
+			return nil
+		}
+		select {
+		case <-watch:
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// HandOff prepares a graceful stop: when this node leads and has peers, it
+// hands leadership to another voter and waits until it has heard from the
+// new leader, so that every answer it gives from then on (NotLeader) names
+// the leader and clients move there at once. The first attempt lets raft
+// pick the most up-to-date follower; a failed attempt (raft's TimeoutNow
+// may go out on a pooled connection to a peer that restarted since, and
+// fail with EOF; raft drops that connection) is retried against each other
+// voter in turn, until one succeeds or ctx ends. It returns nil when this
+// node does not lead or the hand-off completed, else an error wrapping the
+// last attempt's error and ctx's. After a failed attempt it gives
+// leadership an election timeout to move before the next; it waits for
+// the new leader at most five election timeouts.
+func (n *Node) HandOff(ctx context.Context) error {
+	if n.raft.State() != raft.Leader || len(n.peers) < 2 {
+		return nil
+	}
+	start := time.Now()
+	targets := n.handOffTargets()
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		if n.raft.State() != raft.Leader {
+			break
+		}
+		var f raft.Future
+		target := "most up-to-date follower"
+		if attempt == 0 {
+			f = n.raft.LeadershipTransfer()
+		} else {
+			p := targets[(attempt-1)%len(targets)]
+			target = p.ID
+			f = n.raft.LeadershipTransferToServer(raft.ServerID(p.ID), raft.ServerAddress(p.RaftAddr))
+		}
+		err := awaitFuture(ctx, f)
+		if err == nil || errors.Is(err, raft.ErrNotLeader) {
+			break
+		}
+		lastErr = fmt.Errorf("transfer to %s: %w", target, err)
+		n.log.Info("leadership transfer attempt failed", "attempt", attempt+1, "target", target, "error", err)
+		// A timed-out attempt may still succeed (its TimeoutNow may be on
+		// its way, or the target campaigning): give leadership an election
+		// timeout to move before another attempt, which would race it.
+		if err := n.awaitNotLeader(ctx, n.cfg.ElectionTimeout+handOffPause); err != nil {
+			return fmt.Errorf("cluster: hand-off: %w (last attempt: %w)", err, lastErr)
+		}
+	}
+	// Wait until the new leader has reached this node, so NotLeader
+	// answers name it: within an election and a heartbeat when the
+	// transfer worked (a few election timeouts on a loaded host), never
+	// when its target stopped too.
+	ctx, cancel := context.WithTimeout(ctx, handOffLeaderWait*n.cfg.ElectionTimeout)
+	defer cancel()
+	for {
+		watch := n.Watch()
+		if _, id := n.raft.LeaderWithID(); id != "" && id != raft.ServerID(n.cfg.NodeID) {
+			n.log.Info("leadership transferred before shutdown", "leader_id", string(id), "took", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		select {
+		case <-watch:
+		case <-ctx.Done():
+			err := fmt.Errorf("cluster: hand-off: new leader not heard from: %w", ctx.Err())
+			if lastErr != nil {
+				err = fmt.Errorf("%w (last attempt: %w)", err, lastErr)
+			}
+			return err
+		}
+	}
+}
+
+// handOffTargets returns the other voters, ordered by id.
+func (n *Node) handOffTargets() []Peer {
+	var out []Peer
+	for _, p := range n.cfg.Peers {
+		if p.ID != n.cfg.NodeID {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// awaitFuture returns f's error, or ctx's once it ends first (the future
+// still resolves inside raft).
+func awaitFuture(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (n *Node) closeStores() error {

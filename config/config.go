@@ -66,14 +66,15 @@ type Cluster struct {
 type Raft struct {
 	// HeartbeatTimeout: follower timeout without leader contact before it
 	// starts an election. YAML raft.heartbeat_timeout,
-	// env RAFTOGRAM_RAFT_HEARTBEAT_TIMEOUT, default 1s.
+	// env RAFTOGRAM_RAFT_HEARTBEAT_TIMEOUT, default 300ms.
 	HeartbeatTimeout time.Duration `yaml:"heartbeat_timeout" env:"HEARTBEAT_TIMEOUT"`
 	// ElectionTimeout: candidate timeout without a leader. YAML
-	// raft.election_timeout, env RAFTOGRAM_RAFT_ELECTION_TIMEOUT, default 1s.
+	// raft.election_timeout, env RAFTOGRAM_RAFT_ELECTION_TIMEOUT, default
+	// 300ms.
 	ElectionTimeout time.Duration `yaml:"election_timeout" env:"ELECTION_TIMEOUT"`
 	// LeaderLeaseTimeout: how long a leader stays leader without reaching a
 	// quorum. YAML raft.leader_lease_timeout,
-	// env RAFTOGRAM_RAFT_LEADER_LEASE_TIMEOUT, default 500ms.
+	// env RAFTOGRAM_RAFT_LEADER_LEASE_TIMEOUT, default 300ms.
 	LeaderLeaseTimeout time.Duration `yaml:"leader_lease_timeout" env:"LEADER_LEASE_TIMEOUT"`
 	// CommitTimeout: the longest the leader waits before sending an
 	// AppendEntries without new entries. YAML raft.commit_timeout,
@@ -330,9 +331,9 @@ func Default() Config {
 		HealthBindAddr: "127.0.0.1:8080",
 		DataDir:        "./data/node1",
 		Raft: Raft{
-			HeartbeatTimeout:   time.Second,
-			ElectionTimeout:    time.Second,
-			LeaderLeaseTimeout: 500 * time.Millisecond,
+			HeartbeatTimeout:   300 * time.Millisecond,
+			ElectionTimeout:    300 * time.Millisecond,
+			LeaderLeaseTimeout: 300 * time.Millisecond,
 			CommitTimeout:      20 * time.Millisecond,
 			MaxAppendEntries:   256,
 			SnapshotThreshold:  8192,

@@ -36,9 +36,9 @@ func TestDefault(t *testing.T) {
 		HealthBindAddr: "127.0.0.1:8080",
 		DataDir:        "./data/node1",
 		Raft: Raft{
-			HeartbeatTimeout:   time.Second,
-			ElectionTimeout:    time.Second,
-			LeaderLeaseTimeout: 500 * time.Millisecond,
+			HeartbeatTimeout:   300 * time.Millisecond,
+			ElectionTimeout:    300 * time.Millisecond,
+			LeaderLeaseTimeout: 300 * time.Millisecond,
 			CommitTimeout:      20 * time.Millisecond,
 			MaxAppendEntries:   256,
 			SnapshotThreshold:  8192,
@@ -243,9 +243,11 @@ func TestValidateRejects(t *testing.T) {
 		{"commit below raft minimum", func(c *Config) { c.Raft.CommitTimeout = time.Microsecond },
 			"raft.commit_timeout must be at least 1ms (hashicorp/raft minimum), got 1µs"},
 		{"lease above heartbeat", func(c *Config) { c.Raft.LeaderLeaseTimeout = 2 * time.Second },
-			"raft.leader_lease_timeout 2s must not exceed raft.heartbeat_timeout 1s"},
-		{"election below heartbeat", func(c *Config) { c.Raft.ElectionTimeout = 900 * time.Millisecond },
-			"raft.election_timeout 900ms must not be below raft.heartbeat_timeout 1s"},
+			"raft.leader_lease_timeout 2s must not exceed raft.heartbeat_timeout 300ms"},
+		{"election below heartbeat", func(c *Config) {
+			c.Raft.HeartbeatTimeout = time.Second
+			c.Raft.ElectionTimeout = 900 * time.Millisecond
+		}, "raft.election_timeout 900ms must not be below raft.heartbeat_timeout 1s"},
 
 		// counts and sizes
 		{"max_append_entries 0", func(c *Config) { c.Raft.MaxAppendEntries = 0 },
@@ -436,7 +438,7 @@ func TestLoadEnvOverridesFile(t *testing.T) {
 		{"max_payload", cfg.Limits.MaxPayloadBytes, 65536},
 		{"log_level kept from file", cfg.LogLevel, "debug"},
 		{"raft_bind_addr kept from file", cfg.RaftBindAddr, "127.0.0.1:7001"},
-		{"leader lease kept from default", cfg.Raft.LeaderLeaseTimeout, 500 * time.Millisecond},
+		{"leader lease kept from default", cfg.Raft.LeaderLeaseTimeout, 300 * time.Millisecond},
 		{"self", cfg.Self(), Peer{"c", "10.0.0.3:7000", "10.0.0.3:9000"}},
 	}
 	for _, c := range checks {

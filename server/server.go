@@ -247,9 +247,10 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Close stops the node in order: Subscribe streams end with Unavailable,
-// in-flight calls finish (bounded by shutdown_timeout), a leader hands over
-// leadership, raft stops, then the health endpoint and the projection
-// close. It is idempotent.
+// a leader hands over leadership while it still answers (so its NotLeader
+// answers send clients to the new leader at once), in-flight calls finish
+// (bounded by shutdown_timeout), raft stops, then the health endpoint and
+// the projection close. It is idempotent.
 func (s *Server) Close() error {
 	s.stopOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
@@ -257,6 +258,9 @@ func (s *Server) Close() error {
 		s.log.Info("shutting down")
 		s.stopWatch()
 		s.api.Shutdown()
+		if err := s.node.HandOff(ctx); err != nil {
+			s.log.Warn("leadership transfer before shutdown failed", "error", err)
+		}
 		stopped := make(chan struct{})
 		go func() { s.grpc.GracefulStop(); close(stopped) }()
 		select {

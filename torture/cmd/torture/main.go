@@ -39,6 +39,12 @@ func run() int {
 	calm := flag.Duration("calm", 10*time.Second, "fault-free tail of the run")
 	keep := flag.Bool("keep", false, "keep the working directory after a passing run")
 	flag.Parse()
+	if *profile == "failover" {
+		return runFailover(*nodes, *writers, *bin, *dir, *keep)
+	} else if *profile != "" {
+		fmt.Fprintf(os.Stderr, "torture: unknown -profile %q (known: failover)\n", *profile)
+		return 2
+	}
 
 	if *seed == 0 {
 		*seed = uint64(time.Now().UnixNano())
