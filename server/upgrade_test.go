@@ -110,7 +110,7 @@ func (n *fixtureNode) close(t *testing.T) {
 
 // served reads every channel and its whole history through the gRPC API
 // (linearizable reads, the default), in the fixture's shape; Index is left
-// 0 (the API does not return it).
+// 0 (the API does not return them).
 func served(t *testing.T, api raftogramv1.MessengerClient) []datadirfixture.Channel {
 	t.Helper()
 	ctx := ctxT(t)
@@ -146,12 +146,13 @@ func served(t *testing.T, api raftogramv1.MessengerClient) []datadirfixture.Chan
 	}
 }
 
-// withoutIndexes returns channels with every message's Index zeroed, to
-// compare with what the API serves.
+// withoutIndexes returns channels with every channel's and message's Index
+// zeroed, to compare with what the API serves.
 func withoutIndexes(channels []datadirfixture.Channel) []datadirfixture.Channel {
 	out := make([]datadirfixture.Channel, len(channels))
 	for i, c := range channels {
 		out[i] = c
+		out[i].Index = 0
 		out[i].Messages = nil
 		for _, m := range c.Messages {
 			m.Index = 0
@@ -285,10 +286,14 @@ func TestGenerateDatadirFixture(t *testing.T) {
 		cfg.Raft.TrailingLogs = 4 // the log no longer starts at 1: losing the projection needs the snapshot
 	})
 	ctx := ctxT(t)
-	index := map[string]uint64{} // channel/sequence → log index
+	index := map[string]uint64{} // channel (and channel/sequence) → log index that created it
 	create := func(id, name string) {
-		if _, err := n.api.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: id, Name: name}); err != nil {
+		r, err := n.api.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: id, Name: name})
+		if err != nil {
 			t.Fatalf("create %q: %v", id, err)
+		}
+		if r.GetCreated() {
+			index[r.GetChannelId()] = r.GetIndex()
 		}
 	}
 	send := func(ch, author, payload, cmid string) {
@@ -331,6 +336,7 @@ func TestGenerateDatadirFixture(t *testing.T) {
 	st := n.srv.Node().Status()
 	exp := datadirfixture.Expected{SnapshotIndex: st.SnapshotIndex, LastIndex: st.AppliedIndex, Channels: served(t, n.api)}
 	for i, c := range exp.Channels {
+		exp.Channels[i].Index = index[c.ID]
 		for j, m := range c.Messages {
 			exp.Channels[i].Messages[j].Index = index[fmt.Sprintf("%s/%d", c.ID, m.Sequence)]
 		}

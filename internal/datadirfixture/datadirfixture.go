@@ -35,11 +35,13 @@ type Expected struct {
 	Channels      []Channel `json:"channels"`
 }
 
-// Channel is one channel of a fixture, with its messages in sequence order.
+// Channel is one channel of a fixture, with its messages in sequence order;
+// Index is the Raft log index that created it.
 type Channel struct {
 	ID                string    `json:"channel_id"`
 	Name              string    `json:"name"`
 	CreatedAtUnixNano int64     `json:"created_at_unix_nano"`
+	Index             uint64    `json:"index"`
 	Messages          []Message `json:"messages"`
 }
 
