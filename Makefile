@@ -7,15 +7,23 @@ TOOLS_BIN := $(CURDIR)/bin
 
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+# Linters run by 'make test', installed at these versions into bin/ on first use.
+BUF_VERSION         := v1.75.0
+STATICCHECK_VERSION := v0.8.2
+BUF                 := $(TOOLS_BIN)/buf-$(BUF_VERSION)/buf
+STATICCHECK         := $(TOOLS_BIN)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+# The released commit 'buf breaking' compares api/proto with (buf.yaml says which rules
+# apply to which file). Move it forward at each release; it needs the git history.
+PROTO_BASELINE      := e2e9d13
 PROTOS := api/proto/raftogram/v1/messaging.proto api/proto/raftogram/v1/admin.proto api/proto/raftogram/peer/v1/peer.proto api/proto/raftogram/events/v1/events.proto
 
-.PHONY: dev-cluster-secure build test fmt-check vet proto tools dev-cluster bench torture docker e2e-docker clean
+.PHONY: build test fmt-check vet staticcheck buf-check lint-tools proto tools dev-cluster dev-cluster-secure bench torture docker e2e-docker clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/raftogram
 
-## test: formatting, vet, then every test with the race detector.
-test: fmt-check vet
+## test: formatting, vet, staticcheck, buf lint/breaking, then every test with the race detector.
+test: fmt-check vet staticcheck buf-check
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 fmt-check:
@@ -24,6 +32,23 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+## buf-check: lint api/proto and check it against the released commit (buf.yaml).
+buf-check: $(BUF)
+	$(BUF) lint
+	$(BUF) breaking --against '.git#ref=$(PROTO_BASELINE)' --against-config buf.yaml
+
+## lint-tools: install the pinned linters (a failed install fails the target).
+lint-tools: $(BUF) $(STATICCHECK)
+
+$(BUF):
+	GOBIN=$(dir $@) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+
+$(STATICCHECK):
+	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 ## proto: regenerate the committed Go code (needs protoc from Debian's protobuf-compiler).
 tools:

@@ -11,7 +11,9 @@ import (
 
 // checkLogFile catches a truncated raft-boltdb file before bbolt maps it:
 // bbolt trusts its metadata and touches pages past the end of a short file,
-// which kills the process with SIGBUS instead of returning an error. A
+// which kills the process (v1.3.5 with SIGBUS, v1.4.3 with an assertion
+// panic while it rebuilds the freelist) instead of returning an error;
+// TestBoltStillDiesOnTruncatedFile tells when an upgrade changes that. A
 // missing file is fine (a new node). The check reads bbolt's two meta pages
 // (a stable, documented layout), takes the newest valid one and compares
 // the file size with the page high-water mark it records.

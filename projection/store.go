@@ -81,6 +81,11 @@ type testHooks struct {
 	// restoreClosed runs in Restore right after the connections are
 	// closed; a non-nil error fails the restore at that point.
 	restoreClosed func() error
+	// migrations replaces migrations.All (a test adds a future migration).
+	migrations func() ([]migrations.Migration, error)
+	// migrationRan runs inside a migration's transaction once its SQL has
+	// run, before the migration is recorded and committed.
+	migrationRan func(migrations.Migration)
 }
 
 // Options tunes a Store. The zero value commits every Apply at once.
@@ -195,7 +200,7 @@ func (s *Store) open(ctx context.Context, check bool) error {
 			return fmt.Errorf("%w: %s: %w", ErrCorrupt, s.path, err)
 		}
 	}
-	if err := migrate(ctx, w); err != nil {
+	if err := migrate(ctx, w, s.hooks); err != nil {
 		w.Close()
 		if isCorruption(err) {
 			return fmt.Errorf("%w: %s: %w", ErrCorrupt, s.path, err)
@@ -263,8 +268,16 @@ func isCorruption(err error) bool {
 	return false
 }
 
-func migrate(ctx context.Context, db *sql.DB) error {
-	ms, err := migrations.All()
+// migrate applies the migrations newer than the file's schema version, each
+// in its own transaction together with its schema_migrations row: a crash
+// or an error part-way through a migration leaves the file at the previous
+// version, and the next open runs that migration again from its start.
+func migrate(ctx context.Context, db *sql.DB, hooks testHooks) error {
+	all := migrations.All
+	if hooks.migrations != nil {
+		all = hooks.migrations
+	}
+	ms, err := all()
 	if err != nil {
 		return err
 	}
@@ -280,14 +293,14 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		if m.Version <= current {
 			continue
 		}
-		if err := applyMigration(ctx, db, m); err != nil {
+		if err := applyMigration(ctx, db, m, hooks.migrationRan); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func applyMigration(ctx context.Context, db *sql.DB, m migrations.Migration) error {
+func applyMigration(ctx context.Context, db *sql.DB, m migrations.Migration, ran func(migrations.Migration)) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migration %s: %w", m.Name, err)
@@ -295,6 +308,9 @@ func applyMigration(ctx context.Context, db *sql.DB, m migrations.Migration) err
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 		return fmt.Errorf("migration %s: %w", m.Name, err)
+	}
+	if ran != nil {
+		ran(m)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, m.Version, m.Name); err != nil {
 		return fmt.Errorf("record migration %s: %w", m.Name, err)

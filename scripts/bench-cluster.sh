@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts a fresh three-node cluster from ./raftogram in a temporary directory,
 # runs `raftogram bench` against it with the arguments given, prints the
-# result, and stops the cluster. Every figure in design.md "Performance" is
+# result, and stops the cluster. Every figure in docs/performance.md is
 # produced this way, e.g.
 #
 #   make build && scripts/bench-cluster.sh -json -clients 64 -channels 64 -payload 128 -duration 10s

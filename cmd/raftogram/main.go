@@ -196,7 +196,7 @@ func reloadOnSIGHUP(srv *server.Server, log *slog.Logger) (stop func()) {
 // defaultGCPercent is the node's GOGC unless the environment sets one: a
 // node's live heap is small (tens of MB) and allocation-heavy, so collecting
 // half as often costs little memory and measured -6 % CPU per acknowledged
-// write at 64 clients (design.md "Performance").
+// write at 64 clients (docs/performance.md).
 const defaultGCPercent = 200
 
 // tuneGC sets the garbage collector's target to defaultGCPercent unless
