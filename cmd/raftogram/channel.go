@@ -9,21 +9,22 @@ import (
 	"github.com/raftogram/raftogram/client"
 )
 
-// channelGroup is `raftogram channel create|get|list`.
+// channelGroup is `raftogram channel create|info|get|list`.
 var channelGroup = &group{
 	name:  "channel",
 	about: "Creates, shows and lists channels.",
-	subs:  map[string]command{"create": channelCreate, "get": channelGet, "list": channelList},
+	subs:  map[string]command{"create": channelCreate, "info": channelInfo, "get": channelGet, "list": channelList},
 	sums: map[string]string{
 		"create": "create a channel (idempotent with an ID)",
-		"get":    "show one channel and its message range",
+		"info":   "show one channel and its message range",
+		"get":    "the same as info",
 		"list":   "list channels in id order",
 	},
 }
 
 func init() {
 	subcommands["channel"] = channelGroup.run
-	summaries["channel"] = "create, get or list channels (raftogram channel help)"
+	summaries["channel"] = "create, show (info) or list channels (raftogram channel help)"
 }
 
 // jsonChannel is a channel in JSON output.
@@ -92,11 +93,21 @@ func channelCreate(ctx context.Context, args []string, env map[string]string, st
 	})
 }
 
-// channelGet is `raftogram channel get ID`: it prints the channel, its
+// channelInfo is `raftogram channel info ID`: it prints the channel, its
 // creation time and message range. It returns the exit code (1 with "not
 // found" for an unknown channel).
+func channelInfo(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
+	return channelShow(ctx, "channel info", args, env, stdout, stderr)
+}
+
+// channelGet is `raftogram channel get ID`, the same as channel info.
 func channelGet(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
-	in := newInvocation("channel get", "ID",
+	return channelShow(ctx, "channel get", args, env, stdout, stderr)
+}
+
+// channelShow runs channel info or get under the name given.
+func channelShow(ctx context.Context, name string, args []string, env map[string]string, stdout, stderr io.Writer) int {
+	in := newInvocation(name, "ID",
 		"Shows channel ID: its name, creation time, first and last sequence and number of\n"+
 			"messages (FIRST and LAST are 0 while it is empty); with -json one object\n"+
 			"{channel_id, name, created_at, first_sequence, last_sequence, message_count}.\n"+

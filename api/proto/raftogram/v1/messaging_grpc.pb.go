@@ -48,10 +48,12 @@ type MessengerClient interface {
 	// deduplicated=true.
 	SendMessage(ctx context.Context, in *SendMessageRequest, opts ...grpc.CallOption) (*SendMessageResponse, error)
 	// ReadHistory returns committed messages with sequence > after_sequence in
-	// ascending order. Reads are linearizable.
+	// ascending order, or with newest_first the newest ones below
+	// before_sequence in descending order. Reads are linearizable.
 	ReadHistory(ctx context.Context, in *ReadHistoryRequest, opts ...grpc.CallOption) (*ReadHistoryResponse, error)
-	// Subscribe streams the history after after_sequence, then every new
-	// message as it commits, in order, without gaps or duplicates.
+	// Subscribe streams the history after after_sequence (or from where start
+	// says), then every new message as it commits, in order, without gaps or
+	// duplicates.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeChunk], error)
 	// GetChannel returns one channel and its message range (NotFound when it
 	// does not exist).
@@ -157,10 +159,12 @@ type MessengerServer interface {
 	// deduplicated=true.
 	SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error)
 	// ReadHistory returns committed messages with sequence > after_sequence in
-	// ascending order. Reads are linearizable.
+	// ascending order, or with newest_first the newest ones below
+	// before_sequence in descending order. Reads are linearizable.
 	ReadHistory(context.Context, *ReadHistoryRequest) (*ReadHistoryResponse, error)
-	// Subscribe streams the history after after_sequence, then every new
-	// message as it commits, in order, without gaps or duplicates.
+	// Subscribe streams the history after after_sequence (or from where start
+	// says), then every new message as it commits, in order, without gaps or
+	// duplicates.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeChunk]) error
 	// GetChannel returns one channel and its message range (NotFound when it
 	// does not exist).
