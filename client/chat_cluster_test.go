@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -111,5 +112,62 @@ func TestClusterChatClient(t *testing.T) {
 	}
 	if r := <-lastDone; r.err != nil || r.got != "[8 9 10 11]" {
 		t.Fatalf("StartLast 3 delivered %s, %v", r.got, r.err)
+	}
+}
+
+// TestClusterManageChannels: rename, redact and delete through the client
+// on a real cluster; every node agrees, and a subscription to a deleted
+// channel ends with ErrNotFound.
+func TestClusterManageChannels(t *testing.T) {
+	tc := testcluster.Start(t, 3)
+	c := newClient(t, client.Config{Addrs: tc.Addrs()})
+	ctx := ctxFor(t, 30*time.Second)
+	if _, err := c.CreateChannel(ctx, "mod", "Mod"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		if _, err := c.Send(ctx, client.SendRequest{ChannelID: "mod", AuthorID: "a", Payload: fmt.Appendf(nil, "m%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up, err := c.UpdateChannel(ctx, "mod", "Moderated")
+	if err != nil || up.Channel.Name != "Moderated" {
+		t.Fatalf("update: %+v %v", up, err)
+	}
+	red, err := c.RedactMessage(ctx, "mod", 2, "spam")
+	if err != nil || !red.Redacted {
+		t.Fatalf("redact: %+v %v", red, err)
+	}
+	if _, err := c.RedactMessage(ctx, "mod", 9, ""); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("redact unknown message: %v", err)
+	}
+	for i := range tc.Len() {
+		h, err := c.ReadHistory(ctx, "mod", client.ReadOptions{Consistency: client.AtLeast, MinIndex: red.Index, Node: tc.Addr(i)})
+		if err != nil || len(h.Messages) != 3 || !h.Messages[1].Redacted || len(h.Messages[1].Payload) != 0 || string(h.Messages[2].Payload) != "m3" {
+			t.Fatalf("node %d after redaction: %+v %v", i, h, err)
+		}
+	}
+	sub, err := c.Subscribe(ctx, "mod", client.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if b, err := sub.Recv(); err != nil || len(b.Messages) == 0 {
+		t.Fatalf("subscription: %+v %v", b, err)
+	}
+	del, err := c.DeleteChannel(ctx, "mod")
+	if err != nil || !del.Deleted {
+		t.Fatalf("delete: %+v %v", del, err)
+	}
+	for {
+		if _, err := sub.Recv(); err != nil {
+			if !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("subscription after delete: %v", err)
+			}
+			break
+		}
+	}
+	if _, err := c.GetChannel(ctx, "mod", client.ReadOptions{}); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("get deleted: %v", err)
 	}
 }

@@ -130,6 +130,9 @@ type Message struct {
 	ClientMessageID string
 	// CreatedAt is when the leader accepted the message.
 	CreatedAt time.Time
+	// Redacted: the payload was removed by RedactMessage (Payload is
+	// empty).
+	Redacted bool
 }
 
 func fromProto(ms []*raftogramv1.Message) []Message {
@@ -142,7 +145,7 @@ func fromProto(ms []*raftogramv1.Message) []Message {
 
 func messageFromProto(m *raftogramv1.Message) Message {
 	return Message{Sequence: m.GetSequence(), AuthorID: m.GetAuthorId(), Payload: m.GetPayload(),
-		ClientMessageID: m.GetClientMessageId(), CreatedAt: m.GetCreatedAt().AsTime()}
+		ClientMessageID: m.GetClientMessageId(), CreatedAt: m.GetCreatedAt().AsTime(), Redacted: m.GetRedacted()}
 }
 
 // ReadOptions tunes [Client.ReadHistory] and [Client.GetChannel].

@@ -529,5 +529,6 @@ func toProto1(m domain.Message) *raftogramv1.Message {
 		Payload:         m.Payload,
 		ClientMessageId: m.ClientMessageID,
 		CreatedAt:       timestamppb.New(m.CreatedAt),
+		Redacted:        m.Redacted,
 	}
 }

@@ -139,7 +139,7 @@ type readStmts struct {
 	forward, backward, byTime *sql.Stmt
 }
 
-const pageQuery = `SELECT m.sequence, m.author_id, m.payload, m.client_message_id, m.created_at
+const pageQuery = `SELECT m.sequence, m.author_id, m.payload, m.client_message_id, m.created_at, m.redacted
 	FROM channels AS c LEFT JOIN messages AS m ON m.channel_id = c.channel_id AND m.sequence > ? AND m.sequence < ?
 	WHERE c.channel_id = ? ORDER BY m.sequence `
 
@@ -226,7 +226,8 @@ func (s *Store) Page(ctx context.Context, channelID string, rng Range) ([]domain
 			var author, cmid sql.Null[string]
 			var payload []byte
 			var created sql.Null[int64]
-			if err := rows.Scan(&seq, &author, &payload, &cmid, &created); err != nil {
+			var redacted sql.Null[bool]
+			if err := rows.Scan(&seq, &author, &payload, &cmid, &created, &redacted); err != nil {
 				return fmt.Errorf("scan history of %q: %w", channelID, err)
 			}
 			if !seq.Valid {
@@ -240,7 +241,7 @@ func (s *Store) Page(ctx context.Context, channelID string, rng Range) ([]domain
 				payload = []byte{}
 			}
 			msgs = append(msgs, domain.Message{ChannelID: channelID, Sequence: seq.V, AuthorID: author.V, Payload: payload,
-				ClientMessageID: cmid.V, CreatedAt: time.Unix(0, created.V).UTC()})
+				ClientMessageID: cmid.V, CreatedAt: time.Unix(0, created.V).UTC(), Redacted: redacted.V})
 			size += len(payload)
 		}
 		if err := rows.Err(); err != nil {
@@ -299,8 +300,9 @@ func (s *Store) Digest(ctx context.Context) (string, error) {
 		defer tx.Rollback()
 		for _, q := range []string{
 			`SELECT channel_id, name, created_at, created_index, last_sequence FROM channels ORDER BY channel_id`,
-			`SELECT channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index FROM messages ORDER BY channel_id, sequence`,
+			`SELECT channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index, redacted FROM messages ORDER BY channel_id, sequence`,
 			`SELECT channel_id, client_message_id, sequence FROM dedup ORDER BY channel_id, client_message_id`,
+			`SELECT channel_id, last_sequence, deleted_index FROM deleted_channels ORDER BY channel_id`,
 		} {
 			if err := hashRows(ctx, tx, q, h.Write); err != nil {
 				return err

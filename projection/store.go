@@ -180,8 +180,10 @@ func (s *Store) open(ctx context.Context, check bool) error {
 	if s.commitDelay > 0 {
 		autocheckpoint = "wal_autocheckpoint(0)"
 	}
+	// secure_delete: content a deletion or redaction removes is overwritten
+	// in the file, not left in free pages (erasure requests).
 	w, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)",
-		"cache_size(-65536)", "temp_store(MEMORY)", autocheckpoint)+"&_txlock=immediate")
+		"cache_size(-65536)", "temp_store(MEMORY)", "secure_delete(ON)", autocheckpoint)+"&_txlock=immediate")
 	if err != nil {
 		return fmt.Errorf("open projection %s: %w", s.path, err)
 	}

@@ -78,3 +78,57 @@ func TestCLIChatCommands(t *testing.T) {
 	}
 	tLast.stop(t)
 }
+
+// channel update, channel delete and redact, as a moderator uses them.
+func TestCLIModeration(t *testing.T) {
+	_, addrs := startCLICluster(t)
+	runCLI(t, addrs, "channel", "create", "mod").expect(t, exitOK, nil, nil)
+	for i := 1; i <= 3; i++ {
+		runCLI(t, addrs, "send", "mod", fmt.Sprint("m", i), "--author", "alice").expect(t, exitOK, nil, nil)
+	}
+	runCLI(t, addrs, "channel", "update", "mod", "--name", "Moderated").expect(t, exitOK, []string{"Moderated"}, nil)
+	runCLI(t, addrs, "channel", "update", "mod").expect(t, exitUsage, nil, []string{"-name is required"})
+	runCLI(t, addrs, "channel", "update", "nope", "--name", "x").expect(t, exitError, nil, []string{"not found"})
+
+	var red struct {
+		Redacted bool `json:"redacted"`
+	}
+	runCLI(t, addrs, "redact", "mod", "2", "--reason", "spam", "--json").decode(t, &red)
+	if !red.Redacted {
+		t.Fatal("redact: redacted false")
+	}
+	runCLI(t, addrs, "redact", "mod", "2").expect(t, exitOK, []string{"false"}, nil)
+	runCLI(t, addrs, "redact", "mod", "0").expect(t, exitUsage, nil, []string{"SEQUENCE must be a positive integer"})
+	runCLI(t, addrs, "redact", "mod", "9").expect(t, exitError, nil, []string{"not found"})
+	r := runCLI(t, addrs, "history", "mod")
+	r.expect(t, exitOK, nil, nil)
+	rows := tableRows(t, r.stdout)
+	if len(rows) != 3 || rows[1][3] != "[redacted]" || rows[2][3] != "m3" {
+		t.Fatalf("history after redaction:\n%s", r.stdout)
+	}
+	var hist struct {
+		Messages []jsonMessage `json:"messages"`
+	}
+	runCLI(t, addrs, "history", "mod", "--json").decode(t, &hist)
+	if !hist.Messages[1].Redacted || len(hist.Messages[1].Payload) != 0 || hist.Messages[0].Redacted {
+		t.Fatalf("history JSON: %+v", hist.Messages)
+	}
+
+	tr := startTail(t, addrs, "mod")
+	tr.waitLines(t, 3)
+	runCLI(t, addrs, "channel", "delete", "mod").expect(t, exitOK, []string{"true"}, nil)
+	var code int
+	poll(t, "tail of a deleted channel exits", func() error {
+		select {
+		case code = <-tr.done:
+			return nil
+		default:
+			return fmt.Errorf("still running")
+		}
+	})
+	if code != exitError || !strings.Contains(tr.stderr.String(), "not found") {
+		t.Fatalf("tail after delete: exit %d, stderr %s", code, tr.stderr.String())
+	}
+	runCLI(t, addrs, "channel", "delete", "mod").expect(t, exitOK, []string{"false"}, nil)
+	runCLI(t, addrs, "channel", "info", "mod").expect(t, exitError, nil, []string{"not found"})
+}

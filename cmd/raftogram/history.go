@@ -74,7 +74,7 @@ func historyCommand(ctx context.Context, args []string, env map[string]string, s
 		} else {
 			tw := in.table("SEQUENCE", "CREATED_AT", "AUTHOR", "PAYLOAD")
 			for _, m := range h.Messages {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", m.Sequence, timeText(m.CreatedAt), cell(m.AuthorID), payloadText(m.Payload))
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", m.Sequence, timeText(m.CreatedAt), cell(m.AuthorID), messageText(m))
 			}
 			err = flushTable(tw)
 			switch {

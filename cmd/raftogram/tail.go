@@ -76,7 +76,7 @@ func tailCommand(ctx context.Context, args []string, env map[string]string, stdo
 			if in.asJSON {
 				err = in.writeJSON(newJSONMessage(pos[0], m))
 			} else {
-				_, err = fmt.Fprintf(stdout, "%d\t%s\t%s\t%s\n", m.Sequence, timeText(m.CreatedAt), cell(m.AuthorID), payloadText(m.Payload))
+				_, err = fmt.Fprintf(stdout, "%d\t%s\t%s\t%s\n", m.Sequence, timeText(m.CreatedAt), cell(m.AuthorID), messageText(m))
 			}
 			if err != nil { // stdout is gone (a closed pipe): nobody reads
 				return in.fail(ctx, fmt.Errorf("write: %w", err))
