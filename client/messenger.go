@@ -10,6 +10,7 @@ import (
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Channel describes one channel and the range of messages it holds.
@@ -129,6 +130,9 @@ type Message struct {
 	ClientMessageID string
 	// CreatedAt is when the leader accepted the message.
 	CreatedAt time.Time
+	// Redacted: the payload was removed by RedactMessage (Payload is
+	// empty).
+	Redacted bool
 }
 
 func fromProto(ms []*raftogramv1.Message) []Message {
@@ -141,7 +145,7 @@ func fromProto(ms []*raftogramv1.Message) []Message {
 
 func messageFromProto(m *raftogramv1.Message) Message {
 	return Message{Sequence: m.GetSequence(), AuthorID: m.GetAuthorId(), Payload: m.GetPayload(),
-		ClientMessageID: m.GetClientMessageId(), CreatedAt: m.GetCreatedAt().AsTime()}
+		ClientMessageID: m.GetClientMessageId(), CreatedAt: m.GetCreatedAt().AsTime(), Redacted: m.GetRedacted()}
 }
 
 // ReadOptions tunes [Client.ReadHistory] and [Client.GetChannel].
@@ -149,6 +153,17 @@ type ReadOptions struct {
 	// After: return messages with a larger sequence (0: from the start).
 	// ReadHistory only.
 	After uint64
+	// NewestFirst: return the newest messages first (below Before), in
+	// descending order; History.HasMore then says older ones exist. Open a
+	// channel with {NewestFirst: true, Limit: 50} and scroll back with
+	// Before = the oldest sequence held. ReadHistory only.
+	NewestFirst bool
+	// Before: only messages with a smaller sequence (0: no bound).
+	// ReadHistory only.
+	Before uint64
+	// Since: start at the first message created at or after this time
+	// (zero: no bound); with After, the later start wins. ReadHistory only.
+	Since time.Time
 	// Limit: at most this many messages; 0 means the server's 100, above
 	// 1000 is capped at 1000. ReadHistory only.
 	Limit int
@@ -165,9 +180,11 @@ type ReadOptions struct {
 
 // History is one page of a channel's messages.
 type History struct {
-	// Messages are in ascending sequence order, consecutive.
+	// Messages are in ascending sequence order, consecutive (descending
+	// with ReadOptions.NewestFirst).
 	Messages []Message
-	// HasMore is true when more messages follow the last one.
+	// HasMore is true when more messages follow the last one (with
+	// NewestFirst: when older ones exist).
 	HasMore bool
 	// NodeID and AppliedIndex say which node answered and the Raft index it
 	// had applied when it read.
@@ -176,7 +193,8 @@ type History struct {
 }
 
 // ReadHistory returns the committed messages of a channel after
-// opts.After, in order, from a node allowed by opts.Consistency (reads are
+// opts.After (and opts.Since), in order, or with opts.NewestFirst the
+// newest ones below opts.Before, newest first, from a node allowed by opts.Consistency (reads are
 // spread over the nodes unless the level is LeaderOnly), retrying on
 // another node while none answers. It returns ErrNotFound for an unknown
 // channel, ErrInvalidArgument for a malformed id or option, and, when ctx
@@ -191,7 +209,10 @@ func (c *Client) ReadHistory(ctx context.Context, channelID string, opts ReadOpt
 		return nil, fmt.Errorf("ReadHistory: %w: negative limit", ErrInvalidArgument)
 	}
 	req := &raftogramv1.ReadHistoryRequest{ChannelId: channelID, AfterSequence: opts.After, Limit: uint32(min(opts.Limit, 1<<20)),
-		Consistency: toProtoConsistency(cons), MinIndex: opts.MinIndex}
+		Consistency: toProtoConsistency(cons), MinIndex: opts.MinIndex, NewestFirst: opts.NewestFirst, BeforeSequence: opts.Before}
+	if !opts.Since.IsZero() {
+		req.AfterTime = timestamppb.New(opts.Since)
+	}
 	var resp *raftogramv1.ReadHistoryResponse
 	err = c.do(ctx, call{op: "ReadHistory", route: routeFor(cons), pin: opts.Node, retryUnknown: true}, func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error

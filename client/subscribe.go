@@ -14,10 +14,32 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// Start says where a [Subscription] starts.
+type Start int
+
+const (
+	// StartAfter starts after SubscribeOptions.After (0: from the first
+	// message). The default.
+	StartAfter Start = iota
+	// StartNew delivers only messages committed after the stream opens.
+	StartNew
+	// StartLast delivers the last SubscribeOptions.LastN messages (0 means
+	// 1), then every new one.
+	StartLast
+)
+
 // SubscribeOptions tunes [Client.Subscribe].
 type SubscribeOptions struct {
 	// After: deliver messages with a larger sequence (0: from the first).
+	// StartAfter only.
 	After uint64
+	// Start: where the stream starts (default StartAfter). Once the first
+	// node has answered, LastSequence holds the sequence it started after,
+	// and a resumed stream continues from the last delivered message.
+	Start Start
+	// LastN: with StartLast, how many of the newest messages to deliver
+	// first; 0 means 1.
+	LastN uint64
 	// Consistency: which nodes may serve the stream; ConsistencyDefault
 	// takes the Client's. LeaderOnly streams run on the leader and move
 	// with it; at the other levels any node serves, and a stream stays on
@@ -74,6 +96,7 @@ type Subscription struct {
 	redirects    int
 	failures     int    // consecutive failed streams
 	maxApplied   uint64 // highest applied index any node reported
+	started      bool   // a node has said where a StartNew/StartLast stream starts
 	err          error  // terminal
 }
 
@@ -96,11 +119,19 @@ func (c *Client) Subscribe(ctx context.Context, channelID string, opts Subscribe
 	if err != nil {
 		return nil, fmt.Errorf("Subscribe: %w", err)
 	}
+	switch {
+	case opts.Start < StartAfter || opts.Start > StartLast:
+		return nil, fmt.Errorf("Subscribe: %w: unknown start %d", ErrInvalidArgument, opts.Start)
+	case opts.Start != StartAfter && opts.After != 0:
+		return nil, fmt.Errorf("Subscribe: %w: After applies only to StartAfter", ErrInvalidArgument)
+	case opts.Start != StartLast && opts.LastN != 0:
+		return nil, fmt.Errorf("Subscribe: %w: LastN applies only to StartLast", ErrInvalidArgument)
+	}
 	if c.isClosed() {
 		return nil, fmt.Errorf("Subscribe: %w", ErrClosed)
 	}
 	opts.Consistency = cons
-	s := &Subscription{c: c, channelID: channelID, opts: opts, route: routeFor(cons)}
+	s := &Subscription{c: c, channelID: channelID, opts: opts, route: routeFor(cons), started: opts.Start == StartAfter}
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.stop = context.AfterFunc(c.ctx, s.cancel)
 	s.last.Store(opts.After)
@@ -108,7 +139,9 @@ func (c *Client) Subscribe(ctx context.Context, channelID string, opts Subscribe
 }
 
 // LastSequence returns the sequence of the last message Recv delivered
-// (opts.After before the first): resume there with a new Subscribe.
+// (before the first: opts.After, or with StartNew and StartLast the
+// sequence the stream started after once a node has said it, 0 until
+// then): resume there with a new Subscribe.
 func (s *Subscription) LastSequence() uint64 { return s.last.Load() }
 
 // Close ends the Subscription: a blocked Recv returns ErrClosed. It always
@@ -214,8 +247,18 @@ func (s *Subscription) request() *raftogramv1.SubscribeRequest {
 	if (cons == Local || cons == AtLeast) && s.maxApplied > minIndex {
 		cons, minIndex = AtLeast, s.maxApplied
 	}
-	return &raftogramv1.SubscribeRequest{ChannelId: s.channelID, AfterSequence: s.last.Load(),
+	req := &raftogramv1.SubscribeRequest{ChannelId: s.channelID, AfterSequence: s.last.Load(),
 		Consistency: toProtoConsistency(cons), MinIndex: minIndex}
+	if !s.started {
+		// No node has said where the stream starts yet: ask again.
+		switch s.opts.Start {
+		case StartNew:
+			req.Start = raftogramv1.SubscribeStart_SUBSCRIBE_START_NEW
+		case StartLast:
+			req.Start, req.LastN = raftogramv1.SubscribeStart_SUBSCRIBE_START_LAST, s.opts.LastN
+		}
+	}
+	return req
 }
 
 // connect opens a stream on the next node, backing off after failures.
@@ -303,6 +346,20 @@ func definiteForStream(code codes.Code) bool {
 // held messages.
 func (s *Subscription) accept(chunk *raftogramv1.SubscribeChunk) (*Batch, error) {
 	s.maxApplied = max(s.maxApplied, chunk.GetAppliedIndex())
+	if chunk.StartedAfter != nil && s.opts.Start != StartAfter && !s.started {
+		// Where a StartNew/StartLast stream starts: from now on it resumes
+		// after the last delivered message like any other.
+		s.started = true
+		s.last.Store(chunk.GetStartedAfter())
+		if len(chunk.GetMessages()) == 0 {
+			return nil, nil
+		}
+	}
+	if !s.started {
+		// A node that ignored the start (one too old to know it) would
+		// stream from the first message.
+		return nil, fmt.Errorf("Subscribe %s on %s: %w: the node does not support StartNew or StartLast", s.channelID, s.addr, ErrUnimplemented)
+	}
 	msgs := chunk.GetMessages()
 	b := &Batch{NodeID: chunk.GetNodeId(), AppliedIndex: chunk.GetAppliedIndex(), LeaderCommitIndex: chunk.GetLeaderCommitIndex()}
 	last := s.last.Load()

@@ -84,12 +84,13 @@ type Node struct {
 	peers map[raft.ServerID]Peer
 	log   *slog.Logger
 
-	raft     *raft.Raft
-	fsm      FSM
-	store    *raftboltdb.BoltStore // the log and stable store
-	logs     *raft.LogCache        // the log through a cache of recent entries
-	trans    *raft.NetworkTransport
-	observer *raft.Observer
+	raft      *raft.Raft
+	fsm       FSM
+	store     *raftboltdb.BoltStore // the log and stable store
+	logs      *raft.LogCache        // the log through a cache of recent entries
+	trans     *raft.NetworkTransport
+	observer  *raft.Observer
+	compactMu sync.Mutex // one CompactLog at a time (compact.go)
 
 	readyTerm atomic.Uint64 // the term whose first barrier has been applied
 	barrierMu sync.Mutex

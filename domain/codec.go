@@ -50,6 +50,24 @@ func EncodeEvents(events []Event) ([]byte, error) {
 				ClientMessageId:   ev.ClientMessageID,
 				CreatedAtUnixNano: ev.CreatedAt.UnixNano(),
 			}}}
+		case ChannelUpdated:
+			pe = &eventsv1.Event{Kind: &eventsv1.Event_ChannelUpdated{ChannelUpdated: &eventsv1.ChannelUpdated{
+				ChannelId:         ev.ChannelID,
+				Name:              ev.Name,
+				UpdatedAtUnixNano: ev.UpdatedAt.UnixNano(),
+			}}}
+		case ChannelDeleted:
+			pe = &eventsv1.Event{Kind: &eventsv1.Event_ChannelDeleted{ChannelDeleted: &eventsv1.ChannelDeleted{
+				ChannelId:         ev.ChannelID,
+				DeletedAtUnixNano: ev.DeletedAt.UnixNano(),
+			}}}
+		case MessageRedacted:
+			pe = &eventsv1.Event{Kind: &eventsv1.Event_MessageRedacted{MessageRedacted: &eventsv1.MessageRedacted{
+				ChannelId:          ev.ChannelID,
+				Sequence:           ev.Sequence,
+				Reason:             ev.Reason,
+				RedactedAtUnixNano: ev.RedactedAt.UnixNano(),
+			}}}
 		default:
 			return nil, fmt.Errorf("encode event: unknown type %T", ev)
 		}
@@ -98,6 +116,17 @@ func DecodeEvents(data []byte) ([]Event, error) {
 				ClientMessageID: m.GetClientMessageId(),
 				CreatedAt:       time.Unix(0, m.GetCreatedAtUnixNano()).UTC(),
 			})
+		case *eventsv1.Event_ChannelUpdated:
+			u := k.ChannelUpdated
+			events = append(events, ChannelUpdated{ChannelID: u.GetChannelId(), Name: u.GetName(),
+				UpdatedAt: time.Unix(0, u.GetUpdatedAtUnixNano()).UTC()})
+		case *eventsv1.Event_ChannelDeleted:
+			d := k.ChannelDeleted
+			events = append(events, ChannelDeleted{ChannelID: d.GetChannelId(), DeletedAt: time.Unix(0, d.GetDeletedAtUnixNano()).UTC()})
+		case *eventsv1.Event_MessageRedacted:
+			r := k.MessageRedacted
+			events = append(events, MessageRedacted{ChannelID: r.GetChannelId(), Sequence: r.GetSequence(), Reason: r.GetReason(),
+				RedactedAt: time.Unix(0, r.GetRedactedAtUnixNano()).UTC()})
 		default:
 			return nil, fmt.Errorf("decode events: event %d: %w", i, ErrUnknownEncoding)
 		}

@@ -57,7 +57,7 @@ func TestDecodeRejectsUnknownOrCorruptEntries(t *testing.T) {
 		"truncated":       {valid[:len(valid)-2], ErrCorrupt},
 		"header only":     {valid[:3], ErrUnknownEncoding},
 		"garbage":         {[]byte{EncodingV1, 0xff, 0xff, 0xff, 0xff, 0xff}, ErrCorrupt},
-		"unknown oneof":   {withCRC([]byte{0x0a, 0x02, 0x1a, 0x00}), ErrUnknownEncoding}, // Event field 3 (unknown kind)
+		"unknown oneof":   {withCRC([]byte{0x0a, 0x02, 0x7a, 0x00}), ErrUnknownEncoding}, // Event field 15 (unknown kind)
 		"bad protobuf":    {withCRC([]byte{0x0a, 0x09, 0x01}), nil},
 		"not even protos": {[]byte("hello"), ErrUnknownEncoding},
 	} {

@@ -24,10 +24,13 @@ type Message struct {
 	Payload         []byte
 	ClientMessageID string
 	CreatedAt       time.Time
+	// Redacted: the payload was removed (Payload is empty); the rest stays.
+	Redacted bool
 }
 
 // Event is an immutable fact written to the Raft log. It is one of
-// ChannelCreated or MessageSent.
+// ChannelCreated, MessageSent, ChannelUpdated, ChannelDeleted or
+// MessageRedacted.
 type Event interface{ isEvent() }
 
 // ChannelCreated creates a channel. An empty ChannelID asks the state
@@ -48,8 +51,36 @@ type MessageSent struct {
 	CreatedAt       time.Time
 }
 
-func (ChannelCreated) isEvent() {}
-func (MessageSent) isEvent()    {}
+// ChannelUpdated changes a channel's settings; an empty Name keeps the
+// stored name.
+type ChannelUpdated struct {
+	ChannelID string
+	Name      string
+	UpdatedAt time.Time
+}
+
+// ChannelDeleted removes a channel, its messages and its dedup rows. The id
+// may be created again, and its sequences then continue after the deleted
+// channel's last one.
+type ChannelDeleted struct {
+	ChannelID string
+	DeletedAt time.Time
+}
+
+// MessageRedacted removes the payload of one message; its sequence,
+// author, time and client message id stay. Reason is kept in the log only.
+type MessageRedacted struct {
+	ChannelID  string
+	Sequence   uint64
+	Reason     string
+	RedactedAt time.Time
+}
+
+func (ChannelCreated) isEvent()  {}
+func (MessageSent) isEvent()     {}
+func (ChannelUpdated) isEvent()  {}
+func (ChannelDeleted) isEvent()  {}
+func (MessageRedacted) isEvent() {}
 
 // Result is the state machine's answer to one event. Err holds a
 // deterministic rejection (an *Error every node reaches alike); the other
@@ -70,4 +101,11 @@ type Result struct {
 	// earlier client_message_id.
 	Sequence     uint64
 	Deduplicated bool
+
+	// ChannelUpdated: the channel as stored after the update (Channel
+	// above). ChannelDeleted: whether the channel existed (false: nothing
+	// to delete). MessageRedacted: whether this event removed the payload
+	// (false: it was redacted already).
+	Deleted  bool
+	Redacted bool
 }

@@ -13,6 +13,7 @@ const (
 	MaxChannelNameLen     = 256 // bytes of UTF-8
 	MaxAuthorIDLen        = 128 // bytes of UTF-8
 	MaxClientMessageIDLen = 128 // bytes of UTF-8
+	MaxRedactionReasonLen = 512 // bytes of UTF-8
 )
 
 // ValidateChannelID returns an EINVALID *Error unless id is 1 to
@@ -55,6 +56,12 @@ func ValidateClientMessageID(id string) error {
 	return validateText("client_message_id", id, MaxClientMessageIDLen, false)
 }
 
+// ValidateRedactionReason returns an EINVALID *Error unless reason is empty
+// or up to MaxRedactionReasonLen bytes of printable UTF-8.
+func ValidateRedactionReason(reason string) error {
+	return validateText("reason", reason, MaxRedactionReasonLen, false)
+}
+
 func validateText(field, s string, maxLen int, required bool) error {
 	switch {
 	case s == "" && required:
@@ -92,6 +99,24 @@ func Validate(ev Event) error {
 			return err
 		}
 		return ValidateClientMessageID(ev.ClientMessageID)
+	case ChannelUpdated:
+		if err := ValidateChannelID(ev.ChannelID); err != nil {
+			return err
+		}
+		if ev.Name != "" {
+			return ValidateChannelName(ev.Name)
+		}
+		return nil
+	case ChannelDeleted:
+		return ValidateChannelID(ev.ChannelID)
+	case MessageRedacted:
+		if err := ValidateChannelID(ev.ChannelID); err != nil {
+			return err
+		}
+		if ev.Sequence == 0 {
+			return Errorf(EINVALID, "sequence is required (sequences start at 1)")
+		}
+		return ValidateRedactionReason(ev.Reason)
 	default:
 		return Errorf(EINVALID, "unknown event type %T", ev)
 	}

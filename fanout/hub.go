@@ -195,6 +195,23 @@ func (h *Hub) Publish(msgs []domain.Message) {
 	}
 }
 
+// Forget drops the window of channelID and rings its subscribers, so they
+// read the projection (where a redaction or deletion has taken effect)
+// instead of messages the window still holds as they were. It never blocks
+// on subscribers.
+func (h *Hub) Forget(channelID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch := h.channels[channelID]
+	if ch == nil {
+		return
+	}
+	ch.window, ch.bytes = nil, 0
+	for s := range ch.subs {
+		ring(s.c)
+	}
+}
+
 // Reset forgets every window and rings every subscription, as after a
 // snapshot restore replaced the whole projection.
 func (h *Hub) Reset() {

@@ -37,6 +37,7 @@ type Projection interface {
 // Notifier hears about commits (a *fanout.Hub).
 type Notifier interface {
 	Publish(msgs []domain.Message) // new messages of one committed batch, in order
+	Forget(channelID string)       // messages of the channel were redacted or deleted
 	Reset()                        // the whole projection was replaced
 }
 
@@ -146,25 +147,91 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	resp := make([]any, len(logs))
 	var published []domain.Message
+	var forget map[string]bool   // channels with a deletion or redaction in this batch
+	var redacted map[msgKey]bool // (channel, sequence) keys redacted in this batch
 	for i := range entries {
 		for j := range results[i] {
 			results[i][j].Index = entries[i].Index
 		}
 		resp[i] = results[i]
 		for j, r := range results[i] {
-			if ev, ok := entries[i].Events[j].(domain.MessageSent); ok && r.Err == nil && !r.Deduplicated {
-				published = append(published, domain.Message{
-					ChannelID: ev.ChannelID, Sequence: r.Sequence, AuthorID: ev.AuthorID, Payload: ev.Payload,
-					ClientMessageID: ev.ClientMessageID, CreatedAt: ev.CreatedAt,
-				})
+			if r.Err != nil {
+				continue
+			}
+			switch ev := entries[i].Events[j].(type) {
+			case domain.MessageSent:
+				if !r.Deduplicated {
+					published = append(published, domain.Message{
+						ChannelID: ev.ChannelID, Sequence: r.Sequence, AuthorID: ev.AuthorID, Payload: ev.Payload,
+						ClientMessageID: ev.ClientMessageID, CreatedAt: ev.CreatedAt,
+					})
+				}
+			case domain.ChannelDeleted:
+				if r.Deleted {
+					forget = setOf(forget, ev.ChannelID)
+				}
+			case domain.MessageRedacted:
+				if r.Redacted {
+					forget = setOf(forget, ev.ChannelID)
+					if redacted == nil {
+						redacted = map[msgKey]bool{}
+					}
+					redacted[msgKey{ev.ChannelID, ev.Sequence}] = true
+				}
 			}
 		}
 	}
 	f.wake()
+	if len(forget) > 0 {
+		// Windows first, so no subscriber reads a redacted payload or a
+		// deleted channel's message from them afterwards; then the batch's
+		// own messages, redacted ones blanked and those of deleted channels
+		// left to the projection.
+		for id := range forget {
+			f.notify.Forget(id)
+		}
+		kept := published[:0]
+		for _, m := range published {
+			if forget[m.ChannelID] && deletedIn(entries, m.ChannelID) {
+				continue
+			}
+			if redacted[msgKey{m.ChannelID, m.Sequence}] {
+				m.Payload, m.Redacted = nil, true
+			}
+			kept = append(kept, m)
+		}
+		published = kept
+	}
 	if len(published) > 0 {
 		f.notify.Publish(published)
 	}
 	return resp
+}
+
+// msgKey names one message.
+type msgKey struct {
+	channelID string
+	sequence  uint64
+}
+
+func setOf(m map[string]bool, id string) map[string]bool {
+	if m == nil {
+		m = map[string]bool{}
+	}
+	m[id] = true
+	return m
+}
+
+// deletedIn reports whether entries delete the channel id.
+func deletedIn(entries []projection.Entry, id string) bool {
+	for _, e := range entries {
+		for _, ev := range e.Events {
+			if d, ok := ev.(domain.ChannelDeleted); ok && d.ChannelID == id {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (f *FSM) fatal(err error) {

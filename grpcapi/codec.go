@@ -79,6 +79,13 @@ func (c *encodedChunk) stamp(nodeID string, applied, leaderCommit uint64) {
 	}
 }
 
+// startedAfter appends the chunk's started_after field (present even when
+// 0: the field is optional).
+func (c *encodedChunk) startedAfter(seq uint64) {
+	b := protowire.AppendTag(nil, subscribeChunkStartedAfter, protowire.VarintType)
+	c.add(protowire.AppendVarint(b, seq))
+}
+
 // EncodeMessage returns m's wire form as one "messages" field record of a
 // SubscribeChunk, ready to be concatenated with others into a chunk: it is
 // the fanout.Encoder the server's hub runs once per published message.
@@ -99,6 +106,7 @@ const (
 	subscribeChunkNodeID            = 2
 	subscribeChunkAppliedIndex      = 3
 	subscribeChunkLeaderCommitIndex = 4
+	subscribeChunkStartedAfter      = 5
 )
 
 func (g *decodeGuard) check(req any) error {

@@ -13,6 +13,7 @@ import (
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/domain"
 	"github.com/raftogram/raftogram/fanout"
+	"github.com/raftogram/raftogram/projection"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -51,6 +52,8 @@ type Cluster interface {
 // Store is the projection the API reads (a *projection.Store).
 type Store interface {
 	History(ctx context.Context, channelID string, after uint64, limit, maxBytes int) ([]domain.Message, bool, error)
+	Page(ctx context.Context, channelID string, rng projection.Range) ([]domain.Message, bool, error)
+	SequenceAt(ctx context.Context, channelID string, t time.Time) (uint64, bool, error)
 	Channel(ctx context.Context, id string) (domain.Channel, error)
 	Channels(ctx context.Context, after string, limit int) ([]domain.Channel, bool, error)
 	Flush(ctx context.Context) error
@@ -246,8 +249,10 @@ func (s *Server) apply(ctx context.Context, ev domain.Event) (domain.Result, err
 }
 
 // ReadHistory serves committed messages once this node is as fresh as the
-// request's consistency asks (see fresh). With a consistency level the
-// response names the node and the index it had applied.
+// request's consistency asks (see fresh): ascending after after_sequence,
+// or with newest_first descending below before_sequence, from the first
+// message at or after after_time when that is set. With a consistency
+// level the response names the node and the index it had applied.
 func (s *Server) ReadHistory(ctx context.Context, req *raftogramv1.ReadHistoryRequest) (*raftogramv1.ReadHistoryResponse, error) {
 	const method = "ReadHistory"
 	if err := domain.ValidateChannelID(req.GetChannelId()); err != nil {
@@ -260,10 +265,34 @@ func (s *Server) ReadHistory(ctx context.Context, req *raftogramv1.ReadHistoryRe
 	case limit > MaxLimit:
 		limit = MaxLimit
 	}
+	if t := req.GetAfterTime(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return nil, toStatus(s.log, method, domain.Errorf(domain.EINVALID, "after_time: %v", err))
+		}
+	}
 	if err := s.fresh(ctx, req.GetConsistency(), req.GetMinIndex()); err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
-	msgs, more, err := s.store.History(ctx, req.GetChannelId(), req.GetAfterSequence(), limit, MaxResponseBytes)
+	rng := projection.Range{After: req.GetAfterSequence(), Before: req.GetBeforeSequence(), NewestFirst: req.GetNewestFirst(),
+		Limit: limit, MaxBytes: MaxResponseBytes}
+	var msgs []domain.Message
+	var more bool
+	var err error
+	if t := req.GetAfterTime(); t != nil {
+		var seq uint64
+		var ok bool
+		seq, ok, err = s.store.SequenceAt(ctx, req.GetChannelId(), t.AsTime())
+		switch {
+		case err != nil:
+		case !ok: // nothing was created at or after after_time
+			rng = projection.Range{}
+		default:
+			rng.After = max(rng.After, seq-1)
+		}
+	}
+	if err == nil && rng.Limit > 0 {
+		msgs, more, err = s.store.Page(ctx, req.GetChannelId(), rng)
+	}
 	if err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
@@ -286,6 +315,9 @@ func (s *Server) Subscribe(req *raftogramv1.SubscribeRequest, stream grpc.Server
 	ctx := stream.Context()
 	channelID := req.GetChannelId()
 	if err := domain.ValidateChannelID(channelID); err != nil {
+		return toStatus(s.log, method, err)
+	}
+	if err := validateStart(req); err != nil {
 		return toStatus(s.log, method, err)
 	}
 	// Subscribe before reading, so no commit after the read goes unnoticed.
@@ -353,6 +385,19 @@ func (s *Server) stream(ctx context.Context, req *raftogramv1.SubscribeRequest, 
 	}
 	watch := rules.watch // nil (never ready) on level streams
 	cursor := req.GetAfterSequence()
+	if req.GetStart() != raftogramv1.SubscribeStart_SUBSCRIBE_START_UNSPECIFIED {
+		// The hub subscription predates this read, so every message after
+		// the cursor reaches the stream: no gap at the seam.
+		var err error
+		if cursor, err = s.startCursor(ctx, req); err != nil {
+			return toStatus(s.log, method, err)
+		}
+		chunk := &encodedChunk{}
+		chunk.startedAfter(cursor)
+		if err := send(chunk); err != nil {
+			return err
+		}
+	}
 	for {
 		chunk, last, more, err := s.nextChunk(ctx, sub, req.GetChannelId(), cursor)
 		if err != nil {
@@ -391,6 +436,52 @@ func (s *Server) stream(ctx context.Context, req *raftogramv1.SubscribeRequest, 
 			}
 		}
 	}
+}
+
+// validateStart returns an EINVALID *domain.Error unless req's start is
+// known and after_sequence and last_n are used only with the start they
+// belong to.
+func validateStart(req *raftogramv1.SubscribeRequest) error {
+	switch req.GetStart() {
+	case raftogramv1.SubscribeStart_SUBSCRIBE_START_UNSPECIFIED:
+	case raftogramv1.SubscribeStart_SUBSCRIBE_START_NEW, raftogramv1.SubscribeStart_SUBSCRIBE_START_LAST:
+		if req.GetAfterSequence() != 0 {
+			return domain.Errorf(domain.EINVALID, "after_sequence applies only to SUBSCRIBE_START_UNSPECIFIED; got start %s with after_sequence %d",
+				req.GetStart(), req.GetAfterSequence())
+		}
+	default:
+		return domain.Errorf(domain.EINVALID, "unknown start %d", req.GetStart())
+	}
+	if req.GetLastN() != 0 && req.GetStart() != raftogramv1.SubscribeStart_SUBSCRIBE_START_LAST {
+		return domain.Errorf(domain.EINVALID, "last_n applies only to SUBSCRIBE_START_LAST")
+	}
+	return nil
+}
+
+// startCursor returns the sequence a SUBSCRIBE_START_NEW or _LAST stream
+// starts after: the channel's last sequence, less last_n (0 means 1) for
+// LAST, never below the oldest message held. It returns the channel's
+// ENOTFOUND, or an I/O error.
+func (s *Server) startCursor(ctx context.Context, req *raftogramv1.SubscribeRequest) (uint64, error) {
+	if err := s.store.Flush(ctx); err != nil {
+		return 0, err
+	}
+	ch, err := s.store.Channel(ctx, req.GetChannelId())
+	if err != nil {
+		return 0, err
+	}
+	cursor := ch.LastSequence
+	if req.GetStart() == raftogramv1.SubscribeStart_SUBSCRIBE_START_LAST {
+		n := max(req.GetLastN(), 1)
+		cursor = 0
+		if ch.LastSequence > n {
+			cursor = ch.LastSequence - n
+		}
+		if ch.FirstSequence > 0 {
+			cursor = max(cursor, ch.FirstSequence-1)
+		}
+	}
+	return cursor, nil
 }
 
 // cutOff reports whether this node has had no contact with a leader for
@@ -450,5 +541,6 @@ func toProto1(m domain.Message) *raftogramv1.Message {
 		Payload:         m.Payload,
 		ClientMessageId: m.ClientMessageID,
 		CreatedAt:       timestamppb.New(m.CreatedAt),
+		Redacted:        m.Redacted,
 	}
 }

@@ -51,9 +51,19 @@ func (c *localCluster) Apply(ctx context.Context, events []domain.Event) ([]doma
 	}
 	var published []domain.Message
 	for i, r := range rs[0] {
-		if ev, ok := events[i].(domain.MessageSent); ok && r.Err == nil && !r.Deduplicated {
-			published = append(published, domain.Message{ChannelID: ev.ChannelID, Sequence: r.Sequence, AuthorID: ev.AuthorID,
-				Payload: ev.Payload, ClientMessageID: ev.ClientMessageID, CreatedAt: ev.CreatedAt})
+		if r.Err != nil {
+			continue
+		}
+		switch ev := events[i].(type) {
+		case domain.MessageSent:
+			if !r.Deduplicated {
+				published = append(published, domain.Message{ChannelID: ev.ChannelID, Sequence: r.Sequence, AuthorID: ev.AuthorID,
+					Payload: ev.Payload, ClientMessageID: ev.ClientMessageID, CreatedAt: ev.CreatedAt})
+			}
+		case domain.ChannelDeleted:
+			c.hub.Forget(ev.ChannelID) // as the FSM does (tests here never mix it with sends)
+		case domain.MessageRedacted:
+			c.hub.Forget(ev.ChannelID)
 		}
 	}
 	c.hub.Publish(published)

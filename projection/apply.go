@@ -308,6 +308,12 @@ func (a *applier) apply(index uint64, pos int, ev domain.Event) (domain.Result, 
 		return a.createChannel(index, pos, ev)
 	case domain.MessageSent:
 		return a.sendMessage(index, ev)
+	case domain.ChannelUpdated:
+		return a.updateChannel(ev)
+	case domain.ChannelDeleted:
+		return a.deleteChannel(index, ev)
+	case domain.MessageRedacted:
+		return a.redactMessage(ev)
 	default:
 		return domain.Result{Err: domain.Errorf(domain.EINVALID, "unknown event %T", ev)}, nil
 	}
@@ -337,6 +343,9 @@ func (a *applier) createChannel(index uint64, pos int, ev domain.ChannelCreated)
 	}
 	if _, err := a.stmt(a.st.insertChannel).ExecContext(a.ctx, id, ev.Name, ev.CreatedAt.UnixNano(), index); err != nil {
 		return domain.Result{}, fmt.Errorf("insert channel: %w", err)
+	}
+	if err := a.reviveSequence(id); err != nil {
+		return domain.Result{}, err
 	}
 	ch = domain.Channel{ID: id, Name: ev.Name, CreatedAt: ev.CreatedAt.UTC()}
 	return domain.Result{Channel: ch, Created: true}, nil
@@ -400,4 +409,125 @@ func (a *applier) sendMessage(index uint64, ev domain.MessageSent) (domain.Resul
 	a.last[ev.ChannelID] = seq
 	a.dirty[ev.ChannelID] = true
 	return domain.Result{Sequence: seq}, nil
+}
+
+// reviveSequence continues a channel created with the id of a deleted one
+// after the deleted channel's last sequence, and forgets the deletion.
+func (a *applier) reviveSequence(id string) error {
+	var last uint64
+	err := a.tx.QueryRowContext(a.ctx, `SELECT last_sequence FROM deleted_channels WHERE channel_id = ?`, id).Scan(&last)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("read deleted channel: %w", err)
+	}
+	if _, err := a.tx.ExecContext(a.ctx, `DELETE FROM deleted_channels WHERE channel_id = ?`, id); err != nil {
+		return fmt.Errorf("forget deleted channel: %w", err)
+	}
+	if _, err := a.stmt(a.st.bumpSequence).ExecContext(a.ctx, last, id); err != nil {
+		return fmt.Errorf("continue sequence of %q: %w", id, err)
+	}
+	return nil
+}
+
+// settle writes the rows and sequences buffered so far, so that an event
+// that changes stored rows (update, delete, redact) sees and changes them
+// too.
+func (a *applier) settle() error {
+	if err := a.writeRows(); err != nil {
+		return err
+	}
+	if err := a.flushSequences(); err != nil {
+		return err
+	}
+	clear(a.dirty)
+	return nil
+}
+
+func notFound(id string) domain.Result {
+	return domain.Result{Err: domain.Errorf(domain.ENOTFOUND, "channel %q not found", id)}
+}
+
+func (a *applier) updateChannel(ev domain.ChannelUpdated) (domain.Result, error) {
+	ch, err := a.channel(ev.ChannelID)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return notFound(ev.ChannelID), nil
+	case err != nil:
+		return domain.Result{}, fmt.Errorf("read channel: %w", err)
+	}
+	if ev.Name != "" && ev.Name != ch.Name {
+		if _, err := a.tx.ExecContext(a.ctx, `UPDATE channels SET name = ? WHERE channel_id = ?`, ev.Name, ev.ChannelID); err != nil {
+			return domain.Result{}, fmt.Errorf("update channel: %w", err)
+		}
+		ch.Name = ev.Name
+	}
+	return domain.Result{Channel: ch}, nil
+}
+
+func (a *applier) deleteChannel(index uint64, ev domain.ChannelDeleted) (domain.Result, error) {
+	id := ev.ChannelID
+	last, ok, err := a.lastSequence(id)
+	switch {
+	case err != nil:
+		return domain.Result{}, err
+	case !ok:
+		return domain.Result{Deleted: false}, nil
+	}
+	if err := a.settle(); err != nil {
+		return domain.Result{}, err
+	}
+	for _, q := range []string{
+		`DELETE FROM messages WHERE channel_id = ?`,
+		`DELETE FROM dedup WHERE channel_id = ?`,
+		`DELETE FROM channels WHERE channel_id = ?`,
+	} {
+		if _, err := a.tx.ExecContext(a.ctx, q, id); err != nil {
+			return domain.Result{}, fmt.Errorf("delete channel %q: %w", id, err)
+		}
+	}
+	if _, err := a.tx.ExecContext(a.ctx, `INSERT OR REPLACE INTO deleted_channels (channel_id, last_sequence, deleted_index) VALUES (?, ?, ?)`,
+		id, last, index); err != nil {
+		return domain.Result{}, fmt.Errorf("record deleted channel %q: %w", id, err)
+	}
+	delete(a.last, id)
+	for k := range a.known {
+		if k.channelID == id {
+			delete(a.known, k)
+		}
+	}
+	return domain.Result{Deleted: true}, nil
+}
+
+func (a *applier) redactMessage(ev domain.MessageRedacted) (domain.Result, error) {
+	_, ok, err := a.lastSequence(ev.ChannelID)
+	switch {
+	case err != nil:
+		return domain.Result{}, err
+	case !ok:
+		return notFound(ev.ChannelID), nil
+	}
+	if err := a.settle(); err != nil {
+		return domain.Result{}, err
+	}
+	res, err := a.tx.ExecContext(a.ctx, `UPDATE messages SET payload = x'', redacted = 1 WHERE channel_id = ? AND sequence = ? AND redacted = 0`,
+		ev.ChannelID, ev.Sequence)
+	if err != nil {
+		return domain.Result{}, fmt.Errorf("redact message: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return domain.Result{}, fmt.Errorf("redact message: %w", err)
+	} else if n == 1 {
+		return domain.Result{Redacted: true}, nil
+	}
+	var exists int
+	err = a.tx.QueryRowContext(a.ctx, `SELECT 1 FROM messages WHERE channel_id = ? AND sequence = ?`, ev.ChannelID, ev.Sequence).Scan(&exists)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return domain.Result{Err: domain.Errorf(domain.ENOTFOUND, "message %d of channel %q not found", ev.Sequence, ev.ChannelID)}, nil
+	case err != nil:
+		return domain.Result{}, fmt.Errorf("redact message: %w", err)
+	}
+	return domain.Result{Redacted: false}, nil // redacted already
 }

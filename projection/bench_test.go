@@ -38,8 +38,12 @@ func BenchmarkApplyBatch(b *testing.B) {
 }
 
 // BenchmarkHistory reads 100 messages at varying offsets from a channel of
-// 1,000 or 1,000,000 messages: the cost must not grow with the channel.
-// Each channel is filled once, outside the timed runs.
+// 1,000 or 1,000,000 messages, forwards (after a sequence) and backwards
+// (newest first, before a sequence): the cost must not grow with the
+// channel, and a backward page must cost what a forward one does. Each
+// channel is filled once, outside the timed runs:
+//
+//	go test -run '^$' -bench History -benchtime 20000x ./projection
 func BenchmarkHistory(b *testing.B) {
 	for _, size := range []int{1_000, 1_000_000} {
 		s := mustOpen(b)
@@ -56,16 +60,26 @@ func BenchmarkHistory(b *testing.B) {
 			}
 			mustApply(b, s, batch...)
 		}
-		b.Run(fmt.Sprintf("channel=%d", size), func(b *testing.B) {
-			ctx := context.Background()
-			for i := 0; b.Loop(); i++ {
-				after := uint64((i * 7919) % (size - 100))
-				msgs, _, err := s.History(ctx, "c", after, 100, 0)
-				if err != nil || len(msgs) != 100 {
-					b.Fatalf("%d messages, %v", len(msgs), err)
-				}
+		for _, newestFirst := range []bool{false, true} {
+			dir := "forward"
+			if newestFirst {
+				dir = "backward"
 			}
-		})
+			b.Run(fmt.Sprintf("channel=%d/%s", size, dir), func(b *testing.B) {
+				ctx := context.Background()
+				for i := 0; b.Loop(); i++ {
+					after := uint64((i * 7919) % (size - 100))
+					rng := Range{After: after, Limit: 100}
+					if newestFirst {
+						rng = Range{Before: after + 101, NewestFirst: true, Limit: 100}
+					}
+					msgs, _, err := s.Page(ctx, "c", rng)
+					if err != nil || len(msgs) != 100 {
+						b.Fatalf("%d messages, %v", len(msgs), err)
+					}
+				}
+			})
+		}
 	}
 }
 

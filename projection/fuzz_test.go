@@ -15,12 +15,17 @@ import (
 type model struct {
 	channels map[string]*modelChannel
 	dedup    map[[2]string]uint64
+	deleted  map[string]uint64 // last sequence of deleted channels
 }
 
 type modelChannel struct {
-	name string
-	msgs []string // client_message_id by sequence-1
+	name     string
+	base     uint64   // the sequence before the first message (a deleted predecessor's last)
+	msgs     []string // client_message_id by sequence-base-1
+	redacted map[uint64]bool
 }
+
+func (ch *modelChannel) last() uint64 { return ch.base + uint64(len(ch.msgs)) }
 
 func (m *model) apply(index uint64, pos int, ev domain.Event) domain.Result {
 	if err := domain.Validate(ev); err != nil {
@@ -33,9 +38,10 @@ func (m *model) apply(index uint64, pos int, ev domain.Event) domain.Result {
 			id = AssignedChannelID(index, pos)
 		}
 		if ch, ok := m.channels[id]; ok {
-			return domain.Result{Channel: domain.Channel{ID: id, Name: ch.name, LastSequence: uint64(len(ch.msgs))}}
+			return domain.Result{Channel: domain.Channel{ID: id, Name: ch.name, LastSequence: ch.last()}}
 		}
-		m.channels[id] = &modelChannel{name: ev.Name}
+		m.channels[id] = &modelChannel{name: ev.Name, base: m.deleted[id], redacted: map[uint64]bool{}}
+		delete(m.deleted, id)
 		return domain.Result{Channel: domain.Channel{ID: id, Name: ev.Name}, Created: true}
 	case domain.MessageSent:
 		ch, ok := m.channels[ev.ChannelID]
@@ -47,11 +53,45 @@ func (m *model) apply(index uint64, pos int, ev domain.Event) domain.Result {
 			return domain.Result{Sequence: seq, Deduplicated: true}
 		}
 		ch.msgs = append(ch.msgs, ev.ClientMessageID)
-		seq := uint64(len(ch.msgs))
+		seq := ch.last()
 		if ev.ClientMessageID != "" {
 			m.dedup[key] = seq
 		}
 		return domain.Result{Sequence: seq}
+	case domain.ChannelUpdated:
+		ch, ok := m.channels[ev.ChannelID]
+		if !ok {
+			return domain.Result{Err: domain.Errorf(domain.ENOTFOUND, "channel %q not found", ev.ChannelID)}
+		}
+		if ev.Name != "" {
+			ch.name = ev.Name
+		}
+		return domain.Result{Channel: domain.Channel{ID: ev.ChannelID, Name: ch.name, LastSequence: ch.last()}}
+	case domain.ChannelDeleted:
+		ch, ok := m.channels[ev.ChannelID]
+		if !ok {
+			return domain.Result{}
+		}
+		m.deleted[ev.ChannelID] = ch.last()
+		delete(m.channels, ev.ChannelID)
+		for k := range m.dedup {
+			if k[0] == ev.ChannelID {
+				delete(m.dedup, k)
+			}
+		}
+		return domain.Result{Deleted: true}
+	case domain.MessageRedacted:
+		ch, ok := m.channels[ev.ChannelID]
+		switch {
+		case !ok:
+			return domain.Result{Err: domain.Errorf(domain.ENOTFOUND, "channel %q not found", ev.ChannelID)}
+		case ev.Sequence <= ch.base || ev.Sequence > ch.last():
+			return domain.Result{Err: domain.Errorf(domain.ENOTFOUND, "message %d not found", ev.Sequence)}
+		case ch.redacted[ev.Sequence]:
+			return domain.Result{}
+		}
+		ch.redacted[ev.Sequence] = true
+		return domain.Result{Redacted: true}
 	}
 	panic("unreachable")
 }
@@ -65,9 +105,15 @@ func eventsFrom(data []byte, perEntry int) []Entry {
 	for i := 0; i+1 < len(data); i += 2 {
 		op, arg := data[i], data[i+1]
 		var ev domain.Event
-		switch op % 3 {
-		case 0:
+		switch op % 8 {
+		case 0, 1:
 			ev = domain.ChannelCreated{ChannelID: ids[arg%4], Name: fmt.Sprintf("n%d", arg%3)}
+		case 5:
+			ev = domain.ChannelUpdated{ChannelID: ids[arg%4], Name: []string{"", "m1", "m2"}[arg%3]}
+		case 6:
+			ev = domain.ChannelDeleted{ChannelID: ids[arg%4]}
+		case 7:
+			ev = domain.MessageRedacted{ChannelID: ids[arg%4], Sequence: uint64(arg>>2) % 6}
 		default:
 			ch := ids[arg%4]
 			if arg%4 == 2 {
@@ -94,6 +140,7 @@ func eventsFrom(data []byte, perEntry int) []Entry {
 // final history against the model.
 func FuzzApply(f *testing.F) {
 	f.Add([]byte{0, 0, 1, 0, 1, 1, 1, 0, 0, 2, 1, 2, 1, 10}, uint8(3), uint8(0))
+	f.Add([]byte{0, 0, 2, 1, 2, 1, 7, 4, 5, 1, 6, 0, 2, 1, 0, 0, 2, 1, 7, 8, 6, 0, 6, 0}, uint8(0x12), uint8(1))
 	f.Add([]byte{1, 0, 0, 1, 1, 1, 1, 1, 0, 1, 2, 6}, uint8(1), uint8(5))
 	f.Add([]byte{0, 2, 0, 2, 1, 2, 1, 3, 0, 3}, uint8(64), uint8(0x13))
 	f.Add([]byte{0, 0, 1, 1, 1, 1, 1, 6, 1, 1, 0, 1, 1, 11, 1, 1, 1, 0}, uint8(0x25), uint8(0x1b))
@@ -114,7 +161,7 @@ func FuzzApply(f *testing.F) {
 			defer s.Close()
 		}
 		flushEvery := int(mode>>1)%4 + 1
-		m := &model{channels: map[string]*modelChannel{}, dedup: map[[2]string]uint64{}}
+		m := &model{channels: map[string]*modelChannel{}, dedup: map[[2]string]uint64{}, deleted: map[string]uint64{}}
 		for i, n := 0, 0; i < len(entries); i, n = i+size, n+1 {
 			chunk := entries[i:min(i+size, len(entries))]
 			rs := mustApply(t, s, chunk...)
@@ -124,7 +171,8 @@ func FuzzApply(f *testing.F) {
 					got := rs[j][k]
 					got.Channel.CreatedAt, want.Channel.CreatedAt = got.Channel.CreatedAt.UTC(), want.Channel.CreatedAt.UTC()
 					if domain.ErrorCode(got.Err) != domain.ErrorCode(want.Err) || got.Sequence != want.Sequence ||
-						got.Deduplicated != want.Deduplicated || got.Created != want.Created || got.Channel.ID != want.Channel.ID || got.Channel.Name != want.Channel.Name {
+						got.Deduplicated != want.Deduplicated || got.Created != want.Created || got.Channel.ID != want.Channel.ID || got.Channel.Name != want.Channel.Name ||
+						got.Deleted != want.Deleted || got.Redacted != want.Redacted {
 						t.Fatalf("entry %d event %d %+v: got %+v, model %+v", e.Index, k, ev, got, want)
 					}
 				}
@@ -144,9 +192,13 @@ func FuzzApply(f *testing.F) {
 				t.Fatalf("channel %s: %d messages (%v), model %d", id, len(msgs), err, len(ch.msgs))
 			}
 			for i, msg := range msgs {
-				if msg.Sequence != uint64(i+1) || msg.ClientMessageID != ch.msgs[i] {
-					t.Fatalf("channel %s position %d: %+v, model %q", id, i, msg, ch.msgs[i])
+				seq := ch.base + uint64(i+1)
+				if msg.Sequence != seq || msg.ClientMessageID != ch.msgs[i] || msg.Redacted != ch.redacted[seq] {
+					t.Fatalf("channel %s position %d: %+v, model %q redacted %v", id, i, msg, ch.msgs[i], ch.redacted[seq])
 				}
+			}
+			if got, err := s.Channel(context.Background(), id); err != nil || got.Name != ch.name || got.LastSequence != ch.last() {
+				t.Fatalf("channel %s: %+v %v, model %+v", id, got, err, ch)
 			}
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/raftogram/raftogram/domain"
@@ -116,24 +117,104 @@ func scanChannels(rows *sql.Rows) ([]domain.Channel, error) {
 	return out, rows.Err()
 }
 
+// Range selects messages of one channel for [Store.Page].
+type Range struct {
+	// After and Before bound the sequences: only those above After and
+	// below Before (Before 0: no upper bound).
+	After, Before uint64
+	// NewestFirst returns the newest messages of the range first, in
+	// descending order; more then says older ones exist in the range.
+	NewestFirst bool
+	// Limit is the most messages returned; it must be positive.
+	Limit int
+	// MaxBytes stops the page early, reporting more, once the payloads
+	// returned exceed it (at least one message is returned; 0: no bound).
+	MaxBytes int
+}
+
+// readStmts are the read pool's prepared statements. Each answers both
+// "does the channel exist" and "what is in the range": the channel's row,
+// LEFT JOINed to its messages, so an empty range still returns one row.
+type readStmts struct {
+	forward, backward, byTime *sql.Stmt
+}
+
+const pageQuery = `SELECT m.sequence, m.author_id, m.payload, m.client_message_id, m.created_at, m.redacted
+	FROM channels AS c LEFT JOIN messages AS m ON m.channel_id = c.channel_id AND m.sequence > ? AND m.sequence < ?
+	WHERE c.channel_id = ? ORDER BY m.sequence `
+
+// byTimeQuery finds the first message at or after a time by one seek into
+// messages_by_time (migration 0002).
+const byTimeQuery = `SELECT m.sequence FROM channels AS c LEFT JOIN messages AS m INDEXED BY messages_by_time
+	ON m.channel_id = c.channel_id AND m.created_at >= ?
+	WHERE c.channel_id = ? ORDER BY m.created_at, m.sequence LIMIT 1`
+
+func prepareReads(ctx context.Context, db *sql.DB) (readStmts, error) {
+	var r readStmts
+	var err error
+	prep := func(query string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var st *sql.Stmt
+		st, err = db.PrepareContext(ctx, query)
+		return st
+	}
+	// Both directions are range scans of the messages primary key, from
+	// either end: a page costs the same at any depth of the channel.
+	r.forward = prep(pageQuery + `ASC LIMIT ?`)
+	r.backward = prep(pageQuery + `DESC LIMIT ?`)
+	r.byTime = prep(byTimeQuery)
+	if err != nil {
+		r.close()
+		return readStmts{}, err
+	}
+	return r, nil
+}
+
+func (r readStmts) close() {
+	for _, st := range []*sql.Stmt{r.forward, r.backward, r.byTime} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
 // History returns up to limit messages of the channel with sequence greater
-// than after, in ascending order, and whether more follow. It stops early,
-// reporting more, once the payloads returned exceed maxBytes (at least one
-// message is returned; maxBytes <= 0 means no byte bound). It returns an
-// ENOTFOUND *domain.Error when the channel does not exist and an EINVALID
-// one when limit is not positive. It reads committed state: what Apply
-// wrote since the last commit is visible only after Flush.
+// than after, in ascending order, and whether more follow; maxBytes as
+// Range.MaxBytes. It is Page with Range{After: after, Limit: limit,
+// MaxBytes: maxBytes} and returns Page's errors.
 func (s *Store) History(ctx context.Context, channelID string, after uint64, limit, maxBytes int) ([]domain.Message, bool, error) {
-	if limit <= 0 {
+	return s.Page(ctx, channelID, Range{After: after, Limit: limit, MaxBytes: maxBytes})
+}
+
+// Page returns the messages of the channel in rng, at most rng.Limit of
+// them, ascending (or descending with NewestFirst), and whether more of
+// the range lies beyond the last one returned (newer ones, or with
+// NewestFirst older ones). It returns an ENOTFOUND *domain.Error when the
+// channel does not exist and an EINVALID one when Limit is not positive. It
+// reads committed state: what Apply wrote since the last commit is visible
+// only after Flush.
+func (s *Store) Page(ctx context.Context, channelID string, rng Range) ([]domain.Message, bool, error) {
+	if rng.Limit <= 0 {
 		return nil, false, domain.Errorf(domain.EINVALID, "limit must be positive")
+	}
+	before := int64(math.MaxInt64)
+	if rng.Before > 0 && rng.Before <= math.MaxInt64 {
+		before = int64(rng.Before)
+	}
+	after := int64(math.MaxInt64)
+	if rng.After < math.MaxInt64 {
+		after = int64(rng.After)
 	}
 	var msgs []domain.Message
 	var more bool
 	err := s.reader(func(*sql.DB) error {
-		// One statement answers both "does the channel exist" and "what
-		// follows after": the channel's row, LEFT JOINed to the range of
-		// its messages (a primary-key range scan, however long the channel).
-		rows, err := s.history.QueryContext(ctx, after, channelID, limit+1)
+		st := s.reads.forward
+		if rng.NewestFirst {
+			st = s.reads.backward
+		}
+		rows, err := st.QueryContext(ctx, after, before, channelID, rng.Limit+1)
 		if err != nil {
 			return fmt.Errorf("read history of %q: %w", channelID, err)
 		}
@@ -145,13 +226,14 @@ func (s *Store) History(ctx context.Context, channelID string, after uint64, lim
 			var author, cmid sql.Null[string]
 			var payload []byte
 			var created sql.Null[int64]
-			if err := rows.Scan(&seq, &author, &payload, &cmid, &created); err != nil {
+			var redacted sql.Null[bool]
+			if err := rows.Scan(&seq, &author, &payload, &cmid, &created, &redacted); err != nil {
 				return fmt.Errorf("scan history of %q: %w", channelID, err)
 			}
 			if !seq.Valid {
-				break // the channel exists and has nothing after
+				break // the channel exists and has nothing in the range
 			}
-			if len(msgs) == limit || (maxBytes > 0 && len(msgs) > 0 && size >= maxBytes) {
+			if len(msgs) == rng.Limit || (rng.MaxBytes > 0 && len(msgs) > 0 && size >= rng.MaxBytes) {
 				more = true
 				break
 			}
@@ -159,7 +241,7 @@ func (s *Store) History(ctx context.Context, channelID string, after uint64, lim
 				payload = []byte{}
 			}
 			msgs = append(msgs, domain.Message{ChannelID: channelID, Sequence: seq.V, AuthorID: author.V, Payload: payload,
-				ClientMessageID: cmid.V, CreatedAt: time.Unix(0, created.V).UTC()})
+				ClientMessageID: cmid.V, CreatedAt: time.Unix(0, created.V).UTC(), Redacted: redacted.V})
 			size += len(payload)
 		}
 		if err := rows.Err(); err != nil {
@@ -171,6 +253,28 @@ func (s *Store) History(ctx context.Context, channelID string, after uint64, lim
 		return nil
 	})
 	return msgs, more, err
+}
+
+// SequenceAt returns the sequence of the channel's message with the
+// earliest created_at at or after t (the lowest sequence among equals),
+// found by one index seek, and false when no message was created at or
+// after t. Leaders stamp created_at with their own clocks, so it rises with
+// the sequence unless a clock stepped back across a leader change. It
+// returns an ENOTFOUND *domain.Error when the channel does not exist, or an
+// I/O error.
+func (s *Store) SequenceAt(ctx context.Context, channelID string, t time.Time) (uint64, bool, error) {
+	var seq sql.Null[uint64]
+	err := s.reader(func(*sql.DB) error {
+		err := s.reads.byTime.QueryRowContext(ctx, t.UnixNano(), channelID).Scan(&seq)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return domain.Errorf(domain.ENOTFOUND, "channel %q not found", channelID)
+		case err != nil:
+			return fmt.Errorf("find the first message of %q at %s: %w", channelID, t, err)
+		}
+		return nil
+	})
+	return seq.V, seq.Valid, err
 }
 
 // Digest flushes the open transaction, then returns a hex SHA-256 over every
@@ -196,8 +300,9 @@ func (s *Store) Digest(ctx context.Context) (string, error) {
 		defer tx.Rollback()
 		for _, q := range []string{
 			`SELECT channel_id, name, created_at, created_index, last_sequence FROM channels ORDER BY channel_id`,
-			`SELECT channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index FROM messages ORDER BY channel_id, sequence`,
+			`SELECT channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index, redacted FROM messages ORDER BY channel_id, sequence`,
 			`SELECT channel_id, client_message_id, sequence FROM dedup ORDER BY channel_id, client_message_id`,
+			`SELECT channel_id, last_sequence, deleted_index FROM deleted_channels ORDER BY channel_id`,
 		} {
 			if err := hashRows(ctx, tx, q, h.Write); err != nil {
 				return err

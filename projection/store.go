@@ -41,12 +41,12 @@ type Store struct {
 
 	// mu is held shared by readers and backups and exclusively while
 	// Restore swaps the file and the connections. Lock order: mu, then wmu.
-	mu      sync.RWMutex
-	w       *sql.DB // exactly one connection: the FSM's
-	r       *sql.DB // query-only pool
-	stmts   writeStmts
-	history *sql.Stmt // on r
-	lost    error     // why w and r are nil after a failed Restore (wraps ErrBroken)
+	mu    sync.RWMutex
+	w     *sql.DB // exactly one connection: the FSM's
+	r     *sql.DB // query-only pool
+	stmts writeStmts
+	reads readStmts // on r
+	lost  error     // why w and r are nil after a failed Restore (wraps ErrBroken)
 
 	// wmu guards the open write transaction (commit.go).
 	wmu    sync.Mutex
@@ -185,8 +185,10 @@ func (s *Store) open(ctx context.Context, check bool) error {
 	if s.commitDelay > 0 {
 		autocheckpoint = "wal_autocheckpoint(0)"
 	}
+	// secure_delete: content a deletion or redaction removes is overwritten
+	// in the file, not left in free pages (erasure requests).
 	w, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)",
-		"cache_size(-65536)", "temp_store(MEMORY)", autocheckpoint)+"&_txlock=immediate")
+		"cache_size(-65536)", "temp_store(MEMORY)", "secure_delete(ON)", autocheckpoint)+"&_txlock=immediate")
 	if err != nil {
 		return fmt.Errorf("open projection %s: %w", s.path, err)
 	}
@@ -220,9 +222,7 @@ func (s *Store) open(ctx context.Context, check bool) error {
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
-	history, err := r.PrepareContext(ctx, `SELECT m.sequence, m.author_id, m.payload, m.client_message_id, m.created_at
-		FROM channels AS c LEFT JOIN messages AS m ON m.channel_id = c.channel_id AND m.sequence > ?
-		WHERE c.channel_id = ? ORDER BY m.sequence LIMIT ?`)
+	reads, err := prepareReads(ctx, r)
 	if err != nil {
 		stmts.close()
 		w.Close()
@@ -231,7 +231,7 @@ func (s *Store) open(ctx context.Context, check bool) error {
 	}
 	var applied uint64
 	if err := w.QueryRowContext(ctx, `SELECT applied_index FROM raft_applied WHERE id = 1`).Scan(&applied); err != nil {
-		history.Close()
+		reads.close()
 		stmts.close()
 		w.Close()
 		r.Close()
@@ -240,7 +240,7 @@ func (s *Store) open(ctx context.Context, check bool) error {
 	var ck *sql.DB
 	if s.commitDelay > 0 {
 		if ck, err = sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)")); err != nil {
-			history.Close()
+			reads.close()
 			stmts.close()
 			w.Close()
 			r.Close()
@@ -248,7 +248,7 @@ func (s *Store) open(ctx context.Context, check bool) error {
 		}
 		ck.SetMaxOpenConns(1)
 	}
-	s.w, s.r, s.stmts, s.history, s.ck = w, r, stmts, history, ck
+	s.w, s.r, s.stmts, s.reads, s.ck = w, r, stmts, reads, ck
 	s.applied.Store(applied)
 	s.committed.Store(applied)
 	return nil
@@ -350,7 +350,7 @@ func (s *Store) closeLocked() error {
 		return nil
 	}
 	s.stmts.close()
-	s.history.Close()
+	s.reads.close()
 	err := errors.Join(s.r.Close(), s.w.Close())
 	if s.ck != nil {
 		err = errors.Join(err, s.ck.Close())

@@ -9,21 +9,25 @@ import (
 	"github.com/raftogram/raftogram/client"
 )
 
-// channelGroup is `raftogram channel create|get|list`.
+// channelGroup is `raftogram channel create|info|get|list|update|delete`.
 var channelGroup = &group{
 	name:  "channel",
 	about: "Creates, shows and lists channels.",
-	subs:  map[string]command{"create": channelCreate, "get": channelGet, "list": channelList},
+	subs: map[string]command{"create": channelCreate, "info": channelInfo, "get": channelGet, "list": channelList,
+		"update": channelUpdate, "delete": channelDelete},
 	sums: map[string]string{
 		"create": "create a channel (idempotent with an ID)",
-		"get":    "show one channel and its message range",
+		"info":   "show one channel and its message range",
+		"get":    "the same as info",
 		"list":   "list channels in id order",
+		"update": "rename a channel",
+		"delete": "delete a channel and its messages",
 	},
 }
 
 func init() {
 	subcommands["channel"] = channelGroup.run
-	summaries["channel"] = "create, get or list channels (raftogram channel help)"
+	summaries["channel"] = "create, show (info), list, update or delete channels (raftogram channel help)"
 }
 
 // jsonChannel is a channel in JSON output.
@@ -92,11 +96,21 @@ func channelCreate(ctx context.Context, args []string, env map[string]string, st
 	})
 }
 
-// channelGet is `raftogram channel get ID`: it prints the channel, its
+// channelInfo is `raftogram channel info ID`: it prints the channel, its
 // creation time and message range. It returns the exit code (1 with "not
 // found" for an unknown channel).
+func channelInfo(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
+	return channelShow(ctx, "channel info", args, env, stdout, stderr)
+}
+
+// channelGet is `raftogram channel get ID`, the same as channel info.
 func channelGet(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
-	in := newInvocation("channel get", "ID",
+	return channelShow(ctx, "channel get", args, env, stdout, stderr)
+}
+
+// channelShow runs channel info or get under the name given.
+func channelShow(ctx context.Context, name string, args []string, env map[string]string, stdout, stderr io.Writer) int {
+	in := newInvocation(name, "ID",
 		"Shows channel ID: its name, creation time, first and last sequence and number of\n"+
 			"messages (FIRST and LAST are 0 while it is empty); with -json one object\n"+
 			"{channel_id, name, created_at, first_sequence, last_sequence, message_count}.\n"+
@@ -187,5 +201,72 @@ func channelList(ctx context.Context, args []string, env map[string]string, stdo
 			}
 		}
 		return err
+	})
+}
+
+// channelUpdate is `raftogram channel update ID -name NAME`: it renames
+// the channel and prints it. It returns the exit code (1 with "not found"
+// for an unknown channel).
+func channelUpdate(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
+	in := newInvocation("channel update", "ID -name NAME",
+		"Renames channel ID to NAME. Prints CHANNEL, NAME and INDEX (the Raft index of\n"+
+			"the write); with -json one object {channel_id, name, index}. An unknown\n"+
+			"channel is an error (exit 1, \"not found\").",
+		cmdOptions{timeout: true}, env, stdout, stderr)
+	name := in.fs.String("name", "", "the new display name (required)")
+	pos, code, ok := in.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	if *name == "" {
+		return in.usageError("-name is required")
+	}
+	return in.withClient(ctx, func(ctx context.Context, c *client.Client) error {
+		res, err := c.UpdateChannel(ctx, pos[0], *name)
+		if err != nil {
+			return err
+		}
+		if in.asJSON {
+			return in.writeJSON(struct {
+				ChannelID string `json:"channel_id"`
+				Name      string `json:"name"`
+				Index     uint64 `json:"index"`
+			}{res.Channel.ID, res.Channel.Name, res.Index})
+		}
+		tw := in.table("CHANNEL", "NAME", "INDEX")
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", cell(res.Channel.ID), cell(res.Channel.Name), res.Index)
+		return flushTable(tw)
+	})
+}
+
+// channelDelete is `raftogram channel delete ID`: it deletes the channel
+// and its messages and prints whether it existed. It returns the exit code.
+func channelDelete(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
+	in := newInvocation("channel delete", "ID",
+		"Deletes channel ID and all its messages on every node; open tails of it end\n"+
+			"with \"not found\". Deleting a channel that does not exist succeeds with\n"+
+			"DELETED false. The id may be created again; its sequences then continue after\n"+
+			"the deleted channel's last one. Prints CHANNEL, DELETED and INDEX; with -json\n"+
+			"one object {channel_id, deleted, index}.",
+		cmdOptions{timeout: true}, env, stdout, stderr)
+	pos, code, ok := in.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	return in.withClient(ctx, func(ctx context.Context, c *client.Client) error {
+		res, err := c.DeleteChannel(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if in.asJSON {
+			return in.writeJSON(struct {
+				ChannelID string `json:"channel_id"`
+				Deleted   bool   `json:"deleted"`
+				Index     uint64 `json:"index"`
+			}{pos[0], res.Deleted, res.Index})
+		}
+		tw := in.table("CHANNEL", "DELETED", "INDEX")
+		fmt.Fprintf(tw, "%s\t%t\t%d\n", cell(pos[0]), res.Deleted, res.Index)
+		return flushTable(tw)
 	})
 }

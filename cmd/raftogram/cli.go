@@ -400,12 +400,21 @@ type jsonMessage struct {
 	ClientMessageID string    `json:"client_message_id"`
 	Payload         []byte    `json:"payload"`
 	Text            *string   `json:"text,omitempty"`
+	Redacted        bool      `json:"redacted,omitempty"`
+}
+
+// messageText is the PAYLOAD column of m: payloadText, or "[redacted]".
+func messageText(m client.Message) string {
+	if m.Redacted {
+		return "[redacted]"
+	}
+	return payloadText(m.Payload)
 }
 
 // newJSONMessage returns m as JSON output, naming channel when not empty.
 func newJSONMessage(channel string, m client.Message) jsonMessage {
 	jm := jsonMessage{ChannelID: channel, Sequence: m.Sequence, CreatedAt: m.CreatedAt.UTC(), AuthorID: m.AuthorID,
-		ClientMessageID: m.ClientMessageID, Payload: m.Payload}
+		ClientMessageID: m.ClientMessageID, Payload: m.Payload, Redacted: m.Redacted}
 	if jm.Payload == nil {
 		jm.Payload = []byte{}
 	}

@@ -87,6 +87,62 @@ func (ReadConsistency) EnumDescriptor() ([]byte, []int) {
 	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{0}
 }
 
+// SubscribeStart says where a Subscribe stream starts.
+type SubscribeStart int32
+
+const (
+	// After after_sequence (0: from the first message), as before this field
+	// existed.
+	SubscribeStart_SUBSCRIBE_START_UNSPECIFIED SubscribeStart = 0
+	// Only messages committed after the stream opens. The first chunk carries
+	// started_after (the channel's last sequence then) and no messages.
+	SubscribeStart_SUBSCRIBE_START_NEW SubscribeStart = 1
+	// The last last_n messages (fewer when the channel holds fewer), then
+	// live. The first chunk carries started_after.
+	SubscribeStart_SUBSCRIBE_START_LAST SubscribeStart = 2
+)
+
+// Enum value maps for SubscribeStart.
+var (
+	SubscribeStart_name = map[int32]string{
+		0: "SUBSCRIBE_START_UNSPECIFIED",
+		1: "SUBSCRIBE_START_NEW",
+		2: "SUBSCRIBE_START_LAST",
+	}
+	SubscribeStart_value = map[string]int32{
+		"SUBSCRIBE_START_UNSPECIFIED": 0,
+		"SUBSCRIBE_START_NEW":         1,
+		"SUBSCRIBE_START_LAST":        2,
+	}
+)
+
+func (x SubscribeStart) Enum() *SubscribeStart {
+	p := new(SubscribeStart)
+	*p = x
+	return p
+}
+
+func (x SubscribeStart) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SubscribeStart) Descriptor() protoreflect.EnumDescriptor {
+	return file_raftogram_v1_messaging_proto_enumTypes[1].Descriptor()
+}
+
+func (SubscribeStart) Type() protoreflect.EnumType {
+	return &file_raftogram_v1_messaging_proto_enumTypes[1]
+}
+
+func (x SubscribeStart) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SubscribeStart.Descriptor instead.
+func (SubscribeStart) EnumDescriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{1}
+}
+
 type CreateChannelRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional. When empty the server assigns "channel-<raft log index>".
@@ -362,7 +418,22 @@ type ReadHistoryRequest struct {
 	Consistency ReadConsistency `protobuf:"varint,4,opt,name=consistency,proto3,enum=raftogram.v1.ReadConsistency" json:"consistency,omitempty"`
 	// For READ_CONSISTENCY_AT_LEAST: the Raft index the answering node must
 	// have applied (a write's index).
-	MinIndex      uint64 `protobuf:"varint,5,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	MinIndex uint64 `protobuf:"varint,5,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	// Newest first: the up to limit newest messages with sequence <
+	// before_sequence (and > after_sequence), in descending order; has_more
+	// then says older ones exist. A chat client opens a channel with
+	// {newest_first: true, limit: 50} and scrolls back with before_sequence =
+	// the oldest sequence it holds.
+	NewestFirst bool `protobuf:"varint,6,opt,name=newest_first,json=newestFirst,proto3" json:"newest_first,omitempty"`
+	// Only messages with a smaller sequence; 0 means no bound (the end of the
+	// channel). Applies in both directions.
+	BeforeSequence uint64 `protobuf:"varint,7,opt,name=before_sequence,json=beforeSequence,proto3" json:"before_sequence,omitempty"`
+	// Only messages from the first one created at or after this time on
+	// (found through an index on created_at, not a scan). Combined with
+	// after_sequence, the later start wins. created_at is the leader's clock;
+	// should it step back across a leader change, the start is the message
+	// with the earliest created_at at or after after_time.
+	AfterTime     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=after_time,json=afterTime,proto3" json:"after_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -432,6 +503,27 @@ func (x *ReadHistoryRequest) GetMinIndex() uint64 {
 	return 0
 }
 
+func (x *ReadHistoryRequest) GetNewestFirst() bool {
+	if x != nil {
+		return x.NewestFirst
+	}
+	return false
+}
+
+func (x *ReadHistoryRequest) GetBeforeSequence() uint64 {
+	if x != nil {
+		return x.BeforeSequence
+	}
+	return 0
+}
+
+func (x *ReadHistoryRequest) GetAfterTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AfterTime
+	}
+	return nil
+}
+
 type Message struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Sequence        uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
@@ -439,7 +531,9 @@ type Message struct {
 	Payload         []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
 	ClientMessageId string                 `protobuf:"bytes,4,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
 	// When the leader accepted the message.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The payload was removed by RedactMessage (payload is empty).
+	Redacted      bool `protobuf:"varint,6,opt,name=redacted,proto3" json:"redacted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -507,6 +601,13 @@ func (x *Message) GetCreatedAt() *timestamppb.Timestamp {
 		return x.CreatedAt
 	}
 	return nil
+}
+
+func (x *Message) GetRedacted() bool {
+	if x != nil {
+		return x.Redacted
+	}
+	return false
 }
 
 type ReadHistoryResponse struct {
@@ -581,9 +682,11 @@ func (x *ReadHistoryResponse) GetAppliedIndex() uint64 {
 }
 
 type SubscribeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ChannelId     string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
-	AfterSequence uint64                 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	// With SUBSCRIBE_START_UNSPECIFIED: stream the messages after this
+	// sequence. Must be 0 with any other start.
+	AfterSequence uint64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
 	// UNSPECIFIED: leader only; the stream ends with NotLeader when the node
 	// stops leading. Any other level: any node serves the stream, starting
 	// once the node is as fresh as the level asks, and the stream then
@@ -592,7 +695,12 @@ type SubscribeRequest struct {
 	Consistency ReadConsistency `protobuf:"varint,3,opt,name=consistency,proto3,enum=raftogram.v1.ReadConsistency" json:"consistency,omitempty"`
 	// For READ_CONSISTENCY_AT_LEAST: the Raft index the node must have
 	// applied before the stream starts.
-	MinIndex      uint64 `protobuf:"varint,4,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	MinIndex uint64 `protobuf:"varint,4,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	// Where the stream starts; unknown values are InvalidArgument.
+	Start SubscribeStart `protobuf:"varint,5,opt,name=start,proto3,enum=raftogram.v1.SubscribeStart" json:"start,omitempty"`
+	// With SUBSCRIBE_START_LAST: how many of the newest messages to send
+	// first; 0 means 1. Must be 0 with any other start.
+	LastN         uint64 `protobuf:"varint,6,opt,name=last_n,json=lastN,proto3" json:"last_n,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -655,6 +763,20 @@ func (x *SubscribeRequest) GetMinIndex() uint64 {
 	return 0
 }
 
+func (x *SubscribeRequest) GetStart() SubscribeStart {
+	if x != nil {
+		return x.Start
+	}
+	return SubscribeStart_SUBSCRIBE_START_UNSPECIFIED
+}
+
+func (x *SubscribeRequest) GetLastN() uint64 {
+	if x != nil {
+		return x.LastN
+	}
+	return 0
+}
+
 // SubscribeChunk carries one or more consecutive messages, or none in a
 // heartbeat (only on streams that set a consistency level).
 type SubscribeChunk struct {
@@ -666,8 +788,14 @@ type SubscribeChunk struct {
 	// The leader's commit index as this node last heard it; 0 when unknown.
 	// applied_index well below it means this node is behind.
 	LeaderCommitIndex uint64 `protobuf:"varint,4,opt,name=leader_commit_index,json=leaderCommitIndex,proto3" json:"leader_commit_index,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set on the first chunk of a stream that asked for SUBSCRIBE_START_NEW
+	// or SUBSCRIBE_START_LAST (that chunk has no messages): the sequence the
+	// stream starts after. Resume a broken stream with
+	// SUBSCRIBE_START_UNSPECIFIED and after_sequence = the last sequence
+	// received, or this one if none was.
+	StartedAfter  *uint64 `protobuf:"varint,5,opt,name=started_after,json=startedAfter,proto3,oneof" json:"started_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubscribeChunk) Reset() {
@@ -724,6 +852,13 @@ func (x *SubscribeChunk) GetAppliedIndex() uint64 {
 func (x *SubscribeChunk) GetLeaderCommitIndex() uint64 {
 	if x != nil {
 		return x.LeaderCommitIndex
+	}
+	return 0
+}
+
+func (x *SubscribeChunk) GetStartedAfter() uint64 {
+	if x != nil && x.StartedAfter != nil {
+		return *x.StartedAfter
 	}
 	return 0
 }
@@ -999,6 +1134,327 @@ func (x *ListChannelsResponse) GetNextPageToken() string {
 	return ""
 }
 
+type UpdateChannelRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	// The new display name (as CreateChannelRequest.name); empty keeps it.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateChannelRequest) Reset() {
+	*x = UpdateChannelRequest{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateChannelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateChannelRequest) ProtoMessage() {}
+
+func (x *UpdateChannelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateChannelRequest.ProtoReflect.Descriptor instead.
+func (*UpdateChannelRequest) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UpdateChannelRequest) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *UpdateChannelRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type UpdateChannelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The channel as stored after the update (its message range is not
+	// filled in; GetChannel has it).
+	Channel *Channel `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// The Raft log index at which the write applied; see
+	// CreateChannelResponse.index.
+	Index         uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateChannelResponse) Reset() {
+	*x = UpdateChannelResponse{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateChannelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateChannelResponse) ProtoMessage() {}
+
+func (x *UpdateChannelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateChannelResponse.ProtoReflect.Descriptor instead.
+func (*UpdateChannelResponse) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UpdateChannelResponse) GetChannel() *Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return nil
+}
+
+func (x *UpdateChannelResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type DeleteChannelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId     string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteChannelRequest) Reset() {
+	*x = DeleteChannelRequest{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteChannelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteChannelRequest) ProtoMessage() {}
+
+func (x *DeleteChannelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteChannelRequest.ProtoReflect.Descriptor instead.
+func (*DeleteChannelRequest) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeleteChannelRequest) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+type DeleteChannelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when there was no such channel (a repeated delete). Always set.
+	Deleted       *bool  `protobuf:"varint,1,opt,name=deleted,proto3,oneof" json:"deleted,omitempty"`
+	Index         uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteChannelResponse) Reset() {
+	*x = DeleteChannelResponse{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteChannelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteChannelResponse) ProtoMessage() {}
+
+func (x *DeleteChannelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteChannelResponse.ProtoReflect.Descriptor instead.
+func (*DeleteChannelResponse) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeleteChannelResponse) GetDeleted() bool {
+	if x != nil && x.Deleted != nil {
+		return *x.Deleted
+	}
+	return false
+}
+
+func (x *DeleteChannelResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type RedactMessageRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	Sequence  uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Why, at most 512 bytes of UTF-8; kept in the Raft log for the audit
+	// trail until the log is compacted.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedactMessageRequest) Reset() {
+	*x = RedactMessageRequest{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedactMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedactMessageRequest) ProtoMessage() {}
+
+func (x *RedactMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedactMessageRequest.ProtoReflect.Descriptor instead.
+func (*RedactMessageRequest) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RedactMessageRequest) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *RedactMessageRequest) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *RedactMessageRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RedactMessageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the message was redacted already. Always set.
+	Redacted      *bool  `protobuf:"varint,1,opt,name=redacted,proto3,oneof" json:"redacted,omitempty"`
+	Index         uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedactMessageResponse) Reset() {
+	*x = RedactMessageResponse{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedactMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedactMessageResponse) ProtoMessage() {}
+
+func (x *RedactMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedactMessageResponse.ProtoReflect.Descriptor instead.
+func (*RedactMessageResponse) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RedactMessageResponse) GetRedacted() bool {
+	if x != nil && x.Redacted != nil {
+		return *x.Redacted
+	}
+	return false
+}
+
+func (x *RedactMessageResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 // NotLeader is attached to FailedPrecondition errors from nodes that are not
 // the Raft leader.
 type NotLeader struct {
@@ -1013,7 +1469,7 @@ type NotLeader struct {
 
 func (x *NotLeader) Reset() {
 	*x = NotLeader{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[13]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1481,7 @@ func (x *NotLeader) String() string {
 func (*NotLeader) ProtoMessage() {}
 
 func (x *NotLeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[13]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1494,7 @@ func (x *NotLeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotLeader.ProtoReflect.Descriptor instead.
 func (*NotLeader) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{13}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NotLeader) GetLeaderGrpcTarget() string {
@@ -1082,43 +1538,52 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12'\n" +
 	"\fdeduplicated\x18\x02 \x01(\bH\x00R\fdeduplicated\x88\x01\x01\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05indexB\x0f\n" +
-	"\r_deduplicated\"\xce\x01\n" +
+	"\r_deduplicated\"\xd5\x02\n" +
 	"\x12ReadHistoryRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12%\n" +
 	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\x12?\n" +
 	"\vconsistency\x18\x04 \x01(\x0e2\x1d.raftogram.v1.ReadConsistencyR\vconsistency\x12\x1b\n" +
-	"\tmin_index\x18\x05 \x01(\x04R\bminIndex\"\xc3\x01\n" +
+	"\tmin_index\x18\x05 \x01(\x04R\bminIndex\x12!\n" +
+	"\fnewest_first\x18\x06 \x01(\bR\vnewestFirst\x12'\n" +
+	"\x0fbefore_sequence\x18\a \x01(\x04R\x0ebeforeSequence\x129\n" +
+	"\n" +
+	"after_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tafterTime\"\xdf\x01\n" +
 	"\aMessage\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1b\n" +
 	"\tauthor_id\x18\x02 \x01(\tR\bauthorId\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12*\n" +
 	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\x129\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xb3\x01\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1a\n" +
+	"\bredacted\x18\x06 \x01(\bR\bredacted\"\xb3\x01\n" +
 	"\x13ReadHistoryResponse\x121\n" +
 	"\bmessages\x18\x01 \x03(\v2\x15.raftogram.v1.MessageR\bmessages\x12\x1e\n" +
 	"\bhas_more\x18\x02 \x01(\bH\x00R\ahasMore\x88\x01\x01\x12\x17\n" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12#\n" +
 	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndexB\v\n" +
-	"\t_has_more\"\xb6\x01\n" +
+	"\t_has_more\"\x81\x02\n" +
 	"\x10SubscribeRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12%\n" +
 	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\x12?\n" +
 	"\vconsistency\x18\x03 \x01(\x0e2\x1d.raftogram.v1.ReadConsistencyR\vconsistency\x12\x1b\n" +
-	"\tmin_index\x18\x04 \x01(\x04R\bminIndex\"\xb1\x01\n" +
+	"\tmin_index\x18\x04 \x01(\x04R\bminIndex\x122\n" +
+	"\x05start\x18\x05 \x01(\x0e2\x1c.raftogram.v1.SubscribeStartR\x05start\x12\x15\n" +
+	"\x06last_n\x18\x06 \x01(\x04R\x05lastN\"\xed\x01\n" +
 	"\x0eSubscribeChunk\x121\n" +
 	"\bmessages\x18\x01 \x03(\v2\x15.raftogram.v1.MessageR\bmessages\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12.\n" +
-	"\x13leader_commit_index\x18\x04 \x01(\x04R\x11leaderCommitIndex\"\x90\x01\n" +
+	"\x13leader_commit_index\x18\x04 \x01(\x04R\x11leaderCommitIndex\x12(\n" +
+	"\rstarted_after\x18\x05 \x01(\x04H\x00R\fstartedAfter\x88\x01\x01B\x10\n" +
+	"\x0e_started_after\"\x90\x01\n" +
 	"\x11GetChannelRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12?\n" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x1d.raftogram.v1.ReadConsistencyR\vconsistency\x12\x1b\n" +
-	"\tmin_index\x18\x03 \x01(\x04R\bminIndex\"\xe8\x01\n" +
+	"\tmin_index\x18\x03 \x01(\x04R\bminIndex\"\xee\x01\n" +
 	"\aChannel\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
@@ -1127,7 +1592,7 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12%\n" +
 	"\x0efirst_sequence\x18\x04 \x01(\x04R\rfirstSequence\x12#\n" +
 	"\rlast_sequence\x18\x05 \x01(\x04R\flastSequence\x12#\n" +
-	"\rmessage_count\x18\x06 \x01(\x04R\fmessageCount\"\xaf\x01\n" +
+	"\rmessage_count\x18\x06 \x01(\x04R\fmessageCountJ\x04\b\a\x10\b\"\xaf\x01\n" +
 	"\x13ListChannelsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1136,7 +1601,31 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\tmin_index\x18\x04 \x01(\x04R\bminIndex\"q\n" +
 	"\x14ListChannelsResponse\x121\n" +
 	"\bchannels\x18\x01 \x03(\v2\x15.raftogram.v1.ChannelR\bchannels\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"_\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"I\n" +
+	"\x14UpdateChannelRequest\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"^\n" +
+	"\x15UpdateChannelResponse\x12/\n" +
+	"\achannel\x18\x01 \x01(\v2\x15.raftogram.v1.ChannelR\achannel\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"5\n" +
+	"\x14DeleteChannelRequest\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\"X\n" +
+	"\x15DeleteChannelResponse\x12\x1d\n" +
+	"\adeleted\x18\x01 \x01(\bH\x00R\adeleted\x88\x01\x01\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05indexB\n" +
+	"\n" +
+	"\b_deleted\"i\n" +
+	"\x14RedactMessageRequest\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"[\n" +
+	"\x15RedactMessageResponse\x12\x1f\n" +
+	"\bredacted\x18\x01 \x01(\bH\x00R\bredacted\x88\x01\x01\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05indexB\v\n" +
+	"\t_redacted\"_\n" +
 	"\tNotLeader\x12,\n" +
 	"\x12leader_grpc_target\x18\x01 \x01(\tR\x10leaderGrpcTarget\x12$\n" +
 	"\x0eraft_leader_id\x18\x02 \x01(\tR\fraftLeaderId*\x91\x01\n" +
@@ -1144,7 +1633,11 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1d\n" +
 	"\x19READ_CONSISTENCY_AT_LEAST\x10\x02\x12\x1a\n" +
-	"\x16READ_CONSISTENCY_LOCAL\x10\x032\xf7\x03\n" +
+	"\x16READ_CONSISTENCY_LOCAL\x10\x03*d\n" +
+	"\x0eSubscribeStart\x12\x1f\n" +
+	"\x1bSUBSCRIBE_START_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13SUBSCRIBE_START_NEW\x10\x01\x12\x18\n" +
+	"\x14SUBSCRIBE_START_LAST\x10\x022\x85\x06\n" +
 	"\tMessenger\x12X\n" +
 	"\rCreateChannel\x12\".raftogram.v1.CreateChannelRequest\x1a#.raftogram.v1.CreateChannelResponse\x12R\n" +
 	"\vSendMessage\x12 .raftogram.v1.SendMessageRequest\x1a!.raftogram.v1.SendMessageResponse\x12R\n" +
@@ -1152,7 +1645,10 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\tSubscribe\x12\x1e.raftogram.v1.SubscribeRequest\x1a\x1c.raftogram.v1.SubscribeChunk0\x01\x12D\n" +
 	"\n" +
 	"GetChannel\x12\x1f.raftogram.v1.GetChannelRequest\x1a\x15.raftogram.v1.Channel\x12U\n" +
-	"\fListChannels\x12!.raftogram.v1.ListChannelsRequest\x1a\".raftogram.v1.ListChannelsResponseBCZAgithub.com/raftogram/raftogram/api/proto/raftogram/v1;raftogramv1b\x06proto3"
+	"\fListChannels\x12!.raftogram.v1.ListChannelsRequest\x1a\".raftogram.v1.ListChannelsResponse\x12X\n" +
+	"\rUpdateChannel\x12\".raftogram.v1.UpdateChannelRequest\x1a#.raftogram.v1.UpdateChannelResponse\x12X\n" +
+	"\rDeleteChannel\x12\".raftogram.v1.DeleteChannelRequest\x1a#.raftogram.v1.DeleteChannelResponse\x12X\n" +
+	"\rRedactMessage\x12\".raftogram.v1.RedactMessageRequest\x1a#.raftogram.v1.RedactMessageResponseBCZAgithub.com/raftogram/raftogram/api/proto/raftogram/v1;raftogramv1b\x06proto3"
 
 var (
 	file_raftogram_v1_messaging_proto_rawDescOnce sync.Once
@@ -1166,53 +1662,69 @@ func file_raftogram_v1_messaging_proto_rawDescGZIP() []byte {
 	return file_raftogram_v1_messaging_proto_rawDescData
 }
 
-var file_raftogram_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftogram_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_raftogram_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_raftogram_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_raftogram_v1_messaging_proto_goTypes = []any{
 	(ReadConsistency)(0),          // 0: raftogram.v1.ReadConsistency
-	(*CreateChannelRequest)(nil),  // 1: raftogram.v1.CreateChannelRequest
-	(*CreateChannelResponse)(nil), // 2: raftogram.v1.CreateChannelResponse
-	(*SendMessageRequest)(nil),    // 3: raftogram.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),   // 4: raftogram.v1.SendMessageResponse
-	(*ReadHistoryRequest)(nil),    // 5: raftogram.v1.ReadHistoryRequest
-	(*Message)(nil),               // 6: raftogram.v1.Message
-	(*ReadHistoryResponse)(nil),   // 7: raftogram.v1.ReadHistoryResponse
-	(*SubscribeRequest)(nil),      // 8: raftogram.v1.SubscribeRequest
-	(*SubscribeChunk)(nil),        // 9: raftogram.v1.SubscribeChunk
-	(*GetChannelRequest)(nil),     // 10: raftogram.v1.GetChannelRequest
-	(*Channel)(nil),               // 11: raftogram.v1.Channel
-	(*ListChannelsRequest)(nil),   // 12: raftogram.v1.ListChannelsRequest
-	(*ListChannelsResponse)(nil),  // 13: raftogram.v1.ListChannelsResponse
-	(*NotLeader)(nil),             // 14: raftogram.v1.NotLeader
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(SubscribeStart)(0),           // 1: raftogram.v1.SubscribeStart
+	(*CreateChannelRequest)(nil),  // 2: raftogram.v1.CreateChannelRequest
+	(*CreateChannelResponse)(nil), // 3: raftogram.v1.CreateChannelResponse
+	(*SendMessageRequest)(nil),    // 4: raftogram.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),   // 5: raftogram.v1.SendMessageResponse
+	(*ReadHistoryRequest)(nil),    // 6: raftogram.v1.ReadHistoryRequest
+	(*Message)(nil),               // 7: raftogram.v1.Message
+	(*ReadHistoryResponse)(nil),   // 8: raftogram.v1.ReadHistoryResponse
+	(*SubscribeRequest)(nil),      // 9: raftogram.v1.SubscribeRequest
+	(*SubscribeChunk)(nil),        // 10: raftogram.v1.SubscribeChunk
+	(*GetChannelRequest)(nil),     // 11: raftogram.v1.GetChannelRequest
+	(*Channel)(nil),               // 12: raftogram.v1.Channel
+	(*ListChannelsRequest)(nil),   // 13: raftogram.v1.ListChannelsRequest
+	(*ListChannelsResponse)(nil),  // 14: raftogram.v1.ListChannelsResponse
+	(*UpdateChannelRequest)(nil),  // 15: raftogram.v1.UpdateChannelRequest
+	(*UpdateChannelResponse)(nil), // 16: raftogram.v1.UpdateChannelResponse
+	(*DeleteChannelRequest)(nil),  // 17: raftogram.v1.DeleteChannelRequest
+	(*DeleteChannelResponse)(nil), // 18: raftogram.v1.DeleteChannelResponse
+	(*RedactMessageRequest)(nil),  // 19: raftogram.v1.RedactMessageRequest
+	(*RedactMessageResponse)(nil), // 20: raftogram.v1.RedactMessageResponse
+	(*NotLeader)(nil),             // 21: raftogram.v1.NotLeader
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_raftogram_v1_messaging_proto_depIdxs = []int32{
 	0,  // 0: raftogram.v1.ReadHistoryRequest.consistency:type_name -> raftogram.v1.ReadConsistency
-	15, // 1: raftogram.v1.Message.created_at:type_name -> google.protobuf.Timestamp
-	6,  // 2: raftogram.v1.ReadHistoryResponse.messages:type_name -> raftogram.v1.Message
-	0,  // 3: raftogram.v1.SubscribeRequest.consistency:type_name -> raftogram.v1.ReadConsistency
-	6,  // 4: raftogram.v1.SubscribeChunk.messages:type_name -> raftogram.v1.Message
-	0,  // 5: raftogram.v1.GetChannelRequest.consistency:type_name -> raftogram.v1.ReadConsistency
-	15, // 6: raftogram.v1.Channel.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 7: raftogram.v1.ListChannelsRequest.consistency:type_name -> raftogram.v1.ReadConsistency
-	11, // 8: raftogram.v1.ListChannelsResponse.channels:type_name -> raftogram.v1.Channel
-	1,  // 9: raftogram.v1.Messenger.CreateChannel:input_type -> raftogram.v1.CreateChannelRequest
-	3,  // 10: raftogram.v1.Messenger.SendMessage:input_type -> raftogram.v1.SendMessageRequest
-	5,  // 11: raftogram.v1.Messenger.ReadHistory:input_type -> raftogram.v1.ReadHistoryRequest
-	8,  // 12: raftogram.v1.Messenger.Subscribe:input_type -> raftogram.v1.SubscribeRequest
-	10, // 13: raftogram.v1.Messenger.GetChannel:input_type -> raftogram.v1.GetChannelRequest
-	12, // 14: raftogram.v1.Messenger.ListChannels:input_type -> raftogram.v1.ListChannelsRequest
-	2,  // 15: raftogram.v1.Messenger.CreateChannel:output_type -> raftogram.v1.CreateChannelResponse
-	4,  // 16: raftogram.v1.Messenger.SendMessage:output_type -> raftogram.v1.SendMessageResponse
-	7,  // 17: raftogram.v1.Messenger.ReadHistory:output_type -> raftogram.v1.ReadHistoryResponse
-	9,  // 18: raftogram.v1.Messenger.Subscribe:output_type -> raftogram.v1.SubscribeChunk
-	11, // 19: raftogram.v1.Messenger.GetChannel:output_type -> raftogram.v1.Channel
-	13, // 20: raftogram.v1.Messenger.ListChannels:output_type -> raftogram.v1.ListChannelsResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	22, // 1: raftogram.v1.ReadHistoryRequest.after_time:type_name -> google.protobuf.Timestamp
+	22, // 2: raftogram.v1.Message.created_at:type_name -> google.protobuf.Timestamp
+	7,  // 3: raftogram.v1.ReadHistoryResponse.messages:type_name -> raftogram.v1.Message
+	0,  // 4: raftogram.v1.SubscribeRequest.consistency:type_name -> raftogram.v1.ReadConsistency
+	1,  // 5: raftogram.v1.SubscribeRequest.start:type_name -> raftogram.v1.SubscribeStart
+	7,  // 6: raftogram.v1.SubscribeChunk.messages:type_name -> raftogram.v1.Message
+	0,  // 7: raftogram.v1.GetChannelRequest.consistency:type_name -> raftogram.v1.ReadConsistency
+	22, // 8: raftogram.v1.Channel.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 9: raftogram.v1.ListChannelsRequest.consistency:type_name -> raftogram.v1.ReadConsistency
+	12, // 10: raftogram.v1.ListChannelsResponse.channels:type_name -> raftogram.v1.Channel
+	12, // 11: raftogram.v1.UpdateChannelResponse.channel:type_name -> raftogram.v1.Channel
+	2,  // 12: raftogram.v1.Messenger.CreateChannel:input_type -> raftogram.v1.CreateChannelRequest
+	4,  // 13: raftogram.v1.Messenger.SendMessage:input_type -> raftogram.v1.SendMessageRequest
+	6,  // 14: raftogram.v1.Messenger.ReadHistory:input_type -> raftogram.v1.ReadHistoryRequest
+	9,  // 15: raftogram.v1.Messenger.Subscribe:input_type -> raftogram.v1.SubscribeRequest
+	11, // 16: raftogram.v1.Messenger.GetChannel:input_type -> raftogram.v1.GetChannelRequest
+	13, // 17: raftogram.v1.Messenger.ListChannels:input_type -> raftogram.v1.ListChannelsRequest
+	15, // 18: raftogram.v1.Messenger.UpdateChannel:input_type -> raftogram.v1.UpdateChannelRequest
+	17, // 19: raftogram.v1.Messenger.DeleteChannel:input_type -> raftogram.v1.DeleteChannelRequest
+	19, // 20: raftogram.v1.Messenger.RedactMessage:input_type -> raftogram.v1.RedactMessageRequest
+	3,  // 21: raftogram.v1.Messenger.CreateChannel:output_type -> raftogram.v1.CreateChannelResponse
+	5,  // 22: raftogram.v1.Messenger.SendMessage:output_type -> raftogram.v1.SendMessageResponse
+	8,  // 23: raftogram.v1.Messenger.ReadHistory:output_type -> raftogram.v1.ReadHistoryResponse
+	10, // 24: raftogram.v1.Messenger.Subscribe:output_type -> raftogram.v1.SubscribeChunk
+	12, // 25: raftogram.v1.Messenger.GetChannel:output_type -> raftogram.v1.Channel
+	14, // 26: raftogram.v1.Messenger.ListChannels:output_type -> raftogram.v1.ListChannelsResponse
+	16, // 27: raftogram.v1.Messenger.UpdateChannel:output_type -> raftogram.v1.UpdateChannelResponse
+	18, // 28: raftogram.v1.Messenger.DeleteChannel:output_type -> raftogram.v1.DeleteChannelResponse
+	20, // 29: raftogram.v1.Messenger.RedactMessage:output_type -> raftogram.v1.RedactMessageResponse
+	21, // [21:30] is the sub-list for method output_type
+	12, // [12:21] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_raftogram_v1_messaging_proto_init() }
@@ -1223,13 +1735,16 @@ func file_raftogram_v1_messaging_proto_init() {
 	file_raftogram_v1_messaging_proto_msgTypes[1].OneofWrappers = []any{}
 	file_raftogram_v1_messaging_proto_msgTypes[3].OneofWrappers = []any{}
 	file_raftogram_v1_messaging_proto_msgTypes[6].OneofWrappers = []any{}
+	file_raftogram_v1_messaging_proto_msgTypes[8].OneofWrappers = []any{}
+	file_raftogram_v1_messaging_proto_msgTypes[16].OneofWrappers = []any{}
+	file_raftogram_v1_messaging_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftogram_v1_messaging_proto_rawDesc), len(file_raftogram_v1_messaging_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   14,
+			NumEnums:      2,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,9 @@ const (
 	Messenger_Subscribe_FullMethodName     = "/raftogram.v1.Messenger/Subscribe"
 	Messenger_GetChannel_FullMethodName    = "/raftogram.v1.Messenger/GetChannel"
 	Messenger_ListChannels_FullMethodName  = "/raftogram.v1.Messenger/ListChannels"
+	Messenger_UpdateChannel_FullMethodName = "/raftogram.v1.Messenger/UpdateChannel"
+	Messenger_DeleteChannel_FullMethodName = "/raftogram.v1.Messenger/DeleteChannel"
+	Messenger_RedactMessage_FullMethodName = "/raftogram.v1.Messenger/RedactMessage"
 )
 
 // MessengerClient is the client API for Messenger service.
@@ -48,10 +51,12 @@ type MessengerClient interface {
 	// deduplicated=true.
 	SendMessage(ctx context.Context, in *SendMessageRequest, opts ...grpc.CallOption) (*SendMessageResponse, error)
 	// ReadHistory returns committed messages with sequence > after_sequence in
-	// ascending order. Reads are linearizable.
+	// ascending order, or with newest_first the newest ones below
+	// before_sequence in descending order. Reads are linearizable.
 	ReadHistory(ctx context.Context, in *ReadHistoryRequest, opts ...grpc.CallOption) (*ReadHistoryResponse, error)
-	// Subscribe streams the history after after_sequence, then every new
-	// message as it commits, in order, without gaps or duplicates.
+	// Subscribe streams the history after after_sequence (or from where start
+	// says), then every new message as it commits, in order, without gaps or
+	// duplicates.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeChunk], error)
 	// GetChannel returns one channel and its message range (NotFound when it
 	// does not exist).
@@ -59,6 +64,18 @@ type MessengerClient interface {
 	// ListChannels returns channels in ascending channel_id order, a page at
 	// a time.
 	ListChannels(ctx context.Context, in *ListChannelsRequest, opts ...grpc.CallOption) (*ListChannelsResponse, error)
+	// UpdateChannel changes a channel's name (NotFound when it does not
+	// exist).
+	UpdateChannel(ctx context.Context, in *UpdateChannelRequest, opts ...grpc.CallOption) (*UpdateChannelResponse, error)
+	// DeleteChannel removes a channel and its messages; open streams on it
+	// end with NotFound. Idempotent: deleted=false when there was no such
+	// channel. The id may be created again; its sequences then continue after
+	// the deleted channel's last one.
+	DeleteChannel(ctx context.Context, in *DeleteChannelRequest, opts ...grpc.CallOption) (*DeleteChannelResponse, error)
+	// RedactMessage removes one message's payload on every node; the sequence
+	// stays and reads return the message with redacted=true. Idempotent:
+	// redacted=false when it was redacted already.
+	RedactMessage(ctx context.Context, in *RedactMessageRequest, opts ...grpc.CallOption) (*RedactMessageResponse, error)
 }
 
 type messengerClient struct {
@@ -138,6 +155,36 @@ func (c *messengerClient) ListChannels(ctx context.Context, in *ListChannelsRequ
 	return out, nil
 }
 
+func (c *messengerClient) UpdateChannel(ctx context.Context, in *UpdateChannelRequest, opts ...grpc.CallOption) (*UpdateChannelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateChannelResponse)
+	err := c.cc.Invoke(ctx, Messenger_UpdateChannel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messengerClient) DeleteChannel(ctx context.Context, in *DeleteChannelRequest, opts ...grpc.CallOption) (*DeleteChannelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteChannelResponse)
+	err := c.cc.Invoke(ctx, Messenger_DeleteChannel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messengerClient) RedactMessage(ctx context.Context, in *RedactMessageRequest, opts ...grpc.CallOption) (*RedactMessageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RedactMessageResponse)
+	err := c.cc.Invoke(ctx, Messenger_RedactMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessengerServer is the server API for Messenger service.
 // All implementations must embed UnimplementedMessengerServer
 // for forward compatibility.
@@ -157,10 +204,12 @@ type MessengerServer interface {
 	// deduplicated=true.
 	SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error)
 	// ReadHistory returns committed messages with sequence > after_sequence in
-	// ascending order. Reads are linearizable.
+	// ascending order, or with newest_first the newest ones below
+	// before_sequence in descending order. Reads are linearizable.
 	ReadHistory(context.Context, *ReadHistoryRequest) (*ReadHistoryResponse, error)
-	// Subscribe streams the history after after_sequence, then every new
-	// message as it commits, in order, without gaps or duplicates.
+	// Subscribe streams the history after after_sequence (or from where start
+	// says), then every new message as it commits, in order, without gaps or
+	// duplicates.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeChunk]) error
 	// GetChannel returns one channel and its message range (NotFound when it
 	// does not exist).
@@ -168,6 +217,18 @@ type MessengerServer interface {
 	// ListChannels returns channels in ascending channel_id order, a page at
 	// a time.
 	ListChannels(context.Context, *ListChannelsRequest) (*ListChannelsResponse, error)
+	// UpdateChannel changes a channel's name (NotFound when it does not
+	// exist).
+	UpdateChannel(context.Context, *UpdateChannelRequest) (*UpdateChannelResponse, error)
+	// DeleteChannel removes a channel and its messages; open streams on it
+	// end with NotFound. Idempotent: deleted=false when there was no such
+	// channel. The id may be created again; its sequences then continue after
+	// the deleted channel's last one.
+	DeleteChannel(context.Context, *DeleteChannelRequest) (*DeleteChannelResponse, error)
+	// RedactMessage removes one message's payload on every node; the sequence
+	// stays and reads return the message with redacted=true. Idempotent:
+	// redacted=false when it was redacted already.
+	RedactMessage(context.Context, *RedactMessageRequest) (*RedactMessageResponse, error)
 	mustEmbedUnimplementedMessengerServer()
 }
 
@@ -195,6 +256,15 @@ func (UnimplementedMessengerServer) GetChannel(context.Context, *GetChannelReque
 }
 func (UnimplementedMessengerServer) ListChannels(context.Context, *ListChannelsRequest) (*ListChannelsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListChannels not implemented")
+}
+func (UnimplementedMessengerServer) UpdateChannel(context.Context, *UpdateChannelRequest) (*UpdateChannelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateChannel not implemented")
+}
+func (UnimplementedMessengerServer) DeleteChannel(context.Context, *DeleteChannelRequest) (*DeleteChannelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteChannel not implemented")
+}
+func (UnimplementedMessengerServer) RedactMessage(context.Context, *RedactMessageRequest) (*RedactMessageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RedactMessage not implemented")
 }
 func (UnimplementedMessengerServer) mustEmbedUnimplementedMessengerServer() {}
 func (UnimplementedMessengerServer) testEmbeddedByValue()                   {}
@@ -318,6 +388,60 @@ func _Messenger_ListChannels_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Messenger_UpdateChannel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateChannelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessengerServer).UpdateChannel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Messenger_UpdateChannel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessengerServer).UpdateChannel(ctx, req.(*UpdateChannelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Messenger_DeleteChannel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteChannelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessengerServer).DeleteChannel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Messenger_DeleteChannel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessengerServer).DeleteChannel(ctx, req.(*DeleteChannelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Messenger_RedactMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RedactMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessengerServer).RedactMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Messenger_RedactMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessengerServer).RedactMessage(ctx, req.(*RedactMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Messenger_ServiceDesc is the grpc.ServiceDesc for Messenger service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -344,6 +468,18 @@ var Messenger_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListChannels",
 			Handler:    _Messenger_ListChannels_Handler,
+		},
+		{
+			MethodName: "UpdateChannel",
+			Handler:    _Messenger_UpdateChannel_Handler,
+		},
+		{
+			MethodName: "DeleteChannel",
+			Handler:    _Messenger_DeleteChannel_Handler,
+		},
+		{
+			MethodName: "RedactMessage",
+			Handler:    _Messenger_RedactMessage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

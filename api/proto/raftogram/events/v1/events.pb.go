@@ -76,6 +76,9 @@ type Event struct {
 	//
 	//	*Event_ChannelCreated
 	//	*Event_MessageSent
+	//	*Event_ChannelUpdated
+	//	*Event_ChannelDeleted
+	//	*Event_MessageRedacted
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -136,6 +139,33 @@ func (x *Event) GetMessageSent() *MessageSent {
 	return nil
 }
 
+func (x *Event) GetChannelUpdated() *ChannelUpdated {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_ChannelUpdated); ok {
+			return x.ChannelUpdated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetChannelDeleted() *ChannelDeleted {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_ChannelDeleted); ok {
+			return x.ChannelDeleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetMessageRedacted() *MessageRedacted {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_MessageRedacted); ok {
+			return x.MessageRedacted
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -148,9 +178,27 @@ type Event_MessageSent struct {
 	MessageSent *MessageSent `protobuf:"bytes,2,opt,name=message_sent,json=messageSent,proto3,oneof"`
 }
 
+type Event_ChannelUpdated struct {
+	ChannelUpdated *ChannelUpdated `protobuf:"bytes,3,opt,name=channel_updated,json=channelUpdated,proto3,oneof"`
+}
+
+type Event_ChannelDeleted struct {
+	ChannelDeleted *ChannelDeleted `protobuf:"bytes,4,opt,name=channel_deleted,json=channelDeleted,proto3,oneof"`
+}
+
+type Event_MessageRedacted struct {
+	MessageRedacted *MessageRedacted `protobuf:"bytes,5,opt,name=message_redacted,json=messageRedacted,proto3,oneof"`
+}
+
 func (*Event_ChannelCreated) isEvent_Kind() {}
 
 func (*Event_MessageSent) isEvent_Kind() {}
+
+func (*Event_ChannelUpdated) isEvent_Kind() {}
+
+func (*Event_ChannelDeleted) isEvent_Kind() {}
+
+func (*Event_MessageRedacted) isEvent_Kind() {}
 
 // ChannelCreated creates a channel. An empty channel_id asks the state
 // machine to assign "channel-<log index>".
@@ -293,16 +341,210 @@ func (x *MessageSent) GetCreatedAtUnixNano() int64 {
 	return 0
 }
 
+// ChannelUpdated changes a channel's settings. An empty name keeps the
+// stored one.
+type ChannelUpdated struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Leader wall clock, Unix nanoseconds.
+	UpdatedAtUnixNano int64 `protobuf:"varint,3,opt,name=updated_at_unix_nano,json=updatedAtUnixNano,proto3" json:"updated_at_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ChannelUpdated) Reset() {
+	*x = ChannelUpdated{}
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelUpdated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelUpdated) ProtoMessage() {}
+
+func (x *ChannelUpdated) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelUpdated.ProtoReflect.Descriptor instead.
+func (*ChannelUpdated) Descriptor() ([]byte, []int) {
+	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ChannelUpdated) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *ChannelUpdated) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChannelUpdated) GetUpdatedAtUnixNano() int64 {
+	if x != nil {
+		return x.UpdatedAtUnixNano
+	}
+	return 0
+}
+
+// ChannelDeleted removes a channel with its messages and dedup rows. The id
+// may be created again; its sequences then continue after the deleted
+// channel's last one.
+type ChannelDeleted struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	// Leader wall clock, Unix nanoseconds.
+	DeletedAtUnixNano int64 `protobuf:"varint,2,opt,name=deleted_at_unix_nano,json=deletedAtUnixNano,proto3" json:"deleted_at_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ChannelDeleted) Reset() {
+	*x = ChannelDeleted{}
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelDeleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelDeleted) ProtoMessage() {}
+
+func (x *ChannelDeleted) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelDeleted.ProtoReflect.Descriptor instead.
+func (*ChannelDeleted) Descriptor() ([]byte, []int) {
+	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ChannelDeleted) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *ChannelDeleted) GetDeletedAtUnixNano() int64 {
+	if x != nil {
+		return x.DeletedAtUnixNano
+	}
+	return 0
+}
+
+// MessageRedacted removes the payload of one message; its sequence, author,
+// time and client_message_id stay, and reads mark it redacted.
+type MessageRedacted struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	Sequence  uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Why, for the audit trail (kept in the log, not in the projection).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Leader wall clock, Unix nanoseconds.
+	RedactedAtUnixNano int64 `protobuf:"varint,4,opt,name=redacted_at_unix_nano,json=redactedAtUnixNano,proto3" json:"redacted_at_unix_nano,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *MessageRedacted) Reset() {
+	*x = MessageRedacted{}
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageRedacted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageRedacted) ProtoMessage() {}
+
+func (x *MessageRedacted) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageRedacted.ProtoReflect.Descriptor instead.
+func (*MessageRedacted) Descriptor() ([]byte, []int) {
+	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *MessageRedacted) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *MessageRedacted) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *MessageRedacted) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *MessageRedacted) GetRedactedAtUnixNano() int64 {
+	if x != nil {
+		return x.RedactedAtUnixNano
+	}
+	return 0
+}
+
 var File_raftogram_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_raftogram_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	" raftogram/events/v1/events.proto\x12\x13raftogram.events.v1\";\n" +
 	"\x05Batch\x122\n" +
-	"\x06events\x18\x01 \x03(\v2\x1a.raftogram.events.v1.EventR\x06events\"\xa6\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x1a.raftogram.events.v1.EventR\x06events\"\x99\x03\n" +
 	"\x05Event\x12N\n" +
 	"\x0fchannel_created\x18\x01 \x01(\v2#.raftogram.events.v1.ChannelCreatedH\x00R\x0echannelCreated\x12E\n" +
-	"\fmessage_sent\x18\x02 \x01(\v2 .raftogram.events.v1.MessageSentH\x00R\vmessageSentB\x06\n" +
+	"\fmessage_sent\x18\x02 \x01(\v2 .raftogram.events.v1.MessageSentH\x00R\vmessageSent\x12N\n" +
+	"\x0fchannel_updated\x18\x03 \x01(\v2#.raftogram.events.v1.ChannelUpdatedH\x00R\x0echannelUpdated\x12N\n" +
+	"\x0fchannel_deleted\x18\x04 \x01(\v2#.raftogram.events.v1.ChannelDeletedH\x00R\x0echannelDeleted\x12Q\n" +
+	"\x10message_redacted\x18\x05 \x01(\v2$.raftogram.events.v1.MessageRedactedH\x00R\x0fmessageRedactedB\x06\n" +
 	"\x04kind\"t\n" +
 	"\x0eChannelCreated\x12\x1d\n" +
 	"\n" +
@@ -315,7 +557,22 @@ const file_raftogram_events_v1_events_proto_rawDesc = "" +
 	"\tauthor_id\x18\x02 \x01(\tR\bauthorId\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12*\n" +
 	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\x12/\n" +
-	"\x14created_at_unix_nano\x18\x05 \x01(\x03R\x11createdAtUnixNanoBGZEgithub.com/raftogram/raftogram/api/proto/raftogram/events/v1;eventsv1b\x06proto3"
+	"\x14created_at_unix_nano\x18\x05 \x01(\x03R\x11createdAtUnixNano\"t\n" +
+	"\x0eChannelUpdated\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12/\n" +
+	"\x14updated_at_unix_nano\x18\x03 \x01(\x03R\x11updatedAtUnixNano\"`\n" +
+	"\x0eChannelDeleted\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12/\n" +
+	"\x14deleted_at_unix_nano\x18\x02 \x01(\x03R\x11deletedAtUnixNano\"\x97\x01\n" +
+	"\x0fMessageRedacted\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x121\n" +
+	"\x15redacted_at_unix_nano\x18\x04 \x01(\x03R\x12redactedAtUnixNanoBGZEgithub.com/raftogram/raftogram/api/proto/raftogram/events/v1;eventsv1b\x06proto3"
 
 var (
 	file_raftogram_events_v1_events_proto_rawDescOnce sync.Once
@@ -329,22 +586,28 @@ func file_raftogram_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_raftogram_events_v1_events_proto_rawDescData
 }
 
-var file_raftogram_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_raftogram_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_raftogram_events_v1_events_proto_goTypes = []any{
-	(*Batch)(nil),          // 0: raftogram.events.v1.Batch
-	(*Event)(nil),          // 1: raftogram.events.v1.Event
-	(*ChannelCreated)(nil), // 2: raftogram.events.v1.ChannelCreated
-	(*MessageSent)(nil),    // 3: raftogram.events.v1.MessageSent
+	(*Batch)(nil),           // 0: raftogram.events.v1.Batch
+	(*Event)(nil),           // 1: raftogram.events.v1.Event
+	(*ChannelCreated)(nil),  // 2: raftogram.events.v1.ChannelCreated
+	(*MessageSent)(nil),     // 3: raftogram.events.v1.MessageSent
+	(*ChannelUpdated)(nil),  // 4: raftogram.events.v1.ChannelUpdated
+	(*ChannelDeleted)(nil),  // 5: raftogram.events.v1.ChannelDeleted
+	(*MessageRedacted)(nil), // 6: raftogram.events.v1.MessageRedacted
 }
 var file_raftogram_events_v1_events_proto_depIdxs = []int32{
 	1, // 0: raftogram.events.v1.Batch.events:type_name -> raftogram.events.v1.Event
 	2, // 1: raftogram.events.v1.Event.channel_created:type_name -> raftogram.events.v1.ChannelCreated
 	3, // 2: raftogram.events.v1.Event.message_sent:type_name -> raftogram.events.v1.MessageSent
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	4, // 3: raftogram.events.v1.Event.channel_updated:type_name -> raftogram.events.v1.ChannelUpdated
+	5, // 4: raftogram.events.v1.Event.channel_deleted:type_name -> raftogram.events.v1.ChannelDeleted
+	6, // 5: raftogram.events.v1.Event.message_redacted:type_name -> raftogram.events.v1.MessageRedacted
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_raftogram_events_v1_events_proto_init() }
@@ -355,6 +618,9 @@ func file_raftogram_events_v1_events_proto_init() {
 	file_raftogram_events_v1_events_proto_msgTypes[1].OneofWrappers = []any{
 		(*Event_ChannelCreated)(nil),
 		(*Event_MessageSent)(nil),
+		(*Event_ChannelUpdated)(nil),
+		(*Event_ChannelDeleted)(nil),
+		(*Event_MessageRedacted)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -362,7 +628,7 @@ func file_raftogram_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftogram_events_v1_events_proto_rawDesc), len(file_raftogram_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
