@@ -61,6 +61,15 @@ var goldenEntries = []struct {
 		MessageSent{ChannelID: "ops", AuthorID: "ålice", Payload: []byte{0x01, 0x02}, ClientMessageID: "k-1", CreatedAt: goldenTime.Add(2 * time.Millisecond)}, // a retry: deduplicated by the FSM
 		MessageSent{ChannelID: "missing", AuthorID: "carol", Payload: []byte("rejected by the FSM"), CreatedAt: goldenTime.Add(3 * time.Millisecond)},
 	}},
+	{"v1_channel_updated.hex", []Event{
+		ChannelUpdated{ChannelID: "general", Name: "General (renamed)", UpdatedAt: goldenTime},
+	}},
+	{"v1_channel_deleted.hex", []Event{
+		ChannelDeleted{ChannelID: "general", DeletedAt: goldenTime},
+	}},
+	{"v1_message_redacted.hex", []Event{
+		MessageRedacted{ChannelID: "general", Sequence: 7, Reason: "spam", RedactedAt: goldenTime},
+	}},
 	{"v1_pre_epoch_time.hex", []Event{
 		MessageSent{ChannelID: "c", AuthorID: "a", Payload: []byte("p"), CreatedAt: time.Date(1969, 7, 20, 20, 17, 40, 0, time.UTC)}, // negative Unix nanoseconds
 	}},

@@ -117,7 +117,7 @@ func TestUpgradeInterruptedAndResumed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := applyMigration(context.Background(), db, ms[1]); err != nil {
+	if err := applyMigration(context.Background(), db, ms[1], nil); err != nil {
 		t.Fatal(err)
 	}
 	// And one that failed half-way: its transaction rolled back.
