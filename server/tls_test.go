@@ -172,8 +172,8 @@ func TestRaftPortRefusesStrangers(t *testing.T) {
 	defer rogue.Close()
 	var resp raft.AppendEntriesResponse
 	err = rogue.AppendEntries("node2", target, &raft.AppendEntriesRequest{
-		RPCHeader: raft.RPCHeader{ID: []byte("node2"), Addr: []byte(rogue.LocalAddr())},
-		Term:      st.Term + 100, Leader: []byte(rogue.LocalAddr()),
+		RPCHeader:    raft.RPCHeader{ID: []byte("node2"), Addr: []byte(rogue.LocalAddr())},
+		Term:         st.Term + 100,
 		PrevLogEntry: st.LastLogIndex, PrevLogTerm: st.Term,
 		Entries:           []*raft.Log{{Index: st.LastLogIndex + 1, Term: st.Term + 100, Type: raft.LogCommand, Data: []byte("forged")}},
 		LeaderCommitIndex: st.LastLogIndex + 1,
