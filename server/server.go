@@ -23,7 +23,9 @@ import (
 	"github.com/raftogram/raftogram/fsm"
 	"github.com/raftogram/raftogram/grpcapi"
 	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/internal/window"
 	"github.com/raftogram/raftogram/projection"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
 
@@ -70,10 +72,12 @@ type Server struct {
 	store *projection.Store
 	node  *cluster.Node
 	api   *grpcapi.Server
+	admin *grpcapi.Admin
 	grpc  *grpc.Server
 	http  *http.Server
 
-	serveErr chan error
+	serveErr   chan error
+	stopWindow context.CancelFunc // stops the status window's sampler
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
@@ -141,11 +145,23 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	s.api = grpcapi.New(s.node, store, hub, apiOpts)
 	s.grpc = grpc.NewServer(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes)...)
 	raftogramv1.RegisterMessengerServer(s.grpc, s.api)
-	raftogramv1.RegisterAdminServer(s.grpc, grpcapi.NewAdmin(s.node, apiOpts))
+	// The status window (writes/s, p99, subscribers, leader changes over the
+	// last minute) samples the node's Prometheus registry; the metrics
+	// package registers the node's collectors in this same registry.
+	reg := prometheus.NewRegistry()
+	recent := window.New(reg, windowInterval, time.Minute, log)
+	s.admin = grpcapi.NewAdmin(s.node, store, recent, apiOpts)
+	raftogramv1.RegisterAdminServer(s.grpc, s.admin)
 	peerv1.RegisterPeerServer(s.grpc, grpcapi.NewPeer(s.node, apiOpts))
-	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof}), ReadHeaderTimeout: 5 * time.Second}
+	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof, Cluster: s.admin}), ReadHeaderTimeout: 5 * time.Second}
 
-	s.wg.Add(2)
+	var wctx context.Context
+	wctx, s.stopWindow = context.WithCancel(context.Background())
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		recent.Run(wctx)
+	}()
 	go func() {
 		defer s.wg.Done()
 		if err := s.grpc.Serve(ls.GRPC); err != nil {
@@ -162,6 +178,9 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		"raft_addr", ls.Raft.Addr().String(), "data_dir", cfg.DataDir)
 	return s, nil
 }
+
+// windowInterval is how often the status window samples the registry.
+const windowInterval = 5 * time.Second
 
 // projectionCommitDelay is how long applied entries may wait in the
 // projection's open transaction before a commit (projection.Options). Reads
@@ -241,7 +260,8 @@ func (s *Server) Close() error {
 			<-stopped
 		}
 		var errs []error
-		errs = append(errs, s.api.Close())
+		errs = append(errs, s.api.Close(), s.admin.Close())
+		s.stopWindow()
 		errs = append(errs, s.node.Close(ctx))
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("health server shutdown: %w", err))

@@ -1,0 +1,45 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/raft"
+	"github.com/raftogram/raftogram/domain"
+)
+
+// Peers returns every voter of the static cluster, this node included, in
+// configuration order.
+func (n *Node) Peers() []Peer {
+	return append([]Peer(nil), n.cfg.Peers...)
+}
+
+// Snapshot makes raft take a snapshot now and waits for it. It returns the
+// index the snapshot covers and created true; when nothing was applied
+// since the newest snapshot it takes none and returns that snapshot's index
+// with created false. It returns an EUNAVAILABLE *domain.Error while the
+// node shuts down or cannot snapshot yet (a configuration entry is not
+// applied), and any other error (EINTERNAL) when the snapshot could not be written.
+func (n *Node) Snapshot() (index uint64, created bool, err error) {
+	f := n.raft.Snapshot()
+	err = f.Error()
+	switch {
+	case err == nil:
+	case errors.Is(err, raft.ErrNothingNewToSnapshot):
+		return n.Status().SnapshotIndex, false, nil
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return 0, false, domain.Errorf(domain.EUNAVAILABLE, "cannot snapshot: the node is shutting down")
+	case strings.HasPrefix(err.Error(), "cannot take snapshot now"): // raft has no sentinel for it
+		return 0, false, domain.Errorf(domain.EUNAVAILABLE, "cannot snapshot yet: %v; retry", err)
+	default:
+		return 0, false, fmt.Errorf("cluster: snapshot: %w", err)
+	}
+	meta, rc, err := f.Open()
+	if err != nil {
+		return 0, false, fmt.Errorf("cluster: open the new snapshot: %w", err)
+	}
+	rc.Close()
+	n.log.Info("snapshot taken on request", "index", meta.Index, "term", meta.Term)
+	return meta.Index, true, nil
+}
