@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	peerv1 "github.com/raftogram/raftogram/api/proto/raftogram/peer/v1"
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/cluster"
@@ -25,7 +26,6 @@ import (
 	"github.com/raftogram/raftogram/httpapi"
 	"github.com/raftogram/raftogram/internal/window"
 	"github.com/raftogram/raftogram/projection"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
 
@@ -78,9 +78,9 @@ type Server struct {
 
 	serveErr   chan error
 	stopWindow context.CancelFunc // stops the status window's sampler
-	wg       sync.WaitGroup
-	stopOnce sync.Once
-	stopErr  error
+	wg         sync.WaitGroup
+	stopOnce   sync.Once
+	stopErr    error
 }
 
 // Option adjusts how Open builds a node.
