@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/raft"
@@ -22,6 +23,14 @@ func (n *Node) Peers() []Peer {
 // node shuts down or cannot snapshot yet (a configuration entry is not
 // applied), and any other error (EINTERNAL) when the snapshot could not be written.
 func (n *Node) Snapshot() (index uint64, created bool, err error) {
+	// raft itself refuses only before anything was applied; it would write
+	// a second snapshot of the same index.
+	stats := n.raft.Stats()
+	applied, aerr := strconv.ParseUint(stats["applied_index"], 10, 64)
+	last, lerr := strconv.ParseUint(stats["last_snapshot_index"], 10, 64)
+	if aerr == nil && lerr == nil && last != 0 && applied == last {
+		return last, false, nil
+	}
 	f := n.raft.Snapshot()
 	err = f.Error()
 	switch {
