@@ -20,7 +20,7 @@ type NodeStatus struct {
 	// Addr is the gRPC address asked.
 	Addr string
 	// Err is why the node did not answer (ClusterStatus only); the other
-	// fields are then zero.
+	// fields are then zero, but NodeID when the gathering node named it.
 	Err error
 
 	NodeID string
@@ -174,7 +174,7 @@ func (c *Client) reports(cs *raftogramv1.ClusterStatus, digests bool) []report {
 				c.setLeader(n.GetGrpcAddr())
 			}
 		} else {
-			r.status = NodeStatus{Addr: n.GetGrpcAddr(), Err: fromStatus(status.Error(codes.Code(n.GetErrorCode()), n.GetError()))}
+			r.status = NodeStatus{Addr: n.GetGrpcAddr(), NodeID: n.GetNodeId(), Err: fromStatus(status.Error(codes.Code(n.GetErrorCode()), n.GetError()))}
 		}
 		if digests {
 			d := &NodeDigest{Addr: n.GetGrpcAddr(), NodeID: n.GetNodeId(), Digest: n.GetDigest().GetDigest(), AppliedIndex: n.GetDigest().GetAppliedIndex()}

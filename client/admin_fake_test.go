@@ -93,7 +93,7 @@ func TestClusterStatusFromTheGatherer(t *testing.T) {
 		t.Fatalf("gathered statuses %+v", sts)
 	}
 	var ce *Error
-	if !errors.As(sts[2].Err, &ce) || !errors.Is(sts[2].Err, ErrUnavailable) || ce.Message != "no answer within 3s" || sts[2].Addr != addr3 || sts[2].NodeID != "" {
+	if !errors.As(sts[2].Err, &ce) || !errors.Is(sts[2].Err, ErrUnavailable) || ce.Message != "no answer within 3s" || sts[2].Addr != addr3 || sts[2].NodeID != "node3" {
 		t.Fatalf("unreachable node %+v", sts[2])
 	}
 	if c.Leader() != addr1 {
