@@ -33,6 +33,11 @@ type NodeStatus struct {
 	CommitIndex          uint64
 	AppliedIndex         uint64
 	LastLogIndex         uint64
+	// LogAppliedIndex is the last log entry of any kind the node applied;
+	// AppliedIndex counts only entries that reach the projection, so it
+	// trails the commit index on an idle cluster (leader no-ops). 0 from a
+	// node too old to report it.
+	LogAppliedIndex uint64
 	// SnapshotIndex is the index of the newest snapshot the node holds.
 	SnapshotIndex uint64
 	// Version is the build of the node's binary.
@@ -54,7 +59,7 @@ type NodeStatus struct {
 func nodeStatus(addr string, resp *raftogramv1.NodeStatus) *NodeStatus {
 	return &NodeStatus{Addr: addr, NodeID: resp.GetNodeId(), Role: resp.GetRole(), LeaderID: resp.GetLeaderId(),
 		LeaderAddr: resp.GetLeaderGrpcAddr(), Term: resp.GetTerm(), CommitIndex: resp.GetCommitIndex(),
-		AppliedIndex: resp.GetAppliedIndex(), LastLogIndex: resp.GetLastLogIndex(), SnapshotIndex: resp.GetSnapshotIndex(),
+		AppliedIndex: resp.GetAppliedIndex(), LogAppliedIndex: resp.GetLogAppliedIndex(), LastLogIndex: resp.GetLastLogIndex(), SnapshotIndex: resp.GetSnapshotIndex(),
 		Version: resp.GetVersion(), LastContact: time.Duration(resp.GetLastContactMs()) * time.Millisecond,
 		WritesPerSecond: resp.GetWritesPerSecond(), WriteP99: time.Duration(resp.GetWriteP99Ms() * float64(time.Millisecond)),
 		Subscribers: resp.GetSubscribers(), LeaderChanges: resp.GetLeaderChanges()}

@@ -16,6 +16,12 @@ func (n *Node) Peers() []Peer {
 	return append([]Peer(nil), n.cfg.Peers...)
 }
 
+// LogAppliedIndex returns the last log entry of any kind raft has handed
+// to the FSM or consumed itself (no-op, barrier and configuration entries
+// never reach the projection, so its applied index stays below the commit
+// index on an idle cluster).
+func (n *Node) LogAppliedIndex() uint64 { return n.raft.AppliedIndex() }
+
 // Snapshot makes raft take a snapshot now and waits for it. It returns the
 // index the snapshot covers and created true; when nothing was applied
 // since the newest snapshot it takes none and returns that snapshot's index

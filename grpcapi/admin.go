@@ -21,6 +21,7 @@ type AdminNode interface {
 	LastContact() time.Time
 	TransferLeadershipTo(id string) error
 	Watch() <-chan struct{}
+	LogAppliedIndex() uint64
 	Peers() []cluster.Peer
 	Snapshot() (index uint64, created bool, err error)
 }
@@ -81,6 +82,8 @@ func (a *Admin) GetNodeStatus(context.Context, *raftogramv1.GetNodeStatusRequest
 		LastLogIndex:   st.LastLogIndex,
 		SnapshotIndex:  st.SnapshotIndex,
 		Version:        a.version,
+		// Read after st: at least st's applied index, as it should be.
+		LogAppliedIndex: max(a.node.LogAppliedIndex(), st.AppliedIndex),
 	}
 	if last := a.node.LastContact(); !st.IsLeader && !last.IsZero() {
 		ns.LastContactMs = time.Since(last).Milliseconds()
@@ -132,13 +135,28 @@ func (a *Admin) TransferLeadership(ctx context.Context, req *raftogramv1.Transfe
 // TakeSnapshot makes raft snapshot this node now and returns the index the
 // newest snapshot covers (created false when nothing was applied since it).
 // It answers Unavailable while the node shuts down or cannot snapshot yet,
-// Internal (logged) when writing the snapshot failed.
-func (a *Admin) TakeSnapshot(context.Context, *raftogramv1.TakeSnapshotRequest) (*raftogramv1.TakeSnapshotResponse, error) {
-	index, created, err := a.node.Snapshot()
-	if err != nil {
-		return nil, toStatus(a.log, "TakeSnapshot", err)
+// Internal (logged) when writing the snapshot failed, Canceled or
+// DeadlineExceeded when ctx ends first (the snapshot may still complete).
+func (a *Admin) TakeSnapshot(ctx context.Context, _ *raftogramv1.TakeSnapshotRequest) (*raftogramv1.TakeSnapshotResponse, error) {
+	type result struct {
+		index   uint64
+		created bool
+		err     error
 	}
-	return &raftogramv1.TakeSnapshotResponse{SnapshotIndex: index, Created: created}, nil
+	done := make(chan result, 1)
+	go func() { // ends when raft answers, at the latest when it shuts down
+		index, created, err := a.node.Snapshot()
+		done <- result{index, created, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, toStatus(a.log, "TakeSnapshot", r.err)
+		}
+		return &raftogramv1.TakeSnapshotResponse{SnapshotIndex: r.index, Created: r.created}, nil
+	case <-ctx.Done():
+		return nil, toStatus(a.log, "TakeSnapshot", ctx.Err())
+	}
 }
 
 // GetDigest returns the digest of this node's projection and the applied
@@ -206,11 +224,22 @@ func (a *Admin) GetClusterStatus(ctx context.Context, req *raftogramv1.GetCluste
 		}
 	}
 	for _, r := range reports {
-		if r.GetReachable() && cs.LeaderCommitIndex > r.GetStatus().GetAppliedIndex() {
-			r.Lag = cs.LeaderCommitIndex - r.GetStatus().GetAppliedIndex()
+		if r.GetReachable() {
+			r.Lag = lagBehind(cs.LeaderCommitIndex, r.GetStatus())
 		}
 	}
 	return cs, nil
+}
+
+// lagBehind returns how many committed entries (up to commit) st's node
+// has yet to apply; a node too old to report log_applied_index is measured
+// by its projection's applied index.
+func lagBehind(commit uint64, st *raftogramv1.NodeStatus) uint64 {
+	applied := max(st.GetLogAppliedIndex(), st.GetAppliedIndex())
+	if applied >= commit {
+		return 0
+	}
+	return commit - applied
 }
 
 // reportSelf is this node's entry of GetClusterStatus.

@@ -30,6 +30,7 @@ func (n *adminNode) Status() cluster.Status            { return n.st }
 func (n *adminNode) LastContact() time.Time            { return time.Time{} }
 func (n *adminNode) TransferLeadershipTo(string) error { return nil }
 func (n *adminNode) Watch() <-chan struct{}            { return make(chan struct{}) }
+func (n *adminNode) LogAppliedIndex() uint64           { return n.st.AppliedIndex + 1 }
 func (n *adminNode) Peers() []cluster.Peer             { return n.peers }
 func (n *adminNode) Snapshot() (uint64, bool, error)   { return n.snapIdx, n.snapNew, n.snapErr }
 func (n *adminNode) DigestAt(context.Context) (string, uint64, error) {
@@ -115,7 +116,7 @@ func TestGetClusterStatusBoundsEachPeer(t *testing.T) {
 		t.Fatalf("header %v", cs)
 	}
 	n := cs.GetNodes()
-	if !n[0].GetReachable() || n[0].GetStatus().GetVersion() != "v-self" || n[0].GetLag() != 5 || n[0].GetDigest().GetDigest() != "d-node1" {
+	if !n[0].GetReachable() || n[0].GetStatus().GetVersion() != "v-self" || n[0].GetStatus().GetLogAppliedIndex() != 46 || n[0].GetLag() != 4 || n[0].GetDigest().GetDigest() != "d-node1" {
 		t.Errorf("self: %v", n[0])
 	}
 	st := n[1].GetStatus()

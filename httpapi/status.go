@@ -42,15 +42,17 @@ type ClusterView struct {
 // NodeView is one node in ClusterView. When Reachable is false, Error says
 // why and the figures are zero.
 type NodeView struct {
-	NodeID          string  `json:"node_id"`
-	GRPCAddr        string  `json:"grpc_addr"`
-	Reachable       bool    `json:"reachable"`
-	Error           string  `json:"error,omitempty"`
-	Role            string  `json:"role,omitempty"`
-	IsLeader        bool    `json:"is_leader"`
-	Term            uint64  `json:"term"`
-	CommitIndex     uint64  `json:"commit_index"`
-	AppliedIndex    uint64  `json:"applied_index"`
+	NodeID          string `json:"node_id"`
+	GRPCAddr        string `json:"grpc_addr"`
+	Reachable       bool   `json:"reachable"`
+	Error           string `json:"error,omitempty"`
+	Role            string `json:"role,omitempty"`
+	IsLeader        bool   `json:"is_leader"`
+	Term            uint64 `json:"term"`
+	CommitIndex     uint64 `json:"commit_index"`
+	AppliedIndex    uint64 `json:"applied_index"`
+	LogAppliedIndex uint64 `json:"log_applied_index"`
+	// Lag is the leader's commit index minus LogAppliedIndex.
 	Lag             uint64  `json:"lag"`
 	SnapshotIndex   uint64  `json:"snapshot_index"`
 	LastContactMs   int64   `json:"last_contact_ms"`
@@ -103,6 +105,7 @@ func clusterView(cs *raftogramv1.ClusterStatus) ClusterView {
 			st := n.GetStatus()
 			nv.Role, nv.IsLeader, nv.Term = st.GetRole(), st.GetRole() == "leader", st.GetTerm()
 			nv.CommitIndex, nv.AppliedIndex, nv.SnapshotIndex = st.GetCommitIndex(), st.GetAppliedIndex(), st.GetSnapshotIndex()
+			nv.LogAppliedIndex = st.GetLogAppliedIndex()
 			nv.LastContactMs, nv.Version = st.GetLastContactMs(), st.GetVersion()
 			nv.WritesPerSecond, nv.WriteP99Ms = st.GetWritesPerSecond(), st.GetWriteP99Ms()
 			nv.Subscribers, nv.LeaderChanges = st.GetSubscribers(), st.GetLeaderChanges()

@@ -90,8 +90,12 @@ type NodeStatus struct {
 	// Leader changes this node has seen since it started
 	// (raftogram_raft_leader_changes_total).
 	LeaderChanges uint64 `protobuf:"varint,15,opt,name=leader_changes,json=leaderChanges,proto3" json:"leader_changes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The last log entry of any kind raft has applied on this node; entries
+	// that never reach the projection (leader no-ops, barriers,
+	// configuration) count here but not in applied_index.
+	LogAppliedIndex uint64 `protobuf:"varint,16,opt,name=log_applied_index,json=logAppliedIndex,proto3" json:"log_applied_index,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
@@ -225,6 +229,13 @@ func (x *NodeStatus) GetSubscribers() uint64 {
 func (x *NodeStatus) GetLeaderChanges() uint64 {
 	if x != nil {
 		return x.LeaderChanges
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetLogAppliedIndex() uint64 {
+	if x != nil {
+		return x.LogAppliedIndex
 	}
 	return 0
 }
@@ -451,7 +462,8 @@ type NodeReport struct {
 	ErrorCode uint32      `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
 	Error     string      `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
 	Status    *NodeStatus `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
-	// leader_commit_index minus the node's applied index (0 when not behind).
+	// leader_commit_index minus the node's log_applied_index (0 when not
+	// behind): the committed entries it has yet to apply.
 	Lag uint64 `protobuf:"varint,7,opt,name=lag,proto3" json:"lag,omitempty"`
 	// With include_digests: the node's digest, or digest_error_code and
 	// digest_error when it could not be had.
@@ -755,7 +767,7 @@ var File_raftogram_v1_admin_proto protoreflect.FileDescriptor
 const file_raftogram_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x18raftogram/v1/admin.proto\x12\fraftogram.v1\"\x16\n" +
-	"\x14GetNodeStatusRequest\"\x82\x04\n" +
+	"\x14GetNodeStatusRequest\"\xae\x04\n" +
 	"\n" +
 	"NodeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
@@ -774,7 +786,8 @@ const file_raftogram_v1_admin_proto_rawDesc = "" +
 	"\fwrite_p99_ms\x18\r \x01(\x01R\n" +
 	"writeP99Ms\x12 \n" +
 	"\vsubscribers\x18\x0e \x01(\x04R\vsubscribers\x12%\n" +
-	"\x0eleader_changes\x18\x0f \x01(\x04R\rleaderChanges\"9\n" +
+	"\x0eleader_changes\x18\x0f \x01(\x04R\rleaderChanges\x12*\n" +
+	"\x11log_applied_index\x18\x10 \x01(\x04R\x0flogAppliedIndex\"9\n" +
 	"\x19TransferLeadershipRequest\x12\x1c\n" +
 	"\n" +
 	"to_node_id\x18\x01 \x01(\tR\btoNodeId\"9\n" +
