@@ -76,11 +76,12 @@ type Server struct {
 	grpc  *grpc.Server
 	http  *http.Server
 
-	serveErr   chan error
+	serveErr chan error
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+
 	stopWindow context.CancelFunc // stops the status window's sampler
-	wg         sync.WaitGroup
-	stopOnce   sync.Once
-	stopErr    error
 }
 
 // Option adjusts how Open builds a node.
@@ -260,12 +261,13 @@ func (s *Server) Close() error {
 			<-stopped
 		}
 		var errs []error
-		errs = append(errs, s.api.Close(), s.admin.Close())
+		errs = append(errs, s.api.Close())
 		s.stopWindow()
 		errs = append(errs, s.node.Close(ctx))
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("health server shutdown: %w", err))
 		}
+		errs = append(errs, s.admin.Close()) // after the status page's last /cluster
 		s.wg.Wait()
 		errs = append(errs, s.store.Close())
 		s.stopErr = errors.Join(errs...)
