@@ -18,6 +18,17 @@ const (
 	maxBatchBytes      = 4 << 20 // payload bytes; a larger single event goes alone
 )
 
+// Observer receives group-commit measurements (a *metrics.Metrics). Its
+// methods must be cheap and safe for concurrent use.
+type Observer interface {
+	// ObserveEntryEvents records an entry proposed with n events.
+	ObserveEntryEvents(n int)
+}
+
+// EntriesInFlight returns how many group-commit entries this node has in
+// raft now (proposed, not yet committed and applied).
+func (n *Node) EntriesInFlight() int { return int(n.inflight.Load()) }
+
 // proposal is one Apply call waiting for its results.
 type proposal struct {
 	events []domain.Event
@@ -95,9 +106,14 @@ func (n *Node) runBatcher() {
 			}
 		}
 		n.wg.Add(1)
+		n.inflight.Add(1)
+		if n.cfg.Observer != nil {
+			n.cfg.Observer.ObserveEntryEvents(events)
+		}
 		go func() {
 			defer n.wg.Done()
 			defer func() { <-slots }()
+			defer n.inflight.Add(-1)
 			n.commit(batch, events)
 		}()
 	}

@@ -49,7 +49,8 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 //     election_timeout below heartbeat_timeout);
 //   - raft.max_append_entries outside 1..1024, raft.snapshot_threshold 0;
 //   - limits.max_payload_bytes outside 1..16777216;
-//   - log_level other than debug, info, warn, error.
+//   - log_level other than debug, info, warn, error;
+//   - access_log_sample_rate outside 0..1.
 func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) {
@@ -195,6 +196,10 @@ func (c Config) Validate() error {
 	}
 	if !valid {
 		add("log_level %q is unknown; use one of %s", c.LogLevel, strings.Join(logLevels, ", "))
+	}
+
+	if r := c.AccessLogSampleRate; !(r >= 0 && r <= 1) {
+		add("access_log_sample_rate must be between 0 and 1, got %v", r)
 	}
 
 	return errors.Join(errs...)

@@ -39,10 +39,13 @@ type Health struct {
 type Options struct {
 	// Pprof serves net/http/pprof under /debug/pprof/.
 	Pprof bool
+	// Metrics, when set, serves GET /metrics (Prometheus text format).
+	Metrics http.Handler
 }
 
 // Handler returns the HTTP handler of a node: GET (or HEAD) /health answers
-// 200 with a Health body whenever the process serves; with opts.Pprof,
+// 200 with a Health body whenever the process serves; with opts.Metrics,
+// GET /metrics serves it; with opts.Pprof,
 // /debug/pprof/ serves Go's runtime profiles; other methods get 405 and
 // other paths 404.
 func Handler(n Node, opts Options) http.Handler {
@@ -53,6 +56,9 @@ func Handler(n Node, opts Options) http.Handler {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics)
 	}
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		st := n.Status()

@@ -23,6 +23,7 @@ import (
 	"github.com/raftogram/raftogram/fsm"
 	"github.com/raftogram/raftogram/grpcapi"
 	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/metrics"
 	"github.com/raftogram/raftogram/projection"
 	"google.golang.org/grpc"
 )
@@ -102,13 +103,18 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		ls.Close()
 		return nil, err
 	}
-	store, err := openProjection(ctx, filepath.Join(cfg.DataDir, projection.FileName), log)
+	m, err := metrics.New()
+	if err != nil {
+		ls.Close()
+		return nil, err
+	}
+	store, err := openProjection(ctx, filepath.Join(cfg.DataDir, projection.FileName), log, m)
 	if err != nil {
 		ls.Close()
 		return nil, err
 	}
 	s.store = store
-	hub := fanout.New(grpcapi.EncodeMessage)
+	hub := fanout.New(grpcapi.EncodeMessage, fanout.WithObserver(m))
 	f, err := fsm.New(store, hub, filepath.Join(cfg.DataDir, TmpDirName), log)
 	if err != nil {
 		ls.Close()
@@ -126,7 +132,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		LeaderLeaseTimeout: rc.LeaderLeaseTimeout, CommitTimeout: rc.CommitTimeout,
 		MaxAppendEntries: rc.MaxAppendEntries, SnapshotThreshold: rc.SnapshotThreshold,
 		SnapshotInterval: rc.SnapshotInterval, TrailingLogs: rc.TrailingLogs, ApplyTimeout: rc.ApplyTimeout,
-		Logger: log,
+		Logger: log, Observer: m,
 	}, f)
 	if err != nil {
 		ls.GRPC.Close()
@@ -139,11 +145,20 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		ForwardWrites: cfg.ForwardWrites, StreamHeartbeat: cfg.FollowerStreamHeartbeat, StreamCutoff: cfg.FollowerStreamCutoff,
 	}
 	s.api = grpcapi.New(s.node, store, hub, apiOpts)
-	s.grpc = grpc.NewServer(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes)...)
+	grpcOpts := grpcapi.Interceptors(grpcapi.InterceptorOptions{Logger: log, AccessLogSampleRate: cfg.AccessLogSampleRate, Metrics: m})
+	s.grpc = grpc.NewServer(append(grpcOpts, grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes)...)...)
 	raftogramv1.RegisterMessengerServer(s.grpc, s.api)
 	raftogramv1.RegisterAdminServer(s.grpc, grpcapi.NewAdmin(s.node, apiOpts))
 	peerv1.RegisterPeerServer(s.grpc, grpcapi.NewPeer(s.node, apiOpts))
-	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof}), ReadHeaderTimeout: 5 * time.Second}
+	m.InitializeRPCs(s.grpc)
+	if err := m.Watch(metrics.Sources{Raft: s.node, Projection: store, Fanout: hub, DataDir: cfg.DataDir}); err != nil {
+		s.node.Close(ctx)
+		ls.GRPC.Close()
+		ls.HTTP.Close()
+		store.Close()
+		return nil, err
+	}
+	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof, Metrics: m.Handler()}), ReadHeaderTimeout: 5 * time.Second}
 
 	s.wg.Add(2)
 	go func() {
@@ -172,8 +187,8 @@ const projectionCommitDelay = 100 * time.Millisecond
 // openProjection opens the node's projection. A corrupt one is moved aside
 // and replaced by an empty one: the projection is derived state, and raft
 // rebuilds it from the newest snapshot and the log on start.
-func openProjection(ctx context.Context, path string, log *slog.Logger) (*projection.Store, error) {
-	opts := projection.Options{Logger: log, CommitDelay: projectionCommitDelay}
+func openProjection(ctx context.Context, path string, log *slog.Logger, obs projection.Observer) (*projection.Store, error) {
+	opts := projection.Options{Logger: log, CommitDelay: projectionCommitDelay, Observer: obs}
 	store, err := projection.Open(ctx, path, opts)
 	if !errors.Is(err, projection.ErrCorrupt) {
 		return store, err
