@@ -45,13 +45,13 @@ type Metrics struct {
 	writes        prometheus.Counter
 	writeDuration prometheus.Histogram
 
-	applyEntries   prometheus.Histogram
-	applySeconds   prometheus.Histogram
-	commitSeconds  prometheus.Histogram
-	snapshotSecs   prometheus.Histogram
-	deliveryLag    prometheus.Histogram
-	entryEvents    prometheus.Histogram
-	snapshotGauge  prometheus.Gauge
+	applyEntries  prometheus.Histogram
+	applySeconds  prometheus.Histogram
+	commitSeconds prometheus.Histogram
+	snapshotSecs  prometheus.Histogram
+	deliveryLag   prometheus.Histogram
+	entryEvents   prometheus.Histogram
+	snapshotGauge prometheus.Gauge
 }
 
 // New returns a node's metrics with their registry: the Go runtime and
@@ -140,7 +140,9 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) InitializeRPCs(s *grpc.Server) { m.grpc.InitializeMetrics(s) }
 
 // UnaryInterceptor returns the per-RPC metrics interceptor for unary calls.
-func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor { return m.grpc.UnaryServerInterceptor() }
+func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
+	return m.grpc.UnaryServerInterceptor()
+}
 
 // StreamInterceptor returns the per-RPC metrics interceptor for streams.
 func (m *Metrics) StreamInterceptor() grpc.StreamServerInterceptor {

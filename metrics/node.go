@@ -84,7 +84,9 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect sends the current values.
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	counter := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v) }
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
 	if r := c.src.Raft; r != nil {
 		st := r.Status()
 		gauge(descTerm, float64(st.Term))
