@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/raftogram/raftogram/client"
 	"github.com/raftogram/raftogram/internal/testcluster"
 	"github.com/raftogram/raftogram/metrics"
