@@ -72,29 +72,39 @@ scrape_configs:
 		<-exited
 	})
 
-	// query returns the single value of an instant query's vector result.
-	query := func(q string) (float64, error) {
+	type result struct {
+		Status string
+		Error  string
+		Data   struct {
+			Result []struct {
+				Value [2]any
+			}
+		}
+	}
+	// run runs an instant query and returns Prometheus's answer.
+	run := func(q string) (result, error) {
+		var r result
 		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
 		if err != nil {
-			return 0, err
+			return r, err
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		var r struct {
-			Status string
-			Error  string
-			Data   struct {
-				Result []struct {
-					Value [2]any
-				}
-			}
-		}
 		if err := json.Unmarshal(body, &r); err != nil {
-			return 0, fmt.Errorf("query %s: %s: %w", q, body, err)
+			return r, fmt.Errorf("query %s: %s: %w", q, body, err)
 		}
 		if r.Status != "success" {
-			return 0, fmt.Errorf("query %s: %s %s", q, r.Status, r.Error)
+			return r, fmt.Errorf("query %s: %s %s", q, r.Status, r.Error)
 		}
+		return r, nil
+	}
+	// query returns the single value of an instant query's vector result.
+	query := func(q string) (float64, error) {
+		r, err := run(q)
+		if err != nil {
+			return 0, err
+		}
+		body, _ := json.Marshal(r.Data)
 		if len(r.Data.Result) != 1 {
 			return 0, fmt.Errorf("query %s: %d results, want 1: %s", q, len(r.Data.Result), body)
 		}
@@ -156,4 +166,40 @@ scrape_configs:
 		}
 		return nil
 	})
+
+	// Every query of the Grafana dashboard is valid PromQL to this
+	// Prometheus (docs/grafana/raftogram.json; its metrics are checked to
+	// exist by metrics.TestGrafanaDashboardMetricsExist).
+	for _, e := range dashboardExprs(t) {
+		if _, err := run(strings.ReplaceAll(e, "$instance", ".*")); err != nil {
+			t.Errorf("dashboard query: %v", err)
+		}
+	}
+}
+
+// dashboardExprs returns the expr of every target in the Grafana dashboard.
+func dashboardExprs(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile("../docs/grafana/raftogram.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	var exprs []string
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
+		}
+	}
+	if len(exprs) == 0 {
+		t.Fatal("dashboard has no queries")
+	}
+	return exprs
 }

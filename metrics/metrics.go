@@ -136,8 +136,18 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // InitializeRPCs creates the per-RPC series (at zero) of every method s
-// serves, so they exist before the first call.
-func (m *Metrics) InitializeRPCs(s *grpc.Server) { m.grpc.InitializeMetrics(s) }
+// serves, and the in-flight series of every streaming one, so they exist
+// before the first call.
+func (m *Metrics) InitializeRPCs(s *grpc.Server) {
+	m.grpc.InitializeMetrics(s)
+	for service, info := range s.GetServiceInfo() {
+		for _, method := range info.Methods {
+			if method.IsClientStream || method.IsServerStream {
+				m.streams.WithLabelValues(service, method.Name)
+			}
+		}
+	}
+}
 
 // UnaryInterceptor returns the per-RPC metrics interceptor for unary calls.
 func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
