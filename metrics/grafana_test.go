@@ -7,12 +7,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/raftogram/raftogram/internal/testcluster"
 )
 
 // dashboardPath is the Grafana dashboard docs/metrics.md points to.
 const dashboardPath = "../docs/grafana/raftogram.json"
 
-// DashboardExprs returns every PromQL expression of the dashboard at path
+// dashboardExprs returns every PromQL expression of the dashboard at path
 // (each panel target's expr and each templating query), failing the test
 // when the file does not parse as JSON.
 func dashboardExprs(t *testing.T, path string) []string {
@@ -64,15 +66,13 @@ func seriesNames(text string) map[string]bool {
 }
 
 // Every metric the Grafana dashboard queries exists on a running node's
-// /metrics, and every panel has a query.
-func TestGrafanaDashboardMetricsExist(t *testing.T) {
-	t.Parallel()
+// /metrics (TestRunningNode).
+func checkGrafanaDashboard(t *testing.T, c *testcluster.Cluster) {
 	exprs := dashboardExprs(t, dashboardPath)
 	if len(exprs) < 20 {
 		t.Fatalf("%s has %d queries; want the full dashboard", dashboardPath, len(exprs))
 	}
-	c, leader := busyCluster(t, 5)
-	body, _ := scrape(t, c.Config(leader).HealthBindAddr)
+	body, _ := scrape(t, c.Config(c.Leader()).HealthBindAddr)
 	have := seriesNames(body)
 	checked := map[string]bool{}
 	for _, e := range exprs {
@@ -95,15 +95,14 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 }
 
 // docs/metrics.md names every metric family raftogram registers itself
-// (raft's go-metrics ones, named by raft, are listed there by example).
-func TestMetricsDocumented(t *testing.T) {
-	t.Parallel()
+// (raft's go-metrics ones, named by raft, are listed there by example)
+// (TestRunningNode).
+func checkDocumented(t *testing.T, c *testcluster.Cluster) {
 	doc, err := os.ReadFile("../docs/metrics.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, leader := busyCluster(t, 2)
-	_, fams := scrape(t, c.Config(leader).HealthBindAddr)
+	_, fams := scrape(t, c.Config(c.Leader()).HealthBindAddr)
 	own := regexp.MustCompile(`^raftogram_[a-z0-9_]+$`) // go-metrics keys are camelCase
 	var missing []string
 	for name := range fams {

@@ -52,15 +52,18 @@ type Metrics struct {
 	deliveryLag   prometheus.Histogram
 	entryEvents   prometheus.Histogram
 	snapshotGauge prometheus.Gauge
+
+	node *nodeCollector // reads the parts Watch names
 }
 
 // New returns a node's metrics with their registry: the Go runtime and
 // process collectors, raft's go-metrics (see raft.go) and every raftogram
-// collector except those read from the node's parts, which Watch adds. It
+// collector (those read from the node's parts report once Watch names
+// them). It
 // returns an error if a collector cannot be registered (a name clash, which
 // would be a bug).
 func New() (*Metrics, error) {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), node: &nodeCollector{}}
 	m.grpc = grpcprom.NewServerMetrics(
 		grpcprom.WithServerCounterOptions(grpcprom.WithNamespace(Namespace)),
 		grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramNamespace(Namespace), grpcprom.WithHistogramBuckets(latencyBuckets)),
@@ -110,7 +113,7 @@ func New() (*Metrics, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.grpc, m.streams, m.writes, m.writeDuration,
 		m.applyEntries, m.applySeconds, m.commitSeconds, m.snapshotSecs, m.snapshotGauge,
-		m.deliveryLag, m.entryEvents,
+		m.deliveryLag, m.entryEvents, m.node,
 	}
 	raft, err := raftSink()
 	if err != nil {

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,14 +39,12 @@ type Sources struct {
 	DataDir    string
 }
 
-// Watch registers the metrics read from src at each scrape: raft's term,
-// indexes, role, last contact and leader changes, group-commit entries in
-// flight, the projection's files, checkpoints and open transaction, the
-// hub's subscribers, window bytes and projection reads, and data_dir's free
-// space. It returns an error if they are registered already.
-func (m *Metrics) Watch(src Sources) error {
-	return m.reg.Register(&nodeCollector{src: src})
-}
+// Watch has every later scrape read src: raft's term, indexes, role, last
+// contact and leader changes, group-commit entries in flight, the
+// projection's files, checkpoints and open transaction, the hub's
+// subscribers, window bytes and projection reads, and data_dir's free
+// space. Until it is called those metrics are absent.
+func (m *Metrics) Watch(src Sources) { m.node.src.Store(&src) }
 
 func desc(name, help string) *prometheus.Desc {
 	return prometheus.NewDesc(Namespace+"_"+name, help, nil, nil)
@@ -70,7 +69,7 @@ var (
 )
 
 // nodeCollector reads a node's state at each scrape.
-type nodeCollector struct{ src Sources }
+type nodeCollector struct{ src atomic.Pointer[Sources] }
 
 // Describe sends every descriptor the collector may emit.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -83,11 +82,15 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect sends the current values.
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	src := c.src.Load()
+	if src == nil {
+		return
+	}
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
 	counter := func(d *prometheus.Desc, v float64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
 	}
-	if r := c.src.Raft; r != nil {
+	if r := src.Raft; r != nil {
 		st := r.Status()
 		gauge(descTerm, float64(st.Term))
 		gauge(descCommitIndex, float64(st.CommitIndex))
@@ -105,22 +108,22 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descLeaderChanges, float64(r.LeaderChanges()))
 		gauge(descInflight, float64(r.EntriesInFlight()))
 	}
-	if p := c.src.Projection; p != nil {
+	if p := src.Projection; p != nil {
 		st := p.Stats()
 		gauge(descOpenTxAge, st.OpenTxAge.Seconds())
 		gauge(descDBBytes, float64(st.DBBytes))
 		gauge(descWALBytes, float64(st.WALBytes))
 		counter(descCheckpoints, float64(st.Checkpoints))
 	}
-	if f := c.src.Fanout; f != nil {
+	if f := src.Fanout; f != nil {
 		st := f.Stats()
 		gauge(descSubscribers, float64(st.Subscribers))
 		gauge(descWindowBytes, float64(st.WindowBytes))
 		counter(descProjReads, float64(st.ProjectionReads))
 	}
-	if c.src.DataDir != "" {
+	if src.DataDir != "" {
 		var fs syscall.Statfs_t
-		if err := syscall.Statfs(c.src.DataDir, &fs); err == nil {
+		if err := syscall.Statfs(src.DataDir, &fs); err == nil {
 			gauge(descFreeBytes, float64(fs.Bavail)*float64(fs.Bsize))
 		}
 	}

@@ -151,13 +151,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	raftogramv1.RegisterAdminServer(s.grpc, grpcapi.NewAdmin(s.node, apiOpts))
 	peerv1.RegisterPeerServer(s.grpc, grpcapi.NewPeer(s.node, apiOpts))
 	m.InitializeRPCs(s.grpc)
-	if err := m.Watch(metrics.Sources{Raft: s.node, Projection: store, Fanout: hub, DataDir: cfg.DataDir}); err != nil {
-		s.node.Close(ctx)
-		ls.GRPC.Close()
-		ls.HTTP.Close()
-		store.Close()
-		return nil, err
-	}
+	m.Watch(metrics.Sources{Raft: s.node, Projection: store, Fanout: hub, DataDir: cfg.DataDir})
 	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof, Metrics: m.Handler()}), ReadHeaderTimeout: 5 * time.Second}
 
 	s.wg.Add(2)
