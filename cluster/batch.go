@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -20,6 +21,17 @@ const (
 	maxBatchEvents     = 1024
 	maxBatchBytes      = 4 << 20 // payload bytes; a larger single event goes alone
 )
+
+// Observer receives group-commit measurements (a *metrics.Metrics). Its
+// methods must be cheap and safe for concurrent use.
+type Observer interface {
+	// ObserveEntryEvents records an entry proposed with n events.
+	ObserveEntryEvents(n int)
+}
+
+// EntriesInFlight returns how many group-commit entries this node has in
+// raft now (proposed, not yet committed and applied).
+func (n *Node) EntriesInFlight() int { return int(n.inflight.Load()) }
 
 // proposal is one Apply call waiting for its results.
 type proposal struct {
@@ -58,6 +70,8 @@ type batcher struct {
 	timeout   time.Duration     // raft.Apply's enqueue timeout
 	mapErr    func(error) error // a raft future's error, or errShutdown, to the caller's error
 	wg        *sync.WaitGroup   // counts the commit goroutines
+	inflight  *atomic.Int64     // entries in raft, for metrics (nil: not counted)
+	observer  Observer          // group-commit measurements (nil: none)
 }
 
 // runBatcher owns n's proposal queue until n.stop closes; then it fails
@@ -68,7 +82,7 @@ func (n *Node) runBatcher() {
 	b := batcher{
 		proposals: n.proposals, stop: n.stop, raft: n.raft, timeout: n.cfg.ApplyTimeout,
 		mapErr: func(err error) error { return n.raftError("write", err) },
-		wg:     &n.wg,
+		wg:     &n.wg, inflight: &n.inflight, observer: n.cfg.Observer,
 	}
 	b.run()
 }
@@ -127,9 +141,18 @@ func (b *batcher) run() {
 			}
 		}
 		b.wg.Add(1)
+		if b.inflight != nil {
+			b.inflight.Add(1)
+		}
+		if b.observer != nil {
+			b.observer.ObserveEntryEvents(events)
+		}
 		go func() {
 			defer b.wg.Done()
 			defer func() { <-slots }()
+			if b.inflight != nil {
+				defer b.inflight.Add(-1)
+			}
 			b.commit(batch, events)
 		}()
 	}

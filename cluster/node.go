@@ -65,6 +65,8 @@ type Config struct {
 	ApplyTimeout       time.Duration
 
 	Logger *slog.Logger
+	// Observer receives group-commit measurements; nil records none.
+	Observer Observer
 }
 
 // FSM is the state machine a Node drives (a *fsm.FSM).
@@ -96,6 +98,9 @@ type Node struct {
 	barrierMu sync.Mutex
 	lastTick  atomic.Int64 // UnixNano of the stall watcher's latest tick
 	ledUntil  atomic.Int64 // UnixNano when this node last stopped leading
+
+	leaderChanges atomic.Uint64 // leaders this node learned of (LeaderChanges)
+	inflight      atomic.Int64  // group-commit entries in raft (EntriesInFlight)
 
 	watchMu sync.Mutex
 	watch   chan struct{} // closed on every role or leader change
@@ -262,6 +267,9 @@ func (n *Node) observe(obs chan raft.Observation) {
 				}
 				wasLeader = d == raft.Leader
 			case raft.LeaderObservation:
+				if d.LeaderID != "" {
+					n.leaderChanges.Add(1)
+				}
 				n.log.Info("raft leader changed", "leader_id", string(d.LeaderID), "leader_raft_addr", string(d.LeaderAddr))
 			}
 			if st, ok := o.Data.(raft.RaftState); ok && st == raft.Leader {
@@ -281,6 +289,11 @@ func (n *Node) observe(obs chan raft.Observation) {
 		}
 	}
 }
+
+// LeaderChanges returns how many times this node learned of a leader (a
+// new one, or one known again after a spell without): its first election
+// included.
+func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
 
 // Watch returns a channel that is closed at the next change of this node's
 // role or of the known leader.

@@ -315,6 +315,12 @@ type Config struct {
 	// Unavailable. YAML follower_stream_cutoff,
 	// env RAFTOGRAM_FOLLOWER_STREAM_CUTOFF, default 10s.
 	FollowerStreamCutoff time.Duration `yaml:"follower_stream_cutoff" env:"FOLLOWER_STREAM_CUTOFF"`
+	// AccessLogSampleRate is the share (0..1) of gRPC calls the access log
+	// records (calls ending Unknown, Internal or DataLoss always are while
+	// it is above 0); 0 turns the access log off. YAML
+	// access_log_sample_rate, env RAFTOGRAM_ACCESS_LOG_SAMPLE_RATE,
+	// default 0.
+	AccessLogSampleRate float64 `yaml:"access_log_sample_rate" env:"ACCESS_LOG_SAMPLE_RATE"`
 }
 
 // Default returns the built-in defaults: a node "node1" with Raft on

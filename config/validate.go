@@ -58,7 +58,8 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 //     non-positive reload_interval;
 //   - auth on without tls, auth.client_certs with tls.client_certs none,
 //     an unknown auth.jwt.algorithm, roles or principals without a way to
-//     authenticate (the rules themselves are checked by package auth).
+//     authenticate (the rules themselves are checked by package auth);
+//   - access_log_sample_rate outside 0..1.
 func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) {
@@ -257,6 +258,9 @@ func (c Config) Validate() error {
 		}
 	} else if len(c.Auth.Roles) > 0 || len(c.Auth.Principals) > 0 {
 		add("auth.roles and auth.principals need a way to authenticate: auth.tokens, auth.rules_file, auth.jwt.key_file or auth.client_certs")
+	}
+	if r := c.AccessLogSampleRate; !(r >= 0 && r <= 1) {
+		add("access_log_sample_rate must be between 0 and 1, got %v", r)
 	}
 
 	return errors.Join(errs...)

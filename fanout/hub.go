@@ -13,6 +13,8 @@ package fanout
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/raftogram/raftogram/domain"
 )
@@ -26,7 +28,10 @@ const (
 // Hub routes committed messages to subscriptions by channel id. The zero
 // value is not usable; call New.
 type Hub struct {
-	encode Encoder
+	encode   Encoder
+	observer Observer // nil: none
+
+	projectionReads atomic.Uint64 // Since calls answered !ok
 
 	mu       sync.RWMutex // Publish, Subscribe, Close write; Since reads
 	channels map[string]*channel
@@ -48,6 +53,44 @@ type Item struct {
 	// every subscriber to send as is; nil without an Encoder (or, rarely,
 	// for a channel subscribed while Publish ran).
 	Wire []byte
+
+	published time.Duration // when Publish added it, since epoch
+}
+
+// epoch is the hub's monotonic time origin for publish times.
+var epoch = time.Now()
+
+// Observer receives the hub's measurements (a *metrics.Metrics). Its
+// methods must be cheap and safe for concurrent use.
+type Observer interface {
+	// ObserveDeliveryLag records how long the oldest message a stream took
+	// from a window had waited there since Publish.
+	ObserveDeliveryLag(d time.Duration)
+}
+
+// Option configures a Hub.
+type Option func(*Hub)
+
+// WithObserver has the hub report its measurements to o.
+func WithObserver(o Observer) Option { return func(h *Hub) { h.observer = o } }
+
+// Stats is a point-in-time view of a hub.
+type Stats struct {
+	Subscribers     int    // open subscriptions
+	WindowBytes     int64  // payload bytes held in every window
+	ProjectionReads uint64 // times Since sent a subscriber to the projection
+}
+
+// Stats returns the hub's subscribers, window bytes and projection reads.
+func (h *Hub) Stats() Stats {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	st := Stats{ProjectionReads: h.projectionReads.Load()}
+	for _, ch := range h.channels {
+		st.Subscribers += len(ch.subs)
+		st.WindowBytes += int64(ch.bytes)
+	}
+	return st
 }
 
 // Encoder encodes a message for the wire. It must be safe to call from the
@@ -56,8 +99,12 @@ type Encoder func(domain.Message) []byte
 
 // New returns an empty hub that encodes each published message of a
 // subscribed channel once with encode (nil: no encoding).
-func New(encode Encoder) *Hub {
-	return &Hub{encode: encode, channels: make(map[string]*channel)}
+func New(encode Encoder, opts ...Option) *Hub {
+	h := &Hub{encode: encode, channels: make(map[string]*channel)}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
 }
 
 // Subscription is one subscriber's doorbell. C receives a value whenever
@@ -109,6 +156,16 @@ func (s *Subscription) Close() {
 // result with ok means nothing newer has been published. The items are
 // shared with other subscribers: read them, never modify them.
 func (s *Subscription) Since(after uint64, limit, maxBytes int) (items []Item, ok bool) {
+	items, ok = s.since(after, limit, maxBytes)
+	if !ok {
+		s.hub.projectionReads.Add(1)
+	} else if len(items) > 0 && s.hub.observer != nil {
+		s.hub.observer.ObserveDeliveryLag(time.Since(epoch) - items[0].published)
+	}
+	return items, ok
+}
+
+func (s *Subscription) since(after uint64, limit, maxBytes int) (items []Item, ok bool) {
 	h := s.hub
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -158,6 +215,7 @@ func (h *Hub) Publish(msgs []domain.Message) {
 			}
 		}
 	}
+	published := time.Since(epoch)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var touched []*channel
@@ -171,7 +229,7 @@ func (h *Hub) Publish(msgs []domain.Message) {
 			// subscribers fall back to the projection rather than skip.
 			ch.window, ch.bytes = nil, 0
 		}
-		it := Item{Message: m}
+		it := Item{Message: m, published: published}
 		if wires != nil && len(wires[i]) > 0 {
 			it.Wire = wires[i]
 		}

@@ -118,6 +118,7 @@ func (g *Guard) admit(ctx context.Context, method string) (context.Context, rule
 		return ctx, r, err
 	}
 	ctx = auth.WithPrincipal(ctx, who)
+	SetPrincipal(ctx, who.Name) // for the access log
 	if r.peerOnly && who.Via != "peer" {
 		return ctx, r, permissionDenied("%s is for cluster peers only", method)
 	}

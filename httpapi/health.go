@@ -42,10 +42,13 @@ type Options struct {
 	// Cluster, when set, serves the status page (GET /) and its data
 	// (GET /cluster): see status.go.
 	Cluster ClusterSource
+	// Metrics, when set, serves GET /metrics (Prometheus text format).
+	Metrics http.Handler
 }
 
 // Handler returns the HTTP handler of a node: GET (or HEAD) /health answers
-// 200 with a Health body whenever the process serves; with opts.Pprof,
+// 200 with a Health body whenever the process serves; with opts.Metrics,
+// GET /metrics serves it; with opts.Pprof,
 // /debug/pprof/ serves Go's runtime profiles; other methods get 405 and
 // other paths 404.
 func Handler(n Node, opts Options) http.Handler {
@@ -58,6 +61,9 @@ func Handler(n Node, opts Options) http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	registerStatus(mux, opts.Cluster)
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics)
+	}
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		st := n.Status()
 		w.Header().Set("Content-Type", "application/json")

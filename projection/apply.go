@@ -105,6 +105,7 @@ func (s *Store) Apply(ctx context.Context, entries []Entry) ([][]domain.Result, 
 	results := make([][]domain.Result, len(entries))
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	start := time.Now()
 	if err := s.brokenErr(); err != nil {
 		return nil, err
 	}
@@ -149,6 +150,9 @@ func (s *Store) Apply(ctx context.Context, entries []Entry) ([][]domain.Result, 
 	}
 	p.index, p.term = last.Index, last.Term
 	s.applied.Store(last.Index)
+	if s.observer != nil {
+		s.observer.ObserveApply(len(entries), time.Since(start))
+	}
 	if s.commitDelay <= 0 || p.events >= maxPendingEvents {
 		if err := s.commitLocked(); err != nil {
 			return nil, err

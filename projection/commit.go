@@ -58,6 +58,7 @@ func (s *Store) beginLocked() (*pendingTx, error) {
 		return nil, fmt.Errorf("apply: begin: %w", err)
 	}
 	began := time.Now()
+	s.pendBegan.Store(began.UnixNano())
 	s.pend = &pendingTx{tx: tx, a: newApplier(context.Background(), tx, s.stmts), began: began}
 	if s.commitDelay > 0 {
 		select {
@@ -77,6 +78,8 @@ func (s *Store) commitLocked() error {
 		return nil
 	}
 	s.pend = nil
+	s.pendBegan.Store(0)
+	start := time.Now()
 	err := p.a.flushSequences()
 	if err == nil {
 		if _, err = p.a.stmt(p.a.st.setApplied).ExecContext(context.Background(), p.index, p.term); err != nil {
@@ -93,6 +96,9 @@ func (s *Store) commitLocked() error {
 		return s.breakLocked(fmt.Errorf("apply: %w", err))
 	}
 	s.committed.Store(p.index)
+	if s.observer != nil {
+		s.observer.ObserveCommit(time.Since(start))
+	}
 	if s.commitDelay > 0 {
 		if s.walFrames.Load() > walRestartFrames {
 			s.restartWALLocked()
@@ -179,6 +185,7 @@ func (s *Store) passiveCheckpoint(db *sql.DB) (frames, copied int64, ok bool) {
 		s.log.Warn("projection checkpoint failed; will retry after the next commit", "error", err)
 		return 0, 0, false
 	}
+	s.checkpoints.Add(1)
 	return frames, copied, true
 }
 
@@ -189,6 +196,7 @@ func (s *Store) breakLocked(err error) error {
 	if s.pend != nil {
 		s.pend.tx.Rollback()
 		s.pend = nil
+		s.pendBegan.Store(0)
 	}
 	if !errors.Is(err, ErrBroken) {
 		err = fmt.Errorf("%w: %w", ErrBroken, err)

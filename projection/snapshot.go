@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Backup writes a consistent copy of the projection to dst (which must not
@@ -27,11 +28,17 @@ func (s *Store) Backup(ctx context.Context, dst string) error {
 		return fmt.Errorf("backup: open: %w", err)
 	}
 	defer db.Close()
+	start := time.Now()
 	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, dst); err != nil {
 		return fmt.Errorf("backup to %s: %w", dst, err)
 	}
 	if err := syncFile(dst); err != nil {
 		return fmt.Errorf("backup: %w", err)
+	}
+	if s.observer != nil {
+		if fi, err := os.Stat(dst); err == nil {
+			s.observer.ObserveSnapshot(fi.Size(), time.Since(start))
+		}
 	}
 	return nil
 }

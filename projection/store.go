@@ -66,6 +66,10 @@ type Store struct {
 	ckDone    chan struct{}
 	walFrames atomic.Int64 // frames in the WAL at the last checkpoint
 
+	observer    Observer      // nil: none
+	pendBegan   atomic.Int64  // UnixNano when the open transaction began; 0: none open
+	checkpoints atomic.Uint64 // checkpoint passes run
+
 	hooks testHooks
 }
 
@@ -95,8 +99,47 @@ type Options struct {
 	// CommitDelay is how long applied entries may wait in the open
 	// transaction before a commit (see Flush); 0 commits in every Apply.
 	CommitDelay time.Duration
+	// Observer receives the store's measurements; nil records none.
+	Observer Observer
 
 	hooks testHooks // for tests only
+}
+
+// Observer receives a Store's measurements (a *metrics.Metrics). Its
+// methods must be cheap and safe for concurrent use.
+type Observer interface {
+	// ObserveApply records an Apply of entries into the open transaction
+	// that took d (commit excluded).
+	ObserveApply(entries int, d time.Duration)
+	// ObserveCommit records a commit of the open transaction that took d.
+	ObserveCommit(d time.Duration)
+	// ObserveSnapshot records a Backup copy of size bytes written in d.
+	ObserveSnapshot(size int64, d time.Duration)
+}
+
+// Stats is a point-in-time view of a Store's files and transaction.
+type Stats struct {
+	OpenTxAge   time.Duration // how long the open transaction has been open; 0 when none is
+	DBBytes     int64         // size of the database file
+	WALBytes    int64         // size of its write-ahead log (0 when absent)
+	Checkpoints uint64        // WAL checkpoint passes run since Open
+}
+
+// Stats returns the age of the open transaction, the sizes of the database
+// file and its WAL, and the checkpoints run. A file it cannot stat counts
+// as 0 bytes.
+func (s *Store) Stats() Stats {
+	st := Stats{Checkpoints: s.checkpoints.Load()}
+	if began := s.pendBegan.Load(); began != 0 {
+		st.OpenTxAge = max(0, time.Since(time.Unix(0, began)))
+	}
+	if fi, err := os.Stat(s.path); err == nil {
+		st.DBBytes = fi.Size()
+	}
+	if fi, err := os.Stat(s.path + "-wal"); err == nil {
+		st.WALBytes = fi.Size()
+	}
+	return st
 }
 
 // Open opens (creating if needed) the projection at path, applies pending
@@ -111,7 +154,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create projection dir: %w", err)
 	}
-	s := &Store{path: path, log: log, commitDelay: opts.CommitDelay,
+	s := &Store{path: path, log: log, commitDelay: opts.CommitDelay, observer: opts.Observer,
 		kick: make(chan time.Time, 1), stop: make(chan struct{}), flusherDone: make(chan struct{}),
 		ckKick: make(chan struct{}, 1), ckDone: make(chan struct{}), hooks: opts.hooks}
 	if err := s.open(ctx, true); err != nil {

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	peerv1 "github.com/raftogram/raftogram/api/proto/raftogram/peer/v1"
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/auth"
@@ -27,6 +26,7 @@ import (
 	"github.com/raftogram/raftogram/httpapi"
 	"github.com/raftogram/raftogram/internal/certs"
 	"github.com/raftogram/raftogram/internal/window"
+	"github.com/raftogram/raftogram/metrics"
 	"github.com/raftogram/raftogram/projection"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
@@ -125,13 +125,18 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		ls.Close()
 		return nil, err
 	}
-	store, err := openProjection(ctx, filepath.Join(cfg.DataDir, projection.FileName), log)
+	m, err := metrics.New()
+	if err != nil {
+		ls.Close()
+		return nil, err
+	}
+	store, err := openProjection(ctx, filepath.Join(cfg.DataDir, projection.FileName), log, m)
 	if err != nil {
 		ls.Close()
 		return nil, err
 	}
 	s.store = store
-	hub := fanout.New(grpcapi.EncodeMessage)
+	hub := fanout.New(grpcapi.EncodeMessage, fanout.WithObserver(m))
 	f, err := fsm.New(store, hub, filepath.Join(cfg.DataDir, TmpDirName), log)
 	if err != nil {
 		ls.Close()
@@ -149,7 +154,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		LeaderLeaseTimeout: rc.LeaderLeaseTimeout, CommitTimeout: rc.CommitTimeout,
 		MaxAppendEntries: rc.MaxAppendEntries, SnapshotThreshold: rc.SnapshotThreshold,
 		SnapshotInterval: rc.SnapshotInterval, TrailingLogs: rc.TrailingLogs, ApplyTimeout: rc.ApplyTimeout,
-		Logger: log, TLS: peerTLS(s.certs),
+		Logger: log, TLS: peerTLS(s.certs), Observer: m,
 	}, f)
 	if err != nil {
 		ls.GRPC.Close()
@@ -163,19 +168,26 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		PeerCredentials: peerCredentials(cfg, s.certs),
 	}
 	s.api = grpcapi.New(s.node, store, hub, apiOpts)
-	grpcOpts := append(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes), budgets(cfg.Limits).ServerOptions()...)
+	// Interceptors, outermost first: metrics, access log and panic recovery
+	// (they see every call), the decode guard, the budgets, then auth next
+	// to the handler.
+	grpcOpts := grpcapi.Interceptors(grpcapi.InterceptorOptions{Logger: log, AccessLogSampleRate: cfg.AccessLogSampleRate, Metrics: m})
+	grpcOpts = append(grpcOpts, grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes)...)
+	grpcOpts = append(grpcOpts, budgets(cfg.Limits).ServerOptions()...)
 	grpcOpts = append(grpcOpts, grpcTLSOption(cfg, s.certs)...)
 	s.grpc = grpc.NewServer(append(grpcOpts, guard...)...)
 	raftogramv1.RegisterMessengerServer(s.grpc, s.api)
 	// The status window (writes/s, p99, subscribers, leader changes over the
 	// last minute) samples the node's Prometheus registry; the metrics
 	// package registers the node's collectors in this same registry.
-	reg := prometheus.NewRegistry()
+	reg := m.Registry()
 	recent := window.New(reg, windowInterval, time.Minute, log)
 	s.admin = grpcapi.NewAdmin(s.node, store, recent, apiOpts)
 	raftogramv1.RegisterAdminServer(s.grpc, s.admin)
 	peerv1.RegisterPeerServer(s.grpc, grpcapi.NewPeer(s.node, apiOpts))
-	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof, Cluster: s.admin}),
+	m.InitializeRPCs(s.grpc)
+	m.Watch(metrics.Sources{Raft: s.node, Projection: store, Fanout: hub, DataDir: cfg.DataDir})
+	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof, Cluster: s.admin, Metrics: m.Handler()}),
 		ReadHeaderTimeout: 5 * time.Second, IdleTimeout: cfg.Limits.IdleConnectionTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
 
 	var wctx context.Context
@@ -217,8 +229,8 @@ const projectionCommitDelay = 100 * time.Millisecond
 // openProjection opens the node's projection. A corrupt one is moved aside
 // and replaced by an empty one: the projection is derived state, and raft
 // rebuilds it from the newest snapshot and the log on start.
-func openProjection(ctx context.Context, path string, log *slog.Logger) (*projection.Store, error) {
-	opts := projection.Options{Logger: log, CommitDelay: projectionCommitDelay}
+func openProjection(ctx context.Context, path string, log *slog.Logger, obs projection.Observer) (*projection.Store, error) {
+	opts := projection.Options{Logger: log, CommitDelay: projectionCommitDelay, Observer: obs}
 	store, err := projection.Open(ctx, path, opts)
 	if !errors.Is(err, projection.ErrCorrupt) {
 		return store, err
