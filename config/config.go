@@ -203,11 +203,11 @@ type Auth struct {
 	// JWT: bearer tokens that are JWTs signed with a configured key.
 	JWT JWT `yaml:"jwt" envPrefix:"JWT_"`
 	// Tokens: static bearer tokens, stored as hashes.
-	Tokens []Token `yaml:"tokens"`
+	Tokens []Token `yaml:"tokens,omitempty"`
 	// Roles: named sets of permissions.
-	Roles map[string]Grant `yaml:"roles"`
+	Roles map[string]Grant `yaml:"roles,omitempty"`
 	// Principals: permissions (and roles) per principal name.
-	Principals map[string]Grant `yaml:"principals"`
+	Principals map[string]Grant `yaml:"principals,omitempty"`
 }
 
 // Enabled reports whether any way to authenticate is configured.

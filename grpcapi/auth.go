@@ -67,6 +67,9 @@ func ruleFor(method string) (rule, bool) {
 	switch strings.TrimPrefix(method, messenger) {
 	case "CreateChannel":
 		return rule{action: auth.Create}, true
+	case "UpdateChannel", "DeleteChannel", "RedactMessage":
+		// Managing a channel and moderating it: whoever may create the id.
+		return rule{action: auth.Create}, true
 	case "SendMessage":
 		return rule{action: auth.Publish}, true
 	case "ReadHistory", "GetChannel", "Subscribe":

@@ -39,6 +39,9 @@ type Health struct {
 type Options struct {
 	// Pprof serves net/http/pprof under /debug/pprof/.
 	Pprof bool
+	// Cluster, when set, serves the status page (GET /) and its data
+	// (GET /cluster): see status.go.
+	Cluster ClusterSource
 }
 
 // Handler returns the HTTP handler of a node: GET (or HEAD) /health answers
@@ -54,6 +57,7 @@ func Handler(n Node, opts Options) http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
+	registerStatus(mux, opts.Cluster)
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		st := n.Status()
 		w.Header().Set("Content-Type", "application/json")

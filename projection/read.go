@@ -282,11 +282,18 @@ func (s *Store) SequenceAt(ctx context.Context, channelID string, t time.Time) (
 // projection content. Nodes that applied the same log prefix have equal
 // digests.
 func (s *Store) Digest(ctx context.Context) (string, error) {
+	d, _, err := s.DigestAt(ctx)
+	return d, err
+}
+
+// DigestAt is Digest plus the applied index of the state it covers, read in
+// the same transaction: nodes at the same index must have equal digests.
+func (s *Store) DigestAt(ctx context.Context) (digest string, applied uint64, err error) {
 	if err := s.Flush(ctx); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	h := sha256.New()
-	err := s.reader(func(db *sql.DB) error {
+	err = s.reader(func(db *sql.DB) error {
 		conn, err := db.Conn(ctx)
 		if err != nil {
 			return err
@@ -298,6 +305,9 @@ func (s *Store) Digest(ctx context.Context) (string, error) {
 			return err
 		}
 		defer tx.Rollback()
+		if err := tx.QueryRowContext(ctx, `SELECT applied_index FROM raft_applied WHERE id = 1`).Scan(&applied); err != nil {
+			return err
+		}
 		for _, q := range []string{
 			`SELECT channel_id, name, created_at, created_index, last_sequence FROM channels ORDER BY channel_id`,
 			`SELECT channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index, redacted FROM messages ORDER BY channel_id, sequence`,
@@ -311,9 +321,9 @@ func (s *Store) Digest(ctx context.Context) (string, error) {
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("digest projection: %w", err)
+		return "", 0, fmt.Errorf("digest projection: %w", err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), applied, nil
 }
 
 func hashRows(ctx context.Context, tx *sql.Tx, query string, write func([]byte) (int, error)) error {

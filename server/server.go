@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	peerv1 "github.com/raftogram/raftogram/api/proto/raftogram/peer/v1"
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/auth"
@@ -25,6 +26,7 @@ import (
 	"github.com/raftogram/raftogram/grpcapi"
 	"github.com/raftogram/raftogram/httpapi"
 	"github.com/raftogram/raftogram/internal/certs"
+	"github.com/raftogram/raftogram/internal/window"
 	"github.com/raftogram/raftogram/projection"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
@@ -73,6 +75,7 @@ type Server struct {
 	store  *projection.Store
 	node   *cluster.Node
 	api    *grpcapi.Server
+	admin  *grpcapi.Admin
 	grpc   *grpc.Server
 	http   *http.Server
 	certs  *certs.Store // nil without tls
@@ -84,6 +87,8 @@ type Server struct {
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
+
+	stopWindow context.CancelFunc // stops the status window's sampler
 }
 
 // Option adjusts how Open builds a node.
@@ -162,12 +167,24 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	grpcOpts = append(grpcOpts, grpcTLSOption(cfg, s.certs)...)
 	s.grpc = grpc.NewServer(append(grpcOpts, guard...)...)
 	raftogramv1.RegisterMessengerServer(s.grpc, s.api)
-	raftogramv1.RegisterAdminServer(s.grpc, grpcapi.NewAdmin(s.node, apiOpts))
+	// The status window (writes/s, p99, subscribers, leader changes over the
+	// last minute) samples the node's Prometheus registry; the metrics
+	// package registers the node's collectors in this same registry.
+	reg := prometheus.NewRegistry()
+	recent := window.New(reg, windowInterval, time.Minute, log)
+	s.admin = grpcapi.NewAdmin(s.node, store, recent, apiOpts)
+	raftogramv1.RegisterAdminServer(s.grpc, s.admin)
 	peerv1.RegisterPeerServer(s.grpc, grpcapi.NewPeer(s.node, apiOpts))
-	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof}),
+	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof, Cluster: s.admin}),
 		ReadHeaderTimeout: 5 * time.Second, IdleTimeout: cfg.Limits.IdleConnectionTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
 
-	s.wg.Add(2)
+	var wctx context.Context
+	wctx, s.stopWindow = context.WithCancel(context.Background())
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		recent.Run(wctx)
+	}()
 	go func() {
 		defer s.wg.Done()
 		if err := s.grpc.Serve(netutil.LimitListener(ls.GRPC, cfg.Limits.MaxConnections)); err != nil {
@@ -187,6 +204,9 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		"raft_addr", ls.Raft.Addr().String(), "data_dir", cfg.DataDir)
 	return s, nil
 }
+
+// windowInterval is how often the status window samples the registry.
+const windowInterval = 5 * time.Second
 
 // projectionCommitDelay is how long applied entries may wait in the
 // projection's open transaction before a commit (projection.Options). Reads
@@ -272,10 +292,12 @@ func (s *Server) Close() error {
 		}
 		var errs []error
 		errs = append(errs, s.api.Close())
+		s.stopWindow()
 		errs = append(errs, s.node.Close(ctx))
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("health server shutdown: %w", err))
 		}
+		errs = append(errs, s.admin.Close()) // after the status page's last /cluster
 		s.wg.Wait()
 		errs = append(errs, s.store.Close())
 		s.stopErr = errors.Join(errs...)

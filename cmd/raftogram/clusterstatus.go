@@ -10,20 +10,23 @@ import (
 	"github.com/raftogram/raftogram/client"
 )
 
-// clusterGroup is `raftogram cluster status|transfer-leader`.
+// clusterGroup is `raftogram cluster status|transfer-leader|snapshot|digest`.
 var clusterGroup = &group{
 	name:  "cluster",
-	about: "Shows the nodes of a cluster and moves its leadership.",
-	subs:  map[string]command{"status": clusterStatus, "transfer-leader": clusterTransferLeader},
+	about: "Shows the nodes of a cluster, moves its leadership, snapshots nodes and compares their state.",
+	subs: map[string]command{"status": clusterStatus, "transfer-leader": clusterTransferLeader,
+		"snapshot": clusterSnapshot, "digest": clusterDigest},
 	sums: map[string]string{
 		"status":          "one table of every node: role, term, indexes, lag, snapshot",
 		"transfer-leader": "hand leadership to another node",
+		"snapshot":        "make nodes take a Raft snapshot now",
+		"digest":          "every node's state digest; fails when nodes at one index differ",
 	},
 }
 
 func init() {
 	subcommands["cluster"] = clusterGroup.run
-	summaries["cluster"] = "cluster status or transfer-leader (raftogram cluster help)"
+	summaries["cluster"] = "cluster status, transfer-leader, snapshot or digest (raftogram cluster help)"
 }
 
 // transferPoll is how often transfer-leader asks the nodes for the new
@@ -43,29 +46,39 @@ type jsonNode struct {
 	CommitIndex   uint64 `json:"commit_index"`
 	AppliedIndex  uint64 `json:"applied_index"`
 	Lag           uint64 `json:"lag"`
-	LastLogIndex  uint64 `json:"last_log_index"`
-	SnapshotIndex uint64 `json:"snapshot_index"`
-	LastContactMS int64  `json:"last_contact_ms"`
-	Version       string `json:"version,omitempty"`
+	// LogAppliedIndex counts no-op and configuration entries too.
+	LogAppliedIndex uint64 `json:"log_applied_index"`
+	LastLogIndex    uint64 `json:"last_log_index"`
+	SnapshotIndex   uint64 `json:"snapshot_index"`
+	LastContactMS   int64  `json:"last_contact_ms"`
+	Version         string `json:"version,omitempty"`
+	// The node's figures over the last minute (0 from older nodes).
+	WritesPerSecond float64 `json:"writes_per_second"`
+	WriteP99MS      float64 `json:"write_p99_ms"`
+	Subscribers     uint64  `json:"subscribers"`
+	LeaderChanges   uint64  `json:"leader_changes"`
 }
 
-// clusterStatus is `raftogram cluster status`: it asks every node of
-// -addrs, and any leader they name that is not among them, for its status
-// and prints one table row per node. It returns the exit code: 0 when at
+// clusterStatus is `raftogram cluster status`: it asks a node of -addrs to
+// gather every node's status (with old nodes: every node of -addrs, and any
+// leader they name that is not among them) and prints one table row per
+// node. It returns the exit code: 0 when at
 // least one node answered (unreachable ones are listed as such, their
 // errors on stderr), 1 when none did.
 func clusterStatus(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
 	in := newInvocation("cluster status", "",
-		"Asks every node in -addrs (and any leader they name that is not listed) for its\n"+
-			"status and prints one row per node: NODE, ADDRESS, ROLE, TERM, COMMIT and\n"+
-			"APPLIED (Raft indexes), LAG (the highest commit index seen minus the node's\n"+
-			"applied index), SNAPSHOT (index of its newest snapshot), LAST_CONTACT (since it\n"+
-			"last heard from the leader; - on the leader) and VERSION. A node that does not\n"+
-			"answer is shown with role \"unreachable\" and its error on stderr; the command\n"+
-			"fails (exit 1) only when no node answers.\n\n"+
+		"Asks a node of -addrs to gather the status of every node of the cluster (nodes\n"+
+			"too old to gather are asked one by one, with any leader they name that is not\n"+
+			"listed) and prints one row per node: NODE, ADDRESS, ROLE, TERM, COMMIT and\n"+
+			"APPLIED (Raft indexes), LAG (the highest commit index seen minus the last log\n"+
+			"entry the node applied, no-op entries included), SNAPSHOT (index of its newest\n"+
+			"snapshot), LAST_CONTACT (since it last heard from the leader; - on the leader)\n"+
+			"and VERSION. A node that does not answer is shown with role \"unreachable\" and\n"+
+			"its error on stderr; the command fails (exit 1) only when no node answers.\n\n"+
 			"With -json one object {leader_id, nodes: [{address, reachable, error, node_id,\n"+
 			"role, leader_id, leader_address, term, commit_index, applied_index, lag,\n"+
-			"last_log_index, snapshot_index, last_contact_ms, version}]}.",
+			"log_applied_index, last_log_index, snapshot_index, last_contact_ms, version,\n"+
+			"writes_per_second, write_p99_ms, subscribers, leader_changes}]}.",
 		cmdOptions{timeout: true}, env, stdout, stderr)
 	if _, code, ok := in.parse(args, 0, 0); !ok {
 		return code
@@ -104,8 +117,11 @@ func clusterStatus(ctx context.Context, args []string, env map[string]string, st
 				jn.Error = in.describe(ctx, n.Err)
 			} else {
 				jn.NodeID, jn.Role, jn.LeaderID, jn.LeaderAddress = n.NodeID, n.Role, n.LeaderID, n.LeaderAddr
-				jn.Term, jn.CommitIndex, jn.AppliedIndex, jn.Lag = n.Term, n.CommitIndex, n.AppliedIndex, lag(maxCommit, n.AppliedIndex)
+				jn.Term, jn.CommitIndex, jn.AppliedIndex, jn.Lag = n.Term, n.CommitIndex, n.AppliedIndex, lag(maxCommit, n)
+				jn.LogAppliedIndex = n.LogAppliedIndex
 				jn.LastLogIndex, jn.SnapshotIndex, jn.LastContactMS, jn.Version = n.LastLogIndex, n.SnapshotIndex, n.LastContact.Milliseconds(), n.Version
+				jn.WritesPerSecond, jn.WriteP99MS = n.WritesPerSecond, float64(n.WriteP99)/float64(time.Millisecond)
+				jn.Subscribers, jn.LeaderChanges = n.Subscribers, n.LeaderChanges
 			}
 			out.Nodes = append(out.Nodes, jn)
 		}
@@ -122,7 +138,7 @@ func clusterStatus(ctx context.Context, args []string, env map[string]string, st
 				contact = n.LastContact.Round(time.Millisecond).String()
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", cell(n.NodeID), n.Addr, n.Role, n.Term, n.CommitIndex,
-				n.AppliedIndex, lag(maxCommit, n.AppliedIndex), n.SnapshotIndex, contact, orDash(n.Version))
+				n.AppliedIndex, lag(maxCommit, n), n.SnapshotIndex, contact, orDash(n.Version))
 		}
 		err = flushTable(tw)
 	}
@@ -178,8 +194,11 @@ func allNodeStatus(ctx context.Context, c *client.Client) ([]client.NodeStatus, 
 	return out, nil
 }
 
-// lag returns how far applied trails commit, 0 when it does not.
-func lag(commit, applied uint64) uint64 {
+// lag returns how far the last log entry n applied (of any kind; its
+// projection's applied index from a node too old to say) trails commit, 0
+// when it does not.
+func lag(commit uint64, n client.NodeStatus) uint64 {
+	applied := max(n.AppliedIndex, n.LogAppliedIndex)
 	if applied >= commit {
 		return 0
 	}

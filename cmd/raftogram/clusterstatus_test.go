@@ -57,16 +57,21 @@ func TestCLIClusterStatusAndTransferLeader(t *testing.T) {
 	}
 	for i, n := range st.Nodes {
 		if !n.Reachable || n.NodeID != c.NodeID(i) || n.Address != c.Addr(i) || n.Term == 0 || n.AppliedIndex == 0 ||
-			n.Lag != maxCommit-min(maxCommit, n.AppliedIndex) || n.LeaderID != c.NodeID(l) || n.LeaderAddress != c.Addr(l) {
+			n.LogAppliedIndex < n.AppliedIndex || n.Lag != maxCommit-min(maxCommit, n.LogAppliedIndex) || n.LeaderID != c.NodeID(l) || n.LeaderAddress != c.Addr(l) {
 			t.Fatalf("status JSON node %d: %+v (max commit %d)", i, n, maxCommit)
 		}
 	}
 
-	// Only one address given: the leader it names is asked too.
+	// Only one address given: the node asked gathers the whole cluster.
 	if i := (l + 1) % 3; true {
 		st := clusterStatusJSON(t, c.Addr(i))
-		if len(st.Nodes) != 2 || st.Nodes[0].NodeID != c.NodeID(i) || st.Nodes[1].NodeID != c.NodeID(l) {
-			t.Fatalf("status from one follower %+v, want it and the leader", st)
+		if len(st.Nodes) != 3 || st.LeaderID != c.NodeID(l) {
+			t.Fatalf("status from one follower %+v, want every node and the leader", st)
+		}
+		for j, n := range st.Nodes {
+			if !n.Reachable || n.NodeID != c.NodeID(j) || n.Address != c.Addr(j) {
+				t.Fatalf("status from one follower, node %d: %+v", j, n)
+			}
 		}
 	}
 
