@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,6 +73,12 @@ func TestClusterSendReadSubscribe(t *testing.T) {
 	again, err := c.Send(ctx, client.SendRequest{ChannelID: "general", AuthorID: "alice", ClientMessageID: "fixed"})
 	if err != nil || again.Sequence != res.Sequence || !again.Deduplicated {
 		t.Fatalf("resend: %+v %v (first %+v)", again, err, res)
+	}
+	// Reusing the id for another message is a typed conflict, not a dedup.
+	_, err = c.Send(ctx, client.SendRequest{ChannelID: "general", AuthorID: "alice", Payload: []byte("other"), ClientMessageID: "fixed"})
+	var e *client.Error
+	if !errors.Is(err, client.ErrAlreadyExists) || !errors.As(err, &e) || !strings.Contains(e.Message, "another payload") {
+		t.Fatalf("send reusing an id with another payload: %v", err)
 	}
 	for _, cons := range []client.Consistency{client.ConsistencyDefault, client.LeaderOnly, client.Linearizable, client.Local} {
 		h, err := c.ReadHistory(ctx, "general", client.ReadOptions{After: 5, Limit: 10, Consistency: cons, MinIndex: lastIndex})

@@ -34,7 +34,8 @@ var (
 	ErrPermissionDenied = errors.New("raftogram: permission denied")
 	// ErrUnauthenticated: the call carried no valid credentials.
 	ErrUnauthenticated = errors.New("raftogram: unauthenticated")
-	// ErrAlreadyExists: the thing to create exists already.
+	// ErrAlreadyExists: the thing to create exists already, or a send reused
+	// a client message id of a message with another author or payload.
 	ErrAlreadyExists = errors.New("raftogram: already exists")
 	// ErrOutOfRange: a position beyond what exists (or no longer exists).
 	ErrOutOfRange = errors.New("raftogram: out of range")
@@ -129,6 +130,8 @@ var domainKinds = map[string]error{
 
 	domain.EUNAUTHENTICATED: ErrUnauthenticated,
 	domain.EPERMISSION:      ErrPermissionDenied,
+
+	domain.EEXISTS: ErrAlreadyExists,
 }
 
 // codeKinds maps the gRPC codes the server sets directly (outside the

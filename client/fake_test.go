@@ -224,13 +224,14 @@ func TestLeaderFollowing(t *testing.T) {
 	}
 }
 
-// TestDefiniteErrorsAreNotRetried: InvalidArgument, NotFound and
-// PermissionDenied come back after one attempt.
+// TestDefiniteErrorsAreNotRetried: InvalidArgument, NotFound,
+// PermissionDenied and AlreadyExists (an idempotency conflict) come back
+// after one attempt.
 func TestDefiniteErrorsAreNotRetried(t *testing.T) {
 	for _, tc := range []struct {
 		code codes.Code
 		want error
-	}{{codes.InvalidArgument, ErrInvalidArgument}, {codes.NotFound, ErrNotFound}, {codes.PermissionDenied, ErrPermissionDenied}, {codes.Internal, ErrInternal}} {
+	}{{codes.InvalidArgument, ErrInvalidArgument}, {codes.NotFound, ErrNotFound}, {codes.PermissionDenied, ErrPermissionDenied}, {codes.AlreadyExists, ErrAlreadyExists}, {codes.Internal, ErrInternal}} {
 		f := startFake(t, &fake{})
 		f.send = func(int, *raftogramv1.SendMessageRequest) (*raftogramv1.SendMessageResponse, error) {
 			return nil, status.Error(tc.code, "no")

@@ -14,6 +14,8 @@ const (
 
 	EUNAUTHENTICATED = "unauthenticated"   // no or bad credentials (auth on)
 	EPERMISSION      = "permission_denied" // authenticated, but not allowed; nothing changed
+
+	EEXISTS = "already_exists" // the key is taken by something else (an idempotency conflict); nothing changed
 )
 
 // Error is an application error whose Message is safe to show to clients.

@@ -221,3 +221,47 @@ func TestBrokenProjectionStopsTheNode(t *testing.T) {
 		}()
 	}
 }
+
+// An idempotency conflict is a deterministic rejection: in one batch and
+// across batches, the repeat with another author or payload gets EEXISTS,
+// is not published, and only the applied index moves.
+func TestApplyBatchIdempotencyConflict(t *testing.T) {
+	f, store, hub := mustFSM(t)
+	sub := hub.Subscribe("a")
+	defer sub.Close()
+	now := time.Unix(1700000000, 0)
+	send := func(author, payload string) domain.MessageSent {
+		return domain.MessageSent{ChannelID: "a", AuthorID: author, Payload: []byte(payload), ClientMessageID: "k", CreatedAt: now}
+	}
+	resp := f.ApplyBatch([]*raft.Log{
+		cmd(t, 1, domain.ChannelCreated{ChannelID: "a", Name: "A", CreatedAt: now}),
+		cmd(t, 2, send("u", "hi"), send("u", "hi")),
+		cmd(t, 3, send("u", "bye")),
+	})
+	if rs := results(t, resp[1]); rs[0].Sequence != 1 || rs[0].Deduplicated || !rs[1].Deduplicated || rs[1].Sequence != 1 {
+		t.Fatalf("send and identical repeat: %+v", rs)
+	}
+	if rs := results(t, resp[2]); domain.ErrorCode(rs[0].Err) != domain.EEXISTS || rs[0].Index != 3 || rs[0].Sequence != 0 {
+		t.Fatalf("repeat with another payload in the batch: %+v", rs)
+	}
+	before, err := store.Digest(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp = f.ApplyBatch([]*raft.Log{cmd(t, 4, send("v", "hi")), cmd(t, 5, send("u", "hi"))})
+	if rs := results(t, resp[0]); domain.ErrorCode(rs[0].Err) != domain.EEXISTS || !strings.Contains(rs[0].Err.Error(), "another author") {
+		t.Fatalf("repeat by another author: %+v", rs)
+	}
+	if rs := results(t, resp[1]); rs[0].Err != nil || rs[0].Sequence != 1 || !rs[0].Deduplicated {
+		t.Fatalf("identical repeat in a later batch: %+v", rs)
+	}
+	if store.AppliedIndex() != 5 {
+		t.Fatalf("applied index %d, want 5", store.AppliedIndex())
+	}
+	if after, err := store.Digest(context.Background()); err != nil || after != before {
+		t.Fatalf("the conflict changed the state (%v)", err)
+	}
+	if got, ok := sub.Since(0, 10, 1<<20); !ok || len(got) != 1 || string(got[0].Payload) != "hi" {
+		t.Fatalf("published %+v, %v; want only the original", got, ok)
+	}
+}

@@ -1,7 +1,9 @@
 package projection
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -50,12 +52,13 @@ func prepareWrites(ctx context.Context, db *sql.DB) (writeStmts, error) {
 	for _, n := range rowChunks {
 		// The CROSS JOIN makes SQLite probe the primary key once per
 		// wanted key instead of scanning the table.
-		s.getDedup[n] = prep(`SELECT d.channel_id, d.client_message_id, d.sequence FROM (VALUES ` +
+		s.getDedup[n] = prep(`SELECT d.channel_id, d.client_message_id, d.sequence, d.author_id, d.payload_sha256 FROM (VALUES ` +
 			rowPlaceholders(n, 2) + `) AS k CROSS JOIN dedup AS d ON d.channel_id = k.column1 AND d.client_message_id = k.column2`)
 		// OR FAIL: a conflict would be a bug that breaks the store anyway
 		// (the whole transaction rolls back), and unlike the default ABORT
 		// it spares SQLite a statement journal for every multi-row insert.
-		s.insertDedup[n] = prep(`INSERT OR FAIL INTO dedup (channel_id, client_message_id, sequence) VALUES ` + rowPlaceholders(n, 3))
+		s.insertDedup[n] = prep(`INSERT OR FAIL INTO dedup (channel_id, client_message_id, sequence, author_id, payload_sha256) VALUES ` +
+			rowPlaceholders(n, dedupCols))
 		s.insertMessages[n] = prep(`INSERT OR FAIL INTO messages (channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index) VALUES ` +
 			rowPlaceholders(n, 7))
 	}
@@ -177,18 +180,30 @@ type applier struct {
 	last  map[string]uint64
 	dirty map[string]bool
 
-	// Per Apply call: the sequence of every dedup key looked up or
-	// assigned, and the rows not yet written.
-	known    map[dedupKey]uint64
+	// Per Apply call: the dedup row of every key looked up or assigned,
+	// and the rows not yet written.
+	known    map[dedupKey]dedupRow
 	messages []any // insertMessages arguments, 7 per row
-	dedups   []any // insertDedup arguments, 3 per row
+	dedups   []any // insertDedup arguments, dedupCols per row
 }
 
 type dedupKey struct{ channelID, clientMessageID string }
 
+// dedupRow is what a dedup row remembers of the message that took its key.
+// An unknown author or payload hash (rows migrated from before schema 4
+// have no hash) is not compared: a repeat counts as identical in it.
+type dedupRow struct {
+	sequence    uint64
+	author      sql.NullString
+	payloadHash []byte // SHA-256 of the payload; nil: unknown
+}
+
+// dedupCols is the number of insertDedup arguments per row.
+const dedupCols = 5
+
 func newApplier(ctx context.Context, tx *sql.Tx, st writeStmts) *applier {
 	return &applier{ctx: ctx, tx: tx, st: st, bound: map[*sql.Stmt]*sql.Stmt{},
-		last: map[string]uint64{}, dirty: map[string]bool{}, known: map[dedupKey]uint64{}}
+		last: map[string]uint64{}, dirty: map[string]bool{}, known: map[dedupKey]dedupRow{}}
 }
 
 // stmt returns st bound to the transaction.
@@ -230,7 +245,7 @@ func inChunks(args []any, cols int, fn func(rows int, chunk []any) error) error 
 	return nil
 }
 
-// prefetchDedup looks up, in a few statements, the stored sequence of every
+// prefetchDedup looks up, in a few statements, the stored dedup row of every
 // client_message_id that entries after applied send to an existing channel.
 func (a *applier) prefetchDedup(entries []Entry, applied uint64) error {
 	clear(a.known)
@@ -269,11 +284,11 @@ func (a *applier) queryDedup(st *sql.Stmt, args []any) error {
 	defer rows.Close()
 	for rows.Next() {
 		var k dedupKey
-		var seq uint64
-		if err := rows.Scan(&k.channelID, &k.clientMessageID, &seq); err != nil {
+		var d dedupRow
+		if err := rows.Scan(&k.channelID, &k.clientMessageID, &d.sequence, &d.author, &d.payloadHash); err != nil {
 			return err
 		}
-		a.known[k] = seq
+		a.known[k] = d
 	}
 	return rows.Err()
 }
@@ -283,7 +298,7 @@ func (a *applier) writeRows() error {
 	if err := a.exec(a.st.insertMessages, 7, a.messages); err != nil {
 		return fmt.Errorf("insert messages: %w", err)
 	}
-	if err := a.exec(a.st.insertDedup, 3, a.dedups); err != nil {
+	if err := a.exec(a.st.insertDedup, dedupCols, a.dedups); err != nil {
 		return fmt.Errorf("insert dedup: %w", err)
 	}
 	clear(a.messages) // drop payload references
@@ -395,9 +410,12 @@ func (a *applier) sendMessage(index uint64, ev domain.MessageSent) (domain.Resul
 		return domain.Result{Err: domain.Errorf(domain.ENOTFOUND, "channel %q not found", ev.ChannelID)}, nil
 	}
 	key := dedupKey{ev.ChannelID, ev.ClientMessageID}
+	var hash []byte
 	if ev.ClientMessageID != "" {
-		if seq, ok := a.known[key]; ok {
-			return domain.Result{Sequence: seq, Deduplicated: true}, nil
+		sum := sha256.Sum256(ev.Payload)
+		hash = sum[:]
+		if d, ok := a.known[key]; ok {
+			return repeat(ev, d, hash), nil
 		}
 	}
 	seq := last + 1
@@ -407,12 +425,32 @@ func (a *applier) sendMessage(index uint64, ev domain.MessageSent) (domain.Resul
 	}
 	a.messages = append(a.messages, ev.ChannelID, seq, ev.AuthorID, payload, ev.ClientMessageID, ev.CreatedAt.UnixNano(), index)
 	if ev.ClientMessageID != "" {
-		a.dedups = append(a.dedups, ev.ChannelID, ev.ClientMessageID, seq)
-		a.known[key] = seq
+		a.dedups = append(a.dedups, ev.ChannelID, ev.ClientMessageID, seq, ev.AuthorID, hash)
+		a.known[key] = dedupRow{sequence: seq, author: sql.NullString{String: ev.AuthorID, Valid: true}, payloadHash: hash}
 	}
 	a.last[ev.ChannelID] = seq
 	a.dirty[ev.ChannelID] = true
 	return domain.Result{Sequence: seq}, nil
+}
+
+// repeat answers a send whose client_message_id already has dedup row d:
+// the original sequence, deduplicated, if the send is identical (same
+// author, same payload hash: fields the row does not know are not
+// compared), otherwise an EEXISTS rejection that names the conflict and
+// changes nothing.
+func repeat(ev domain.MessageSent, d dedupRow, hash []byte) domain.Result {
+	var what string
+	switch {
+	case d.author.Valid && d.author.String != ev.AuthorID:
+		what = "another author"
+	case d.payloadHash != nil && !bytes.Equal(d.payloadHash, hash):
+		what = "another payload"
+	default:
+		return domain.Result{Sequence: d.sequence, Deduplicated: true}
+	}
+	return domain.Result{Err: domain.Errorf(domain.EEXISTS,
+		"client_message_id %q of channel %q is taken by message %d, sent with %s; use a new client_message_id",
+		ev.ClientMessageID, ev.ChannelID, d.sequence, what)}
 }
 
 // reviveSequence continues a channel created with the id of a deleted one

@@ -14,8 +14,15 @@ import (
 // FuzzApply.
 type model struct {
 	channels map[string]*modelChannel
-	dedup    map[[2]string]uint64
+	dedup    map[[2]string]modelDedup
 	deleted  map[string]uint64 // last sequence of deleted channels
+}
+
+// modelDedup is what the model remembers of the send that took a key.
+type modelDedup struct {
+	seq     uint64
+	author  string
+	payload string
 }
 
 type modelChannel struct {
@@ -49,13 +56,16 @@ func (m *model) apply(index uint64, pos int, ev domain.Event) domain.Result {
 			return domain.Result{Err: domain.Errorf(domain.ENOTFOUND, "channel %q not found", ev.ChannelID)}
 		}
 		key := [2]string{ev.ChannelID, ev.ClientMessageID}
-		if seq, ok := m.dedup[key]; ok && ev.ClientMessageID != "" {
-			return domain.Result{Sequence: seq, Deduplicated: true}
+		if d, ok := m.dedup[key]; ok && ev.ClientMessageID != "" {
+			if d.author != ev.AuthorID || d.payload != string(ev.Payload) {
+				return domain.Result{Err: domain.Errorf(domain.EEXISTS, "conflict")}
+			}
+			return domain.Result{Sequence: d.seq, Deduplicated: true}
 		}
 		ch.msgs = append(ch.msgs, ev.ClientMessageID)
 		seq := ch.last()
 		if ev.ClientMessageID != "" {
-			m.dedup[key] = seq
+			m.dedup[key] = modelDedup{seq, ev.AuthorID, string(ev.Payload)}
 		}
 		return domain.Result{Sequence: seq}
 	case domain.ChannelUpdated:
@@ -123,7 +133,16 @@ func eventsFrom(data []byte, perEntry int) []Entry {
 			if arg%5 != 0 {
 				cmid = fmt.Sprintf("k%d", arg%7)
 			}
-			ev = domain.MessageSent{ChannelID: ch, AuthorID: "u", ClientMessageID: cmid}
+			// Mostly identical repeats; some by another author or with
+			// another payload (idempotency conflicts).
+			author, payload := "u", []byte(nil)
+			switch (op >> 3) % 4 {
+			case 2:
+				author = "v"
+			case 3:
+				payload = []byte("p")
+			}
+			ev = domain.MessageSent{ChannelID: ch, AuthorID: author, Payload: payload, ClientMessageID: cmid}
 		}
 		if n := len(entries); n == 0 || len(entries[n-1].Events) == perEntry {
 			entries = append(entries, Entry{Index: uint64(n + 1), Term: 1})
@@ -140,6 +159,7 @@ func eventsFrom(data []byte, perEntry int) []Entry {
 // final history against the model.
 func FuzzApply(f *testing.F) {
 	f.Add([]byte{0, 0, 1, 0, 1, 1, 1, 0, 0, 2, 1, 2, 1, 10}, uint8(3), uint8(0))
+	f.Add([]byte{0, 1, 2, 1, 2, 1, 18, 1, 26, 1, 7, 5, 26, 1, 2, 1}, uint8(0x32), uint8(0)) // conflicts: author v, payload p
 	f.Add([]byte{0, 0, 2, 1, 2, 1, 7, 4, 5, 1, 6, 0, 2, 1, 0, 0, 2, 1, 7, 8, 6, 0, 6, 0}, uint8(0x12), uint8(1))
 	f.Add([]byte{1, 0, 0, 1, 1, 1, 1, 1, 0, 1, 2, 6}, uint8(1), uint8(5))
 	f.Add([]byte{0, 2, 0, 2, 1, 2, 1, 3, 0, 3}, uint8(64), uint8(0x13))
@@ -161,7 +181,7 @@ func FuzzApply(f *testing.F) {
 			defer s.Close()
 		}
 		flushEvery := int(mode>>1)%4 + 1
-		m := &model{channels: map[string]*modelChannel{}, dedup: map[[2]string]uint64{}, deleted: map[string]uint64{}}
+		m := &model{channels: map[string]*modelChannel{}, dedup: map[[2]string]modelDedup{}, deleted: map[string]uint64{}}
 		for i, n := 0, 0; i < len(entries); i, n = i+size, n+1 {
 			chunk := entries[i:min(i+size, len(entries))]
 			rs := mustApply(t, s, chunk...)

@@ -311,7 +311,7 @@ func (s *Store) DigestAt(ctx context.Context) (digest string, applied uint64, er
 		for _, q := range []string{
 			`SELECT channel_id, name, created_at, created_index, last_sequence FROM channels ORDER BY channel_id`,
 			`SELECT channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index, redacted FROM messages ORDER BY channel_id, sequence`,
-			`SELECT channel_id, client_message_id, sequence FROM dedup ORDER BY channel_id, client_message_id`,
+			`SELECT channel_id, client_message_id, sequence, author_id, payload_sha256 FROM dedup ORDER BY channel_id, client_message_id`,
 			`SELECT channel_id, last_sequence, deleted_index FROM deleted_channels ORDER BY channel_id`,
 		} {
 			if err := hashRows(ctx, tx, q, h.Write); err != nil {

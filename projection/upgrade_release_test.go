@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,11 +83,25 @@ func checkUpgraded(t *testing.T, path string) {
 	}
 	rs := mustApply(t, s,
 		Entry{Index: 22, Term: 2, Events: []domain.Event{domain.MessageRedacted{ChannelID: "general", Sequence: 1}}},
-		Entry{Index: 23, Term: 2, Events: []domain.Event{domain.MessageSent{ChannelID: "general", AuthorID: "a", ClientMessageID: "m2"}}},
+		// Dedup rows from before schema 4: the author was backfilled from
+		// the message (alice), the payload hash is unknown, so a repeat by
+		// alice is identical whatever its payload and one by anyone else
+		// is a conflict.
+		Entry{Index: 23, Term: 2, Events: []domain.Event{domain.MessageSent{ChannelID: "general", AuthorID: "alice", ClientMessageID: "m2"}}},
 		Entry{Index: 24, Term: 2, Events: []domain.Event{domain.ChannelDeleted{ChannelID: "empty"}}},
+		Entry{Index: 25, Term: 2, Events: []domain.Event{
+			domain.MessageSent{ChannelID: "general", AuthorID: "alice", Payload: []byte("message 1"), ClientMessageID: "m1"}, // redacted at 22
+			domain.MessageSent{ChannelID: "general", AuthorID: "mallory", Payload: []byte("message 3"), ClientMessageID: "m3"},
+		}},
 	)
 	if !rs[0][0].Redacted || rs[1][0].Sequence != 2 || !rs[1][0].Deduplicated || !rs[2][0].Deleted {
 		t.Fatalf("new events on old data: %+v", rs)
+	}
+	if r := rs[3][0]; r.Err != nil || r.Sequence != 1 || !r.Deduplicated {
+		t.Fatalf("repeat of a redacted pre-upgrade message: %+v", r)
+	}
+	if r := rs[3][1]; domain.ErrorCode(r.Err) != domain.EEXISTS || !strings.Contains(r.Err.Error(), "another author") {
+		t.Fatalf("repeat of a pre-upgrade id by another author: %+v", r)
 	}
 	if msgs, _, err := s.History(ctx, "general", 0, 2, 0); err != nil || !msgs[0].Redacted || msgs[1].Redacted {
 		t.Fatalf("history after redaction: %+v %v", msgs, err)

@@ -121,6 +121,11 @@ func TestAuthRefusals(t *testing.T) {
 			return err
 		}
 	}
+	// The admin's id m1, reused by another principal (author filled with it).
+	takeM1 := func(ctx context.Context, m raftogramv1.MessengerClient) error {
+		_, err := m.SendMessage(ctx, &raftogramv1.SendMessageRequest{ChannelId: "general", Payload: []byte("x"), ClientMessageId: "m1"})
+		return err
+	}
 	read := func(ch string) func(context.Context, raftogramv1.MessengerClient) error {
 		return func(ctx context.Context, m raftogramv1.MessengerClient) error {
 			_, err := m.ReadHistory(ctx, &raftogramv1.ReadHistoryRequest{ChannelId: ch})
@@ -169,6 +174,7 @@ func TestAuthRefusals(t *testing.T) {
 		{"client cert without grants publishes", context.Background(), withCert, send("general", "alice"), codes.PermissionDenied},
 		{"client cert without grants reads", context.Background(), withCert, read("general"), codes.PermissionDenied},
 		{"bad token beats a good cert", bearer("not-a-token"), withCert, read("general"), codes.Unauthenticated},
+		{"idempotency conflict: writer reuses the admin's client_message_id", bearer(writerToken), anon, takeM1, codes.AlreadyExists},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(tc.ctx, 10*time.Second)

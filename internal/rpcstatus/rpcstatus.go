@@ -19,6 +19,8 @@ var table = map[string]codes.Code{
 
 	domain.EUNAUTHENTICATED: codes.Unauthenticated,
 	domain.EPERMISSION:      codes.PermissionDenied,
+
+	domain.EEXISTS: codes.AlreadyExists,
 }
 
 var inverse = func() map[codes.Code]string {
