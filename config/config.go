@@ -458,17 +458,22 @@ func decodeYAML(data []byte, cfg *Config) error {
 // envVarByField maps each env-tagged Config field name (Go field names are
 // unique across the nested structs) to its full environment variable name,
 // e.g. "HeartbeatTimeout" -> "RAFTOGRAM_RAFT_HEARTBEAT_TIMEOUT".
-var envVarByField = collectEnvVars(reflect.TypeFor[Config](), envPrefix, map[string]string{})
+var envVarByField = collectEnvVars(reflect.TypeFor[Config](), envPrefix, map[string]string{}, knownEnvVars)
 
-func collectEnvVars(t reflect.Type, prefix string, into map[string]string) map[string]string {
+// knownEnvVars holds every env variable name of Config (field names repeat
+// across sections: TLS.KeyFile and Auth.JWT.KeyFile).
+var knownEnvVars = map[string]bool{}
+
+func collectEnvVars(t reflect.Type, prefix string, into map[string]string, all map[string]bool) map[string]string {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" && name != "-" {
 			into[f.Name] = prefix + name
+			all[prefix+name] = true
 			continue
 		}
 		if f.Type.Kind() == reflect.Struct {
-			collectEnvVars(f.Type, prefix+f.Tag.Get("envPrefix"), into)
+			collectEnvVars(f.Type, prefix+f.Tag.Get("envPrefix"), into, all)
 		}
 	}
 	return into
@@ -482,7 +487,7 @@ func collectEnvVars(t reflect.Type, prefix string, into map[string]string) map[s
 // odd ones such as a bare "RAFTOGRAM_RAFT_", from being interpreted.
 func applyEnv(cfg *Config, environ map[string]string) error {
 	filtered := make(map[string]string)
-	for _, key := range envVarByField {
+	for key := range knownEnvVars {
 		if v, ok := environ[key]; ok {
 			filtered[key] = v
 		}

@@ -698,3 +698,46 @@ func TestPeersUnmarshalText(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadEnvSecurity sets every tls and auth scalar by environment alone,
+// including the variables whose Go field names repeat across sections
+// (TLS.KeyFile and Auth.JWT.KeyFile, TLS.ClientCerts and Auth.ClientCerts).
+func TestLoadEnvSecurity(t *testing.T) {
+	t.Parallel()
+	environ := map[string]string{
+		"RAFTOGRAM_CLUSTER_PEERS":                  threePeersLine,
+		"RAFTOGRAM_TLS_CA_FILE":                    "/secure/ca.pem",
+		"RAFTOGRAM_TLS_CERT_FILE":                  "/secure/node1.pem",
+		"RAFTOGRAM_TLS_KEY_FILE":                   "/secure/node1-key.pem",
+		"RAFTOGRAM_TLS_CLIENT_CA_FILE":             "/secure/clients.pem",
+		"RAFTOGRAM_TLS_CLIENT_CERTS":               "require",
+		"RAFTOGRAM_TLS_HEALTH":                     "true",
+		"RAFTOGRAM_TLS_RELOAD_INTERVAL":            "3s",
+		"RAFTOGRAM_AUTH_RULES_FILE":                "/secure/rules.yaml",
+		"RAFTOGRAM_AUTH_CLIENT_CERTS":              "true",
+		"RAFTOGRAM_AUTH_JWT_KEY_FILE":              "/secure/jwt.pub",
+		"RAFTOGRAM_AUTH_JWT_ALGORITHM":             "EdDSA",
+		"RAFTOGRAM_AUTH_JWT_ISSUER":                "iss",
+		"RAFTOGRAM_AUTH_JWT_AUDIENCE":              "aud",
+		"RAFTOGRAM_AUTH_JWT_PRINCIPAL_CLAIM":       "email",
+		"RAFTOGRAM_AUTH_JWT_ROLES_CLAIM":           "groups",
+		"RAFTOGRAM_LIMITS_MAX_STREAMS":             "7",
+		"RAFTOGRAM_LIMITS_IDLE_CONNECTION_TIMEOUT": "1m",
+	}
+	cfg, err := Load("", false, environ)
+	if err != nil {
+		t.Fatalf("Load() = %v", err)
+	}
+	wantTLS := TLS{CAFile: "/secure/ca.pem", CertFile: "/secure/node1.pem", KeyFile: "/secure/node1-key.pem",
+		ClientCAFile: "/secure/clients.pem", ClientCerts: "require", Health: true, ReloadInterval: 3 * time.Second}
+	if cfg.TLS != wantTLS {
+		t.Errorf("TLS = %+v\nwant %+v", cfg.TLS, wantTLS)
+	}
+	wantJWT := JWT{KeyFile: "/secure/jwt.pub", Algorithm: "EdDSA", Issuer: "iss", Audience: "aud", PrincipalClaim: "email", RolesClaim: "groups"}
+	if cfg.Auth.RulesFile != "/secure/rules.yaml" || !cfg.Auth.ClientCerts || cfg.Auth.JWT != wantJWT {
+		t.Errorf("Auth = %+v", cfg.Auth)
+	}
+	if cfg.Limits.MaxStreams != 7 || cfg.Limits.IdleConnectionTimeout != time.Minute {
+		t.Errorf("Limits = %+v", cfg.Limits)
+	}
+}

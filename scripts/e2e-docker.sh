@@ -2,7 +2,9 @@
 # e2e-docker.sh — build the static binary and the container image, then run
 # the end-to-end tests in e2e/docker against a three-node docker-compose
 # cluster (README flow, leader failover, network partition, restarts with
-# and without the volumes).
+# and without the volumes), then against the same cluster with
+# docker-compose.secure.yml on top (TLS and auth; TestComposeSecure writes
+# its throwaway CA, certificates and tokens with internal/certs/certgen).
 #
 #   scripts/e2e-docker.sh            # or: make e2e-docker
 #   scripts/e2e-docker.sh -run 'TestComposeCluster/readme'   # extra go test flags
@@ -47,7 +49,8 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	# The Go test tears its project down itself; this covers a killed or
-	# timed-out test binary.
+	# timed-out test binary (the base file names every service, the secure
+	# override included).
 	RAFTOGRAM_IMAGE=$image docker-compose -p "$project" -f docker-compose.yml --ansi never \
 		down -v --remove-orphans -t 10 >/dev/null 2>&1 || true
 	if [[ -n "$built_image" ]]; then

@@ -48,8 +48,14 @@ func linearizableLevel(level string) bool {
 }
 
 // dial returns a client.Client for the cluster's nodes, without avoid (when
-// not nil), that reports its retried attempts to log (when not nil).
+// not nil), that reports its retried attempts to log (when not nil). On a
+// secure cluster it speaks TLS and presents the writer token.
 func dial(c *Cluster, avoid *Node, timeout time.Duration, log *attemptLog) (*client.Client, error) {
+	return dialAs(c, avoid, timeout, log, c.writerToken())
+}
+
+// dialAs is dial presenting token on a secure cluster.
+func dialAs(c *Cluster, avoid *Node, timeout time.Duration, log *attemptLog, token string) (*client.Client, error) {
 	var addrs []string
 	for _, n := range c.Nodes {
 		if n != avoid {
@@ -57,6 +63,7 @@ func dial(c *Cluster, avoid *Node, timeout time.Duration, log *attemptLog) (*cli
 		}
 	}
 	cfg := client.Config{Addrs: addrs, AttemptTimeout: timeout, BaseBackoff: backoffBase, MaxBackoff: backoffMax}
+	c.sec.credentials(&cfg, token)
 	if log != nil {
 		cfg.OnRetry = log.add
 	}
@@ -251,7 +258,7 @@ func (cl *Client) attempts(invoke int64, redo bool) []Attempt {
 // sequence.
 func (cl *Client) Send(channel, cmid string, payload []byte, redo bool) Op {
 	op := Op{Client: cl.ID, Kind: KindSend, Channel: channel, CMID: cmid, Sum: PayloadSum(payload), Invoke: cl.h.Now()}
-	author := fmt.Sprintf("client-%d", cl.ID)
+	author := cl.c.author(cl.ID)
 	res, err := cl.send(channel, author, cmid, payload)
 	op.Return = cl.h.Now()
 	op.Attempts = cl.attempts(op.Invoke, false)
@@ -381,7 +388,7 @@ func (cl *Client) read(channel, level string, opts client.ReadOptions, mustSee u
 func refs(ms []client.Message) []MsgRef {
 	out := make([]MsgRef, len(ms))
 	for i, m := range ms {
-		out[i] = MsgRef{Seq: m.Sequence, CMID: m.ClientMessageID, Sum: PayloadSum(m.Payload)}
+		out[i] = MsgRef{Seq: m.Sequence, CMID: m.ClientMessageID, Author: m.AuthorID, Sum: PayloadSum(m.Payload)}
 	}
 	return out
 }

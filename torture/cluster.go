@@ -64,16 +64,18 @@ type Cluster struct {
 	links map[[2]int]*Link
 	start time.Time
 	raft  RaftTuning
+	sec   *Security // nil: plaintext and open
 
 	amu       sync.Mutex
 	anomalies []string
 }
 
 // NewCluster writes configs for n nodes under dir, each listing every
-// other peer at the proxy of its link, and starts the link proxies.
-// Nothing is started.
-func NewCluster(bin, dir string, n int, raft RaftTuning) (*Cluster, error) {
-	c := &Cluster{Dir: dir, links: map[[2]int]*Link{}, start: time.Now(), raft: raft}
+// other peer at the proxy of its link, and starts the link proxies. With
+// sec set every node runs TLS and auth with its material (see [Security])
+// and the harness's clients present it. Nothing is started.
+func NewCluster(bin, dir string, n int, raft RaftTuning, sec *Security) (*Cluster, error) {
+	c := &Cluster{Dir: dir, links: map[[2]int]*Link{}, start: time.Now(), raft: raft, sec: sec}
 	var linkErr error
 	pc, err := proccluster.New(proccluster.Options{
 		Bin: bin, Dir: dir, Nodes: n,
@@ -87,6 +89,9 @@ func NewCluster(bin, dir string, n int, raft RaftTuning) (*Cluster, error) {
 			cfg.Raft.TrailingLogs = raft.TrailingLogs
 			cfg.Raft.ApplyTimeout = raft.ApplyTimeout
 			cfg.LogLevel = "info"
+			if sec != nil {
+				sec.configure(i, cfg)
+			}
 			// Node i reaches peer j through the proxy of the link i->j.
 			for j := range cfg.Cluster.Peers {
 				if j == i {

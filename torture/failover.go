@@ -108,7 +108,7 @@ func MeasureFailover(ctx context.Context, o FailoverOptions) (*FailoverReport, e
 			return nil, err
 		}
 	}
-	c, err := NewCluster(bin, o.Dir, o.Nodes, o.Raft)
+	c, err := NewCluster(bin, o.Dir, o.Nodes, o.Raft, nil)
 	if err != nil {
 		return nil, err
 	}

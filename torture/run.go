@@ -25,6 +25,10 @@ type Options struct {
 	Faults   []string // enabled faults; AllFaults when empty
 	Bin      string   // a prebuilt raftogram binary; built into Dir when empty
 	Dir      string   // working directory: data, configs, logs, reports
+	// Secure runs every node with TLS (mutual on Raft) and token auth, the
+	// material generated into Dir/secure ([NewSecurity]); the workload
+	// presents the writer token, the harness's own client the admin token.
+	Secure bool
 
 	CalmWindow       time.Duration // fault-free tail of the run, where throughput is measured
 	MinThroughput    float64       // acked writes per second required in the calm window
@@ -76,6 +80,7 @@ type Summary struct {
 	Nodes    int           `json:"nodes"`
 	Writers  int           `json:"writers"`
 	Channels []string      `json:"channels"`
+	Secure   bool          `json:"secure"`
 	Dir      string        `json:"dir"`
 
 	Ops          int            `json:"ops"`
@@ -123,8 +128,8 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 			return nil, fmt.Errorf("torture: unknown fault %q (known: %s)", f, strings.Join(AllFaults, ","))
 		}
 	}
-	logf("torture: seed=%d duration=%v nodes=%d writers=%d channels=%d faults=%s dir=%s",
-		opts.Seed, opts.Duration, opts.Nodes, opts.Writers, opts.Channels, strings.Join(opts.Faults, ","), opts.Dir)
+	logf("torture: seed=%d duration=%v nodes=%d writers=%d channels=%d faults=%s secure=%v dir=%s",
+		opts.Seed, opts.Duration, opts.Nodes, opts.Writers, opts.Channels, strings.Join(opts.Faults, ","), opts.Secure, opts.Dir)
 	bin := opts.Bin
 	if bin == "" {
 		var err error
@@ -132,7 +137,14 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 			return nil, err
 		}
 	}
-	c, err := NewCluster(bin, opts.Dir, opts.Nodes, opts.Raft)
+	var sec *Security
+	if opts.Secure {
+		var err error
+		if sec, err = NewSecurity(filepath.Join(opts.Dir, "secure"), opts.Nodes); err != nil {
+			return nil, err
+		}
+	}
+	c, err := NewCluster(bin, opts.Dir, opts.Nodes, opts.Raft, sec)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +155,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if _, err := c.WaitStable(ctx, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("torture: initial cluster never stabilised: %w", err)
 	}
-	cl, err := dial(c, nil, attemptTimeout, nil)
+	cl, err := dialAs(c, nil, attemptTimeout, nil, c.adminToken())
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +192,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	nem.healAll()
 	logf("torture: traffic stopped; healing and reading the final state")
 
-	sum := &Summary{Seed: opts.Seed, Duration: opts.Duration, Nodes: opts.Nodes, Writers: opts.Writers, Channels: allChannels, Dir: opts.Dir}
+	sum := &Summary{Seed: opts.Seed, Duration: opts.Duration, Nodes: opts.Nodes, Writers: opts.Writers, Channels: allChannels, Secure: opts.Secure, Dir: opts.Dir}
 	live := LivenessInput{Faults: nem.Records(), Bound: opts.RecoveryBound, MinThroughput: opts.MinThroughput, CalmWindow: opts.CalmWindow}
 	live.FinalProbe, live.FinalProbeOK = w.Probe(opts.RecoveryBound)
 
@@ -425,6 +437,9 @@ func (s *Summary) Format() string {
 	fmt.Fprintf(&b, "=== torture %s  seed=%d  nodes=%d  writers=%d  channels=%s  duration=%v  elapsed=%v\n",
 		verdict, s.Seed, s.Nodes, s.Writers, strings.Join(s.Channels, ","), s.Duration, s.Elapsed.Round(time.Second))
 	fmt.Fprintf(&b, "workdir: %s\n", s.Dir)
+	if s.Secure {
+		fmt.Fprintf(&b, "secure: mutual TLS on Raft, TLS + token auth on gRPC (material in %s)\n", filepath.Join(s.Dir, "secure"))
+	}
 	fmt.Fprintf(&b, "ops: %d  sends: %d (acked %d, unknown %d of which %d committed, failed %d; %d attempts, %d dedup resends)\n",
 		s.Ops, s.Sends, s.Acked, s.UnknownSends, s.UnknownInLog, s.FailedSends, s.Attempts, s.Redos)
 	fmt.Fprintf(&b, "reads: %d (%d ok)  subscribe streams: %d delivering %d messages  final log: %d messages  applied_index: %d\n",
@@ -476,7 +491,7 @@ func (s *Summary) Format() string {
 	}
 	b.WriteString("checkers:\n")
 	b.WriteString(FormatVerdicts(s.Verdicts))
-	fmt.Fprintf(&b, "replay: go run ./torture/cmd/torture -seed %d -duration %v -nodes %d\n", s.Seed, s.Duration, s.Nodes)
+	fmt.Fprintf(&b, "replay: go run ./torture/cmd/torture -seed %d -duration %v -nodes %d%s\n", s.Seed, s.Duration, s.Nodes, ifs(s.Secure, " -secure"))
 	return b.String()
 }
 

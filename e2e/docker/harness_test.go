@@ -125,6 +125,7 @@ func requireImage(t *testing.T) string {
 type cluster struct {
 	project string
 	file    string
+	extra   []string // override files after file (docker-compose.secure.yml)
 	image   string
 	env     []string
 	http    *http.Client
@@ -158,7 +159,7 @@ func newCluster(t *testing.T) *cluster {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "RAFTOGRAM_COMPOSE_PEERS", "RAFTOGRAM_IMAGE", "RAFTOGRAM_LOG_LEVEL", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME":
+		case "RAFTOGRAM_COMPOSE_PEERS", "RAFTOGRAM_IMAGE", "RAFTOGRAM_LOG_LEVEL", "RAFTOGRAM_SECURE_DIR", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME":
 			continue // the test pins these
 		}
 		env = append(env, kv)
@@ -196,7 +197,11 @@ func newCluster(t *testing.T) *cluster {
 func (c *cluster) compose(ctx context.Context, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker-compose", append([]string{"-p", c.project, "-f", c.file, "--ansi", "never"}, args...)...)
+	files := []string{"-p", c.project, "-f", c.file}
+	for _, f := range c.extra {
+		files = append(files, "-f", f)
+	}
+	cmd := exec.CommandContext(ctx, "docker-compose", append(append(files, "--ansi", "never"), args...)...)
 	cmd.Env = c.env
 	cmd.Dir = filepath.Dir(c.file)
 	out, err := cmd.CombinedOutput()

@@ -2,6 +2,7 @@
 // cluster, concurrent clients, a seeded nemesis, and the checkers.
 //
 //	go run ./torture/cmd/torture -duration 10m -seed 42
+//	go run ./torture/cmd/torture -secure    # TLS (mutual on Raft) and token auth on
 //
 // It prints the seed first and the summary last, and exits 0 when every
 // checker passed, 1 when one failed, 2 when the harness could not run. The
@@ -38,7 +39,12 @@ func run() int {
 	minTP := flag.Float64("min-throughput", 20, "acked writes/s required in the fault-free tail")
 	calm := flag.Duration("calm", 10*time.Second, "fault-free tail of the run")
 	keep := flag.Bool("keep", false, "keep the working directory after a passing run")
+	secure := flag.Bool("secure", false, "run every node with TLS (mutual on Raft) and token auth; clients use TLS and a token (material in <dir>/secure)")
 	flag.Parse()
+	if *secure && *profile != "" {
+		fmt.Fprintln(os.Stderr, "torture: -secure applies to the default profile only")
+		return 2
+	}
 	if *profile == "failover" {
 		return runFailover(*nodes, *writers, *bin, *dir, *keep)
 	} else if *profile != "" {
@@ -70,7 +76,7 @@ func run() int {
 	defer stop()
 	sum, err := torture.Run(ctx, torture.Options{
 		Seed: *seed, Duration: *duration, Nodes: *nodes, Writers: *writers, Channels: *channels,
-		Faults: fl, Bin: *bin, Dir: workdir, MinThroughput: *minTP, CalmWindow: *calm,
+		Faults: fl, Bin: *bin, Dir: workdir, MinThroughput: *minTP, CalmWindow: *calm, Secure: *secure,
 		Logf: func(format string, args ...any) {
 			fmt.Printf("%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
 		},
