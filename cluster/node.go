@@ -93,6 +93,8 @@ type Node struct {
 	lastTick  atomic.Int64 // UnixNano of the stall watcher's latest tick
 	ledUntil  atomic.Int64 // UnixNano when this node last stopped leading
 
+	stopping atomic.Bool // set when Close starts
+
 	watchMu sync.Mutex
 	watch   chan struct{} // closed on every role or leader change
 
@@ -142,7 +144,7 @@ func Open(ctx context.Context, cfg Config, fsm FSM) (*Node, error) {
 
 func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 	cfg := n.cfg
-	hlog := newHCLogger(n.log)
+	hlog := newHCLogger(n.log, n.expectedRaftError)
 	if err := checkLogFile(filepath.Join(cfg.DataDir, LogFileName)); err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
@@ -291,6 +293,7 @@ func (n *Node) Watch() <-chan struct{} {
 // idempotent and returns the first error met.
 func (n *Node) Close(ctx context.Context) error {
 	n.closeOnce.Do(func() {
+		n.stopping.Store(true)
 		if n.raft.State() == raft.Leader && len(n.peers) > 1 {
 			done := make(chan error, 1)
 			go func() { done <- n.raft.LeadershipTransfer().Error() }()
