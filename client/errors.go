@@ -126,6 +126,7 @@ var domainKinds = map[string]error{
 	domain.ENOTFOUND:    ErrNotFound,
 	domain.EUNAVAILABLE: ErrUnavailable,
 	domain.EINTERNAL:    ErrInternal,
+	domain.EEXHAUSTED:   ErrResourceExhausted,
 }
 
 // codeKinds maps the gRPC codes the server sets directly (outside the

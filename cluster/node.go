@@ -95,6 +95,9 @@ type Node struct {
 
 	stopping atomic.Bool // set when Close starts
 
+	liveMu sync.Mutex
+	live   *liveRound // Liveness's latest probe of raft's main loop
+
 	watchMu sync.Mutex
 	watch   chan struct{} // closed on every role or leader change
 

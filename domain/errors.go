@@ -11,6 +11,7 @@ const (
 	ENOTFOUND    = "not_found"   // the channel does not exist
 	EUNAVAILABLE = "unavailable" // try again; for writes the outcome may be unknown
 	EINTERNAL    = "internal"    // a bug or an I/O failure; details are logged, not shown
+	EEXHAUSTED   = "exhausted"   // a resource is short (free disk space): refused, nothing changed
 )
 
 // Error is an application error whose Message is safe to show to clients.

@@ -23,8 +23,10 @@ import (
 	"github.com/raftogram/raftogram/fsm"
 	"github.com/raftogram/raftogram/grpcapi"
 	"github.com/raftogram/raftogram/httpapi"
+	"github.com/raftogram/raftogram/internal/diskspace"
 	"github.com/raftogram/raftogram/projection"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/reflection"
 )
 
 // TmpDirName is the directory under data_dir for snapshot copies in flight.
@@ -73,6 +75,9 @@ type Server struct {
 	grpc  *grpc.Server
 	http  *http.Server
 
+	health *grpcapi.Health      // grpc.health.v1.Health
+	space  *grpcapi.SpacePoller // the free-space alarm's measurements and peer polls
+
 	serveErr chan error
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -88,7 +93,8 @@ type options struct{ version string }
 func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 
 // Open opens the projection and starts the Raft member and both servers on
-// ls. The gRPC server serves the Messenger, Admin and Peer services. The
+// ls. The gRPC server serves the Messenger, Admin and Peer services,
+// grpc.health.v1.Health, and server reflection when configured. The
 // listeners belong to the Server from then on. It returns an error if any
 // part fails to start, after stopping the parts that started.
 func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger, opts ...Option) (*Server, error) {
@@ -134,16 +140,26 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		store.Close()
 		return nil, err
 	}
+	alarm := diskspace.New(diskspace.Options{NodeID: cfg.NodeID, Dir: cfg.DataDir, MinFree: cfg.MinFreeBytes})
+	s.space = grpcapi.StartSpacePoller(alarm, cfg.NodeID, spacePeers(cfg), log)
 	apiOpts := grpcapi.Options{
 		MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, Logger: log, Version: o.version,
 		ForwardWrites: cfg.ForwardWrites, StreamHeartbeat: cfg.FollowerStreamHeartbeat, StreamCutoff: cfg.FollowerStreamCutoff,
+		Space: alarm,
 	}
 	s.api = grpcapi.New(s.node, store, hub, apiOpts)
 	s.grpc = grpc.NewServer(grpcapi.ServerOptions(cfg.Limits.MaxPayloadBytes)...)
 	raftogramv1.RegisterMessengerServer(s.grpc, s.api)
 	raftogramv1.RegisterAdminServer(s.grpc, grpcapi.NewAdmin(s.node, apiOpts))
 	peerv1.RegisterPeerServer(s.grpc, grpcapi.NewPeer(s.node, apiOpts))
-	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof}), ReadHeaderTimeout: 5 * time.Second}
+	s.health = grpcapi.NewHealth(s.node, apiOpts)
+	s.health.Register(s.grpc)
+	if cfg.GRPCReflection {
+		reflection.Register(s.grpc)
+	}
+	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{
+		Pprof: cfg.DebugPprof, Live: s.node, Projection: store, Space: alarm, ReadyMaxLag: cfg.ReadyzMaxLag,
+	}), ReadHeaderTimeout: 5 * time.Second}
 
 	s.wg.Add(2)
 	go func() {
@@ -161,6 +177,15 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	log.Info("node serving", "grpc_addr", ls.GRPC.Addr().String(), "health_addr", ls.HTTP.Addr().String(),
 		"raft_addr", ls.Raft.Addr().String(), "data_dir", cfg.DataDir)
 	return s, nil
+}
+
+// spacePeers is every peer's id and gRPC address, for the free-space polls.
+func spacePeers(cfg config.Config) []grpcapi.PeerAddr {
+	out := make([]grpcapi.PeerAddr, len(cfg.Cluster.Peers))
+	for i, p := range cfg.Cluster.Peers {
+		out[i] = grpcapi.PeerAddr{ID: p.NodeID, GRPCAddr: p.GRPCAddr}
+	}
+	return out
 }
 
 // projectionCommitDelay is how long applied entries may wait in the
@@ -230,6 +255,7 @@ func (s *Server) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 		defer cancel()
 		s.log.Info("shutting down")
+		s.health.Shutdown()
 		s.api.Shutdown()
 		stopped := make(chan struct{})
 		go func() { s.grpc.GracefulStop(); close(stopped) }()
@@ -241,7 +267,7 @@ func (s *Server) Close() error {
 			<-stopped
 		}
 		var errs []error
-		errs = append(errs, s.api.Close())
+		errs = append(errs, s.api.Close(), s.space.Close())
 		errs = append(errs, s.node.Close(ctx))
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("health server shutdown: %w", err))

@@ -16,6 +16,7 @@ var table = map[string]codes.Code{
 	domain.ENOTFOUND:    codes.NotFound,
 	domain.EUNAVAILABLE: codes.Unavailable,
 	domain.EINTERNAL:    codes.Internal,
+	domain.EEXHAUSTED:   codes.ResourceExhausted,
 }
 
 var inverse = func() map[codes.Code]string {

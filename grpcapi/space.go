@@ -1,0 +1,104 @@
+package grpcapi
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	peerv1 "github.com/raftogram/raftogram/api/proto/raftogram/peer/v1"
+	"github.com/raftogram/raftogram/internal/diskspace"
+)
+
+// PeerAddr names another node and the gRPC address it serves on.
+type PeerAddr struct {
+	ID, GRPCAddr string
+}
+
+// SpacePoller keeps a free-space alarm current with every other node's
+// data_dir: each interval it asks every peer's Peer.DiskSpace (in
+// parallel, each call bounded by the interval) and stores the answers in
+// the alarm. Every node polls, not only the leader, so a node that wins an
+// election knows its followers' space at once. A peer that does not answer
+// keeps its last report until the alarm deems it stale.
+type SpacePoller struct {
+	alarm *diskspace.Alarm
+	self  string
+	peers []PeerAddr
+	conns *Peers
+	log   *slog.Logger
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// StartSpacePoller starts polling peers (this node, self, is skipped) into
+// alarm, and measuring this node's data_dir, until Close.
+func StartSpacePoller(alarm *diskspace.Alarm, self string, peers []PeerAddr, log *slog.Logger) *SpacePoller {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &SpacePoller{alarm: alarm, self: self, peers: peers, conns: NewPeers(), log: log, cancel: cancel}
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		alarm.Run(ctx)
+	}()
+	go func() {
+		defer p.wg.Done()
+		p.run(ctx)
+	}()
+	return p
+}
+
+func (p *SpacePoller) run(ctx context.Context) {
+	t := time.NewTicker(p.alarm.Interval())
+	defer t.Stop()
+	for {
+		p.pollOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// pollOnce asks every peer once, in parallel, and waits for the answers.
+func (p *SpacePoller) pollOnce(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, peer := range p.peers {
+		if peer.ID == p.self {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := p.conns.Conn(peer.GRPCAddr)
+			if err != nil {
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, p.alarm.Interval())
+			defer cancel()
+			resp, err := peerv1.NewPeerClient(conn).DiskSpace(cctx, &peerv1.DiskSpaceRequest{NodeId: p.self})
+			if err != nil {
+				p.log.Debug("disk space poll failed", "peer", peer.ID, "error", err)
+				return
+			}
+			if resp.GetNodeId() != peer.ID {
+				return // an old node, or a different one on that address
+			}
+			p.alarm.SetPeer(diskspace.Report{NodeID: resp.GetNodeId(), Free: resp.GetFreeBytes(), MinFree: resp.GetMinFreeBytes(), WriteErr: resp.GetWriteError()})
+		}()
+	}
+	wg.Wait()
+}
+
+// Close stops polling and measuring and closes the connections to peers.
+// It returns the first error met closing them.
+func (p *SpacePoller) Close() error {
+	p.cancel()
+	p.wg.Wait()
+	return p.conns.Close()
+}
