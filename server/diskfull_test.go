@@ -1,0 +1,164 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/config"
+	"github.com/raftogram/raftogram/internal/diskspace"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// mountTmpfs mounts a tmpfs of size bytes on a new directory and unmounts it
+// when the test ends (register it before anything that writes there, so it
+// is unmounted last). It skips the test, saying why, where it cannot mount.
+func mountTmpfs(t *testing.T, size int64) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: mounting a tmpfs needs root; this test runs as uid", os.Geteuid())
+	}
+	dir := filepath.Join(t.TempDir(), "tmpfs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		t.Skipf("SKIP: cannot mount a tmpfs on %s (%v: %s)", dir, err, strings.TrimSpace(string(out)))
+	}
+	t.Logf("mounted a %s tmpfs on %s", diskspace.Bytes(uint64(size)), dir)
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// A follower whose data_dir fills: before its disk runs out the leader
+// refuses writes with ResourceExhausted naming it, the follower reports not
+// ready and /health says why, reads keep working, nobody hits ENOSPC, and
+// once space returns writes resume by themselves with nothing acknowledged
+// lost.
+func TestFullDiskRefusesWritesBeforeENOSPCAndResumes(t *testing.T) {
+	const (
+		tmpfsSize = 64 << 20
+		minFree   = 16 << 20
+		margin    = 8 << 20 // free space above the threshold left by the ballast
+		payload   = 32 << 10
+	)
+	mnt := mountTmpfs(t, tmpfsSize)
+	c := newTestCluster(t, 3, func(cfg *config.Config) {
+		cfg.MinFreeBytes = minFree
+		if cfg.NodeID == "node2" {
+			cfg.DataDir = filepath.Join(mnt, "node2")
+		}
+	})
+	const small = 1 // node2
+	l := c.leader()
+	if l == small {
+		if err := c.servers[l].Node().TransferLeadershipTo("node1"); err != nil {
+			t.Fatalf("move leadership off node2: %v", err)
+		}
+		l = c.leader()
+	}
+	mustCreate(t, c.client(l), "general")
+
+	// Fill the tmpfs with a ballast file until margin above the threshold.
+	free, err := diskspace.Free(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ballast := filepath.Join(mnt, "ballast")
+	if err := os.WriteFile(ballast, bytes.Repeat([]byte{1}, int(free-minFree-margin)), 0o600); err != nil {
+		t.Fatalf("write ballast: %v", err)
+	}
+	free, _ = diskspace.Free(mnt)
+	t.Logf("node2's data_dir has %s free, min_free_bytes %s", diskspace.Bytes(free), diskspace.Bytes(minFree))
+
+	// Send until the leader refuses.
+	var acked []string
+	var refusal error
+	body := bytes.Repeat([]byte{'x'}, payload)
+	for i := 0; refusal == nil; i++ {
+		if i > 2000 {
+			t.Fatalf("2000 writes of %d bytes and no refusal; node2 has %s free", payload, diskspace.Bytes(free))
+		}
+		cmid := fmt.Sprintf("m%04d", i)
+		_, err := c.client(l).SendMessage(ctxT(t), &raftogramv1.SendMessageRequest{ChannelId: "general", AuthorId: "alice", Payload: body, ClientMessageId: cmid})
+		switch status.Code(err) {
+		case codes.OK:
+			acked = append(acked, cmid)
+		case codes.ResourceExhausted:
+			refusal = err
+		default:
+			t.Fatalf("send %s: %v", cmid, err)
+		}
+	}
+	free, _ = diskspace.Free(mnt)
+	t.Logf("refused after %d acknowledged writes, node2 has %s free: %v", len(acked), diskspace.Bytes(free), refusal)
+	if msg := status.Convert(refusal).Message(); !strings.Contains(msg, "node2 has ") || !strings.Contains(msg, "below min_free_bytes 16.0 MiB") {
+		t.Errorf("refusal %q does not name node2 and the threshold", msg)
+	}
+	// Every node still runs and keeps serving reads.
+	for i, s := range c.servers {
+		if st := s.Node().Status(); st.LeaderID == "" {
+			t.Errorf("%s knows no leader during the alarm", c.cfgs[i].NodeID)
+		}
+	}
+	h, err := c.client(l).ReadHistory(ctxT(t), &raftogramv1.ReadHistoryRequest{ChannelId: "general", Limit: 1000})
+	if err != nil || len(h.GetMessages()) != len(acked) {
+		t.Fatalf("read during the alarm: %v, %d messages for %d acknowledged", err, len(h.GetMessages()), len(acked))
+	}
+	waitHTTP(t, c.cfgs[small].HealthBindAddr, "/readyz", http.StatusServiceUnavailable, "[-]space failed: data_dir has ", "below min_free_bytes 16.0 MiB")
+	waitHTTP(t, c.cfgs[small].HealthBindAddr, "/health", http.StatusOK, `"disk_problem": "node2 has `)
+	waitHTTP(t, c.cfgs[l].HealthBindAddr, "/health", http.StatusOK, `"writes_refused": "node2 has `)
+	waitHTTP(t, c.cfgs[l].HealthBindAddr, "/readyz", http.StatusOK)
+	waitHTTP(t, c.cfgs[small].HealthBindAddr, "/livez", http.StatusOK)
+
+	// Space returns: writes resume by themselves.
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a write after space returned", 20*time.Second, func() error {
+		_, err := c.client(l).SendMessage(ctxT(t), &raftogramv1.SendMessageRequest{ChannelId: "general", AuthorId: "alice", Payload: body, ClientMessageId: "after"})
+		if status.Code(err) == codes.ResourceExhausted {
+			return err
+		}
+		if err != nil {
+			t.Fatalf("send after space returned: %v", err)
+		}
+		return nil
+	})
+	acked = append(acked, "after")
+	waitHTTP(t, c.cfgs[small].HealthBindAddr, "/readyz", http.StatusOK)
+	c.converged()
+
+	// Nothing acknowledged was lost, nothing refused was stored, and no node
+	// met ENOSPC.
+	h, err = c.client(l).ReadHistory(ctxT(t), &raftogramv1.ReadHistoryRequest{ChannelId: "general", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.GetMessages()) != len(acked) {
+		t.Fatalf("history holds %d messages, %d were acknowledged", len(h.GetMessages()), len(acked))
+	}
+	for i, m := range h.GetMessages() {
+		if m.GetClientMessageId() != acked[i] || m.GetSequence() != uint64(i+1) {
+			t.Fatalf("message %d is %s at sequence %d, want %s at %d", i, m.GetClientMessageId(), m.GetSequence(), acked[i], i+1)
+		}
+	}
+	for i := range c.cfgs {
+		if log := c.logs[i].String(); strings.Contains(log, "no space left on device") {
+			t.Errorf("%s met ENOSPC", c.cfgs[i].NodeID)
+		}
+	}
+}
