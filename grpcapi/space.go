@@ -3,6 +3,7 @@ package grpcapi
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,8 +56,17 @@ func StartSpacePoller(alarm *diskspace.Alarm, self string, peers []PeerAddr, log
 func (p *SpacePoller) run(ctx context.Context) {
 	t := time.NewTicker(p.alarm.Interval())
 	defer t.Stop()
+	raised := false
 	for {
 		p.pollOnce(ctx)
+		switch short := p.alarm.Short(); {
+		case len(short) > 0 && !raised:
+			raised = true
+			p.log.Warn("free-space alarm raised: writes are refused until space is freed", "reasons", strings.Join(short, "; "))
+		case len(short) == 0 && raised:
+			raised = false
+			p.log.Info("free-space alarm cleared: writes resume")
+		}
 		select {
 		case <-ctx.Done():
 			return
