@@ -121,18 +121,20 @@ func (h *Health) Shutdown() {
 	})
 }
 
-// Watch is health.Server's Watch, ended with Unavailable once Shutdown ran,
-// so a watching client does not hold a graceful stop open.
+// Watch is health.Server's Watch, ended with Unavailable once Shutdown ran
+// and the stream was sent NOT_SERVING (or a second passed), so a watching
+// client does not hold a graceful stop open.
 func (h *Health) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
+	ws := &watchStream{Health_WatchServer: stream, ctx: ctx, done: h.done, final: make(chan struct{})}
 	stopped := make(chan struct{})
 	go func() {
 		select {
 		case <-h.done:
-			// Give the NOT_SERVING update Shutdown sends a moment to go out.
 			select {
-			case <-time.After(100 * time.Millisecond):
+			case <-ws.final:
+			case <-time.After(time.Second):
 			case <-ctx.Done():
 			}
 			close(stopped)
@@ -140,7 +142,7 @@ func (h *Health) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_
 		case <-ctx.Done():
 		}
 	}()
-	err := h.Server.Watch(req, watchStream{stream, ctx})
+	err := h.Server.Watch(req, ws)
 	select {
 	case <-stopped:
 		return status.Error(codes.Unavailable, "server shutting down")
@@ -149,10 +151,26 @@ func (h *Health) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_
 	}
 }
 
-// watchStream is a Watch stream with a context that ends at shutdown.
+// watchStream is a Watch stream with a context that ends at shutdown; it
+// closes final once it sent NOT_SERVING after shutdown began.
 type watchStream struct {
 	healthpb.Health_WatchServer
-	ctx context.Context
+	ctx   context.Context
+	done  <-chan struct{}
+	final chan struct{}
+	once  sync.Once
 }
 
-func (w watchStream) Context() context.Context { return w.ctx }
+func (w *watchStream) Context() context.Context { return w.ctx }
+
+func (w *watchStream) Send(resp *healthpb.HealthCheckResponse) error {
+	err := w.Health_WatchServer.Send(resp)
+	select {
+	case <-w.done:
+		if resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+			w.once.Do(func() { close(w.final) })
+		}
+	default:
+	}
+	return err
+}

@@ -1,12 +1,20 @@
 package grpcapi
 
 import (
+	"context"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/raftogram/raftogram/cluster"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
 )
 
 func healthReq(service string) *healthpb.HealthCheckRequest {
@@ -96,4 +104,53 @@ func TestHealthOfAForwardingFollower(t *testing.T) {
 	waitStatus(t, h, MessengerService, "SERVING")
 	n.set(noLeader)
 	waitStatus(t, h, MessengerService, "NOT_SERVING")
+}
+
+// A Watch stream sees NOT_SERVING and ends with Unavailable at Shutdown, so
+// a watching client does not hold a graceful stop open.
+func TestHealthWatchEndsAtShutdown(t *testing.T) {
+	n := newFakeHealthNode(leading)
+	h := NewHealth(n, Options{})
+	ln := bufconn.Listen(1 << 20)
+	g := grpc.NewServer()
+	h.Register(g)
+	go g.Serve(ln)
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := healthpb.NewHealthClient(conn).Watch(ctx, healthReq(MessengerService))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("before shutdown: %v", err)
+		}
+		if resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+	}
+	h.Shutdown()
+	sawNotServing := false
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if status.Code(err) != codes.Unavailable {
+				t.Fatalf("Watch ended with %v, want Unavailable", err)
+			}
+			break
+		}
+		sawNotServing = sawNotServing || resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	if !sawNotServing {
+		t.Error("the stream ended without reporting NOT_SERVING")
+	}
 }
