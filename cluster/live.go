@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -56,6 +57,9 @@ func (n *Node) Liveness(ctx context.Context) []Check {
 	round := n.raftRound()
 	select {
 	case <-round.done:
+		if errors.Is(round.err, raft.ErrRaftShutdown) {
+			rc.Err = round.err
+		}
 	case <-n.stop:
 		rc.Err = raft.ErrRaftShutdown
 	case <-ctx.Done():
@@ -76,6 +80,7 @@ func (n *Node) Liveness(ctx context.Context) []Check {
 type liveRound struct {
 	start time.Time
 	done  chan struct{} // closed when raft answered
+	err   error         // raft's answer; set before done closes
 }
 
 // raftRound returns the round still waiting for raft, or starts a new one,
@@ -95,7 +100,7 @@ func (n *Node) raftRound() *liveRound {
 	r := &liveRound{start: time.Now(), done: make(chan struct{})}
 	n.live = r
 	go func() {
-		_ = n.raft.VerifyLeader().Error()
+		r.err = n.raft.VerifyLeader().Error()
 		close(r.done)
 	}()
 	return r
