@@ -114,9 +114,8 @@ func TestFullDiskRefusesWritesBeforeENOSPCAndResumes(t *testing.T) {
 			t.Errorf("%s knows no leader during the alarm", c.cfgs[i].NodeID)
 		}
 	}
-	h, err := c.client(l).ReadHistory(ctxT(t), &raftogramv1.ReadHistoryRequest{ChannelId: "general", Limit: 1000})
-	if err != nil || len(h.GetMessages()) != len(acked) {
-		t.Fatalf("read during the alarm: %v, %d messages for %d acknowledged", err, len(h.GetMessages()), len(acked))
+	if msgs := readAll(t, c.client(l), "general"); len(msgs) != len(acked) {
+		t.Fatalf("read during the alarm: %d messages for %d acknowledged", len(msgs), len(acked))
 	}
 	waitHTTP(t, c.cfgs[small].HealthBindAddr, "/readyz", http.StatusServiceUnavailable, "[-]space failed: data_dir has ", "below min_free_bytes 16.0 MiB")
 	waitHTTP(t, c.cfgs[small].HealthBindAddr, "/health", http.StatusOK, `"disk_problem": "node2 has `)
@@ -144,14 +143,11 @@ func TestFullDiskRefusesWritesBeforeENOSPCAndResumes(t *testing.T) {
 
 	// Nothing acknowledged was lost, nothing refused was stored, and no node
 	// met ENOSPC.
-	h, err = c.client(l).ReadHistory(ctxT(t), &raftogramv1.ReadHistoryRequest{ChannelId: "general", Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
+	msgs := readAll(t, c.client(l), "general")
+	if len(msgs) != len(acked) {
+		t.Fatalf("history holds %d messages, %d were acknowledged", len(msgs), len(acked))
 	}
-	if len(h.GetMessages()) != len(acked) {
-		t.Fatalf("history holds %d messages, %d were acknowledged", len(h.GetMessages()), len(acked))
-	}
-	for i, m := range h.GetMessages() {
+	for i, m := range msgs {
 		if m.GetClientMessageId() != acked[i] || m.GetSequence() != uint64(i+1) {
 			t.Fatalf("message %d is %s at sequence %d, want %s at %d", i, m.GetClientMessageId(), m.GetSequence(), acked[i], i+1)
 		}
@@ -159,6 +155,27 @@ func TestFullDiskRefusesWritesBeforeENOSPCAndResumes(t *testing.T) {
 	for i := range c.cfgs {
 		if log := c.logs[i].String(); strings.Contains(log, "no space left on device") {
 			t.Errorf("%s met ENOSPC", c.cfgs[i].NodeID)
+		}
+	}
+}
+
+// readAll reads a channel's whole history from c, page by page (a page is
+// cut at about 3 MiB of payload).
+func readAll(t *testing.T, c raftogramv1.MessengerClient, ch string) []*raftogramv1.Message {
+	t.Helper()
+	var out []*raftogramv1.Message
+	for {
+		var after uint64
+		if len(out) > 0 {
+			after = out[len(out)-1].GetSequence()
+		}
+		h, err := c.ReadHistory(ctxT(t), &raftogramv1.ReadHistoryRequest{ChannelId: ch, AfterSequence: after, Limit: 1000})
+		if err != nil {
+			t.Fatalf("read %s after %d: %v", ch, after, err)
+		}
+		out = append(out, h.GetMessages()...)
+		if !h.GetHasMore() {
+			return out
 		}
 	}
 }
