@@ -45,9 +45,9 @@ func mountTmpfs(t *testing.T, size int64) string {
 
 // A follower whose data_dir fills: before its disk runs out the leader
 // refuses writes with ResourceExhausted naming it, the follower reports not
-// ready and /health says why, reads keep working, nobody hits ENOSPC, and
-// once space returns writes resume by themselves with nothing acknowledged
-// lost.
+// ready and /health says why (also after a restart), reads keep working,
+// nobody hits ENOSPC, and once space returns writes resume by themselves
+// with nothing acknowledged lost.
 func TestFullDiskRefusesWritesBeforeENOSPCAndResumes(t *testing.T) {
 	const (
 		tmpfsSize = 64 << 20
@@ -93,14 +93,11 @@ func TestFullDiskRefusesWritesBeforeENOSPCAndResumes(t *testing.T) {
 			t.Fatalf("2000 writes of %d bytes and no refusal; node2 has %s free", payload, diskspace.Bytes(free))
 		}
 		cmid := fmt.Sprintf("m%04d", i)
-		_, err := c.client(l).SendMessage(ctxT(t), &raftogramv1.SendMessageRequest{ChannelId: "general", AuthorId: "alice", Payload: body, ClientMessageId: cmid})
-		switch status.Code(err) {
+		switch err := sendOrRefused(t, c, cmid, body); status.Code(err) {
 		case codes.OK:
 			acked = append(acked, cmid)
 		case codes.ResourceExhausted:
 			refusal = err
-		default:
-			t.Fatalf("send %s: %v", cmid, err)
 		}
 	}
 	free, _ = diskspace.Free(mnt)
@@ -114,28 +111,42 @@ func TestFullDiskRefusesWritesBeforeENOSPCAndResumes(t *testing.T) {
 			t.Errorf("%s knows no leader during the alarm", c.cfgs[i].NodeID)
 		}
 	}
-	if msgs := readAll(t, c.client(l), "general"); len(msgs) != len(acked) {
+	if msgs := readAll(t, c.client(c.leader()), "general"); len(msgs) != len(acked) {
 		t.Fatalf("read during the alarm: %d messages for %d acknowledged", len(msgs), len(acked))
 	}
 	waitHTTP(t, c.cfgs[small].HealthBindAddr, "/readyz", http.StatusServiceUnavailable, "[-]space failed: data_dir has ", "below min_free_bytes 16.0 MiB")
 	waitHTTP(t, c.cfgs[small].HealthBindAddr, "/health", http.StatusOK, `"disk_problem": "node2 has `)
+	l = c.leader()
 	waitHTTP(t, c.cfgs[l].HealthBindAddr, "/health", http.StatusOK, `"writes_refused": "node2 has `)
 	waitHTTP(t, c.cfgs[l].HealthBindAddr, "/readyz", http.StatusOK)
 	waitHTTP(t, c.cfgs[small].HealthBindAddr, "/livez", http.StatusOK)
 
+	// Restarted while still short of space, node2 comes back not ready and
+	// says why, rather than healthy while behind.
+	// (A clean stop checkpoints and removes SQLite's WAL, which frees some
+	// space: take it back with more ballast.)
+	c.stop(small)
+	if free, err := diskspace.Free(mnt); err == nil && free > minFree-(1<<20) {
+		if err := os.WriteFile(filepath.Join(mnt, "ballast2"), bytes.Repeat([]byte{1}, int(free-(minFree-(1<<20)))), 0o600); err != nil {
+			t.Fatalf("write more ballast: %v", err)
+		}
+	}
+	c.start(small)
+	waitHTTP(t, c.cfgs[small].HealthBindAddr, "/readyz?verbose", http.StatusServiceUnavailable, "[+]leader ok", "[-]space failed: data_dir has ")
+	waitHTTP(t, c.cfgs[small].HealthBindAddr, "/health", http.StatusOK, `"disk_problem": "node2 has `)
+	waitHTTP(t, c.cfgs[c.leader()].HealthBindAddr, "/health", http.StatusOK, `"writes_refused": "node2 has `)
+	if err := sendOrRefused(t, c, "refused", body); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("write with node2 restarted and still short: %v, want ResourceExhausted", err)
+	}
+
 	// Space returns: writes resume by themselves.
-	if err := os.Remove(ballast); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{ballast, filepath.Join(mnt, "ballast2")} {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
 	}
 	waitFor(t, "a write after space returned", 20*time.Second, func() error {
-		_, err := c.client(l).SendMessage(ctxT(t), &raftogramv1.SendMessageRequest{ChannelId: "general", AuthorId: "alice", Payload: body, ClientMessageId: "after"})
-		if status.Code(err) == codes.ResourceExhausted {
-			return err
-		}
-		if err != nil {
-			t.Fatalf("send after space returned: %v", err)
-		}
-		return nil
+		return sendOrRefused(t, c, "after", body)
 	})
 	acked = append(acked, "after")
 	waitHTTP(t, c.cfgs[small].HealthBindAddr, "/readyz", http.StatusOK)
@@ -143,7 +154,7 @@ func TestFullDiskRefusesWritesBeforeENOSPCAndResumes(t *testing.T) {
 
 	// Nothing acknowledged was lost, nothing refused was stored, and no node
 	// met ENOSPC.
-	msgs := readAll(t, c.client(l), "general")
+	msgs := readAll(t, c.client(c.leader()), "general")
 	if len(msgs) != len(acked) {
 		t.Fatalf("history holds %d messages, %d were acknowledged", len(msgs), len(acked))
 	}
@@ -178,4 +189,28 @@ func readAll(t *testing.T, c raftogramv1.MessengerClient, ch string) []*raftogra
 			return out
 		}
 	}
+}
+
+// sendOrRefused sends cmid through whichever node leads, retrying with the
+// same client_message_id while leadership moves, and returns nil once it is
+// acknowledged or the ResourceExhausted refusal; any other error fails the
+// test.
+func sendOrRefused(t *testing.T, c *testCluster, cmid string, payload []byte) error {
+	t.Helper()
+	var refused error
+	waitFor(t, "send "+cmid, 20*time.Second, func() error {
+		_, err := c.client(c.leader()).SendMessage(ctxT(t), &raftogramv1.SendMessageRequest{ChannelId: "general", AuthorId: "alice", Payload: payload, ClientMessageId: cmid})
+		switch code := status.Code(err); code {
+		case codes.OK:
+			return nil
+		case codes.ResourceExhausted:
+			refused = err
+			return nil
+		case codes.Unavailable, codes.FailedPrecondition:
+			return err
+		}
+		t.Fatalf("send %s: %v", cmid, err)
+		return nil
+	})
+	return refused
 }
