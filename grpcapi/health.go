@@ -70,25 +70,40 @@ func NewHealth(node HealthNode, opts Options) *Health {
 // Register registers the health service on srv.
 func (h *Health) Register(srv grpc.ServiceRegistrar) { healthpb.RegisterHealthServer(srv, h) }
 
+// statusEvery is how many rechecks reuse the last node status (the alarm
+// is read on every one): role and leader changes arrive through Watch, so
+// reading the status again is only a safety net.
+const statusEvery = 4
+
 func (h *Health) follow() {
 	defer h.wg.Done()
 	t := time.NewTicker(healthRecheck)
 	defer t.Stop()
-	for {
-		watch := h.node.Watch()
+	// Take the next watch before reading the status, so no change falls
+	// between the two.
+	watch := h.node.Watch()
+	st := h.node.Status()
+	for ticks := 1; ; ticks++ {
 		select {
 		case <-h.done:
 			return
 		case <-watch:
+			watch = h.node.Watch()
+			st = h.node.Status()
 		case <-t.C:
+			if ticks%statusEvery == 0 {
+				st = h.node.Status()
+			}
 		}
-		h.update()
+		h.set(st)
 	}
 }
 
 // update sets both statuses from the node's current state.
-func (h *Health) update() {
-	st := h.node.Status()
+func (h *Health) update() { h.set(h.node.Status()) }
+
+// set sets both statuses from st and the alarm.
+func (h *Health) set(st cluster.Status) {
 	known := st.LeaderID != ""
 	writes := known && (st.IsLeader || h.forward)
 	if writes && h.space != nil && h.space.CheckWrite() != nil {

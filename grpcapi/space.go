@@ -16,36 +16,42 @@ type PeerAddr struct {
 	ID, GRPCAddr string
 }
 
-// SpacePoller keeps a free-space alarm current with every other node's
-// data_dir: each interval it asks every peer's Peer.DiskSpace (in
-// parallel, each call bounded by the interval) and stores the answers in
-// the alarm. Every node polls, not only the leader, so a node that wins an
-// election knows its followers' space at once. A peer that does not answer
-// keeps its last report until the alarm deems it stale.
+// SpaceNode is what the poller asks about this node's role (a
+// *cluster.Node).
+type SpaceNode interface {
+	Term() uint64
+	IsLeader(term uint64) bool
+	Watch() <-chan struct{}
+}
+
+// SpacePoller keeps a free-space alarm current: each interval it measures
+// this node's data_dir and, where this node takes writes (it leads, or it
+// forwards writes), asks every peer's Peer.DiskSpace (in parallel, each
+// call bounded by the interval) and stores the answers in the alarm. A node
+// that wins an election polls at once. A peer that does not answer keeps
+// its last report until the alarm deems it stale.
 type SpacePoller struct {
-	alarm *diskspace.Alarm
-	self  string
-	peers []PeerAddr
-	conns *Peers
-	log   *slog.Logger
+	alarm   *diskspace.Alarm
+	node    SpaceNode
+	self    string
+	peers   []PeerAddr
+	forward bool
+	conns   *Peers
+	log     *slog.Logger
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-// StartSpacePoller starts polling peers (this node, self, is skipped) into
-// alarm, and measuring this node's data_dir, until Close.
-func StartSpacePoller(alarm *diskspace.Alarm, self string, peers []PeerAddr, log *slog.Logger) *SpacePoller {
+// StartSpacePoller starts measuring into alarm and polling peers (this
+// node, self, is skipped) while node leads or forward is set, until Close.
+func StartSpacePoller(alarm *diskspace.Alarm, node SpaceNode, self string, peers []PeerAddr, forward bool, log *slog.Logger) *SpacePoller {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &SpacePoller{alarm: alarm, self: self, peers: peers, conns: NewPeers(), log: log, cancel: cancel}
-	p.wg.Add(2)
-	go func() {
-		defer p.wg.Done()
-		alarm.Run(ctx)
-	}()
+	p := &SpacePoller{alarm: alarm, node: node, self: self, peers: peers, forward: forward, conns: NewPeers(), log: log, cancel: cancel}
+	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		p.run(ctx)
@@ -57,8 +63,11 @@ func (p *SpacePoller) run(ctx context.Context) {
 	t := time.NewTicker(p.alarm.Interval())
 	defer t.Stop()
 	raised := false
+	watch := p.node.Watch()
 	for {
-		p.pollOnce(ctx)
+		if p.forward || p.node.IsLeader(p.node.Term()) {
+			p.pollOnce(ctx)
+		}
 		switch short := p.alarm.Short(); {
 		case len(short) > 0 && !raised:
 			raised = true
@@ -70,7 +79,10 @@ func (p *SpacePoller) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-watch: // a role change: a new leader polls at once
+			watch = p.node.Watch()
 		case <-t.C:
+			p.alarm.Measure()
 		}
 	}
 }

@@ -71,7 +71,7 @@ func TestDiskChecksAndHealthFields(t *testing.T) {
 	var free atomic.Uint64
 	free.Store(1 << 30)
 	var probeErr atomic.Pointer[error]
-	alarm := diskspace.New(diskspace.Options{NodeID: "node2", Dir: t.TempDir(), MinFree: 64 << 20,
+	alarm := diskspace.New(diskspace.Options{NodeID: "node2", Dir: t.TempDir(), MinFree: 64 << 20, ProbeEvery: 1,
 		Free: func(string) (uint64, error) { return free.Load(), nil },
 		Probe: func(string) error {
 			if p := probeErr.Load(); p != nil {

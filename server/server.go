@@ -141,7 +141,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		return nil, err
 	}
 	alarm := diskspace.New(diskspace.Options{NodeID: cfg.NodeID, Dir: cfg.DataDir, MinFree: cfg.MinFreeBytes})
-	s.space = grpcapi.StartSpacePoller(alarm, cfg.NodeID, spacePeers(cfg), log)
+	s.space = grpcapi.StartSpacePoller(alarm, s.node, cfg.NodeID, spacePeers(cfg), cfg.ForwardWrites, log)
 	apiOpts := grpcapi.Options{
 		MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, Logger: log, Version: o.version,
 		ForwardWrites: cfg.ForwardWrites, StreamHeartbeat: cfg.FollowerStreamHeartbeat, StreamCutoff: cfg.FollowerStreamCutoff,

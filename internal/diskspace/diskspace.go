@@ -3,14 +3,14 @@
 // cluster refuses new writes (ResourceExhausted) before any node's disk
 // fills, and takes them again by itself once space returns.
 //
-// An [Alarm] measures its own data_dir (free bytes and a write probe) every
-// interval and holds the latest reports other nodes gave it (the leader,
-// and every node, polls its peers over the Peer service). [Alarm.CheckWrite]
-// refuses a write while any fresh report is below the threshold.
+// An [Alarm] holds its own data_dir's latest measurement (free bytes and a
+// write probe; [Alarm.Measure], every interval) and the latest reports
+// other nodes gave it (a node that takes writes polls its peers over the
+// Peer service). [Alarm.CheckWrite] refuses a write while any fresh report
+// is below the threshold.
 package diskspace
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"sort"
@@ -24,6 +24,10 @@ import (
 // DefaultInterval is how often an Alarm measures its data_dir and how often
 // peers are polled.
 const DefaultInterval = 500 * time.Millisecond
+
+// DefaultProbeEvery is how many measurements share one write probe (5 s at
+// the default interval); the first measurement probes.
+const DefaultProbeEvery = 10
 
 // staleAfter is how many intervals a peer's report counts for: a node that
 // stopped answering is not known to be short of space any more.
@@ -108,6 +112,9 @@ type Options struct {
 	Probe    func(string) error // Probe when nil
 	Now      func() time.Time   // time.Now when nil
 	Interval time.Duration      // DefaultInterval when 0
+	// ProbeEvery is how many measurements share one write probe;
+	// DefaultProbeEvery when 0.
+	ProbeEvery int
 }
 
 // Alarm is a node's view of the cluster's free space: its own data_dir and
@@ -115,9 +122,11 @@ type Options struct {
 type Alarm struct {
 	opts Options
 
-	mu    sync.Mutex
-	local Report
-	peers map[string]Report
+	mu       sync.Mutex
+	local    Report
+	peers    map[string]Report
+	measures int    // Measure calls so far
+	probeErr string // the latest write probe's error
 }
 
 // New returns an Alarm that has measured its data_dir once.
@@ -134,6 +143,9 @@ func New(opts Options) *Alarm {
 	if opts.Interval <= 0 {
 		opts.Interval = DefaultInterval
 	}
+	if opts.ProbeEvery <= 0 {
+		opts.ProbeEvery = DefaultProbeEvery
+	}
 	a := &Alarm{opts: opts, peers: map[string]Report{}}
 	a.Measure()
 	return a
@@ -141,20 +153,6 @@ func New(opts Options) *Alarm {
 
 // Interval returns how often the alarm measures and peers are polled.
 func (a *Alarm) Interval() time.Duration { return a.opts.Interval }
-
-// Run measures the data_dir every interval until ctx ends.
-func (a *Alarm) Run(ctx context.Context) {
-	t := time.NewTicker(a.opts.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			a.Measure()
-		}
-	}
-}
 
 // Measure measures the data_dir now and returns the report it stores.
 func (a *Alarm) Measure() Report {
@@ -164,16 +162,22 @@ func (a *Alarm) Measure() Report {
 		r.WriteErr = err.Error()
 	}
 	r.Free = free
-	// The probe writes a few bytes; skip it when the disk is already known
-	// short (it would only take the last of it).
-	if err == nil && !r.Low() {
-		if err := a.opts.Probe(a.opts.Dir); err != nil {
-			r.WriteErr = err.Error()
-		}
-	}
+	// The probe writes a few bytes; it runs every ProbeEvery measurements
+	// (its file system calls cost more than statfs), and not when the disk
+	// is already known short (it would only take the last of it).
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err == nil && !r.Low() {
+		if a.measures%a.opts.ProbeEvery == 0 {
+			a.probeErr = ""
+			if err := a.opts.Probe(a.opts.Dir); err != nil {
+				a.probeErr = err.Error()
+			}
+		}
+		r.WriteErr = a.probeErr
+	}
+	a.measures++
 	a.local = r
-	a.mu.Unlock()
 	return r
 }
 

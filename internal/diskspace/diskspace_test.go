@@ -30,7 +30,7 @@ func newFake(t *testing.T, free, min uint64) (*Alarm, *fakeDisk, *time.Time) {
 	d.free.Store(free)
 	now := time.Unix(1000, 0)
 	a := New(Options{NodeID: "node1", Dir: t.TempDir(), MinFree: min, Free: d.Free, Probe: d.Probe,
-		Now: func() time.Time { return now }, Interval: time.Second})
+		Now: func() time.Time { return now }, Interval: time.Second, ProbeEvery: 1})
 	return a, d, &now
 }
 
@@ -124,5 +124,20 @@ func TestBytes(t *testing.T) {
 		if got := Bytes(n); got != want {
 			t.Errorf("Bytes(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestWriteProbeRunsEveryProbeEveryMeasurements(t *testing.T) {
+	probes := 0
+	a := New(Options{NodeID: "node1", Dir: t.TempDir(), ProbeEvery: 3,
+		Free:  func(string) (uint64, error) { return 1 << 30, nil },
+		Probe: func(string) error { probes++; return errors.New("read-only file system") }})
+	for range 5 {
+		if r := a.Measure(); r.WriteErr != "read-only file system" {
+			t.Fatalf("report %+v lost the last probe's error", r)
+		}
+	}
+	if probes != 2 { // measurements 0 (in New), 3
+		t.Fatalf("%d probes in 6 measurements with ProbeEvery 3, want 2", probes)
 	}
 }

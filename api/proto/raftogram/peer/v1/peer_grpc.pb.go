@@ -37,9 +37,10 @@ type PeerClient interface {
 	// A node that does not lead replies FailedPrecondition + NotLeader.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
 	// DiskSpace reports the answering node's data_dir free space and its
-	// min_free_bytes, as last measured. Every node polls its peers with it,
-	// so a leader refuses writes (ResourceExhausted) while any node is short
-	// of space, before that node's disk fills. It never fails.
+	// min_free_bytes, as last measured. The leader (and any node that forwards
+	// writes) polls its peers with it, so it refuses writes
+	// (ResourceExhausted) while any node is short of space, before that
+	// node's disk fills. It never fails.
 	DiskSpace(ctx context.Context, in *DiskSpaceRequest, opts ...grpc.CallOption) (*DiskSpaceResponse, error)
 }
 
@@ -83,9 +84,10 @@ type PeerServer interface {
 	// A node that does not lead replies FailedPrecondition + NotLeader.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 	// DiskSpace reports the answering node's data_dir free space and its
-	// min_free_bytes, as last measured. Every node polls its peers with it,
-	// so a leader refuses writes (ResourceExhausted) while any node is short
-	// of space, before that node's disk fills. It never fails.
+	// min_free_bytes, as last measured. The leader (and any node that forwards
+	// writes) polls its peers with it, so it refuses writes
+	// (ResourceExhausted) while any node is short of space, before that
+	// node's disk fills. It never fails.
 	DiskSpace(context.Context, *DiskSpaceRequest) (*DiskSpaceResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
