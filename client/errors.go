@@ -131,7 +131,8 @@ var domainKinds = map[string]error{
 	domain.EUNAUTHENTICATED: ErrUnauthenticated,
 	domain.EPERMISSION:      ErrPermissionDenied,
 
-	domain.EEXISTS: ErrAlreadyExists,
+	domain.EEXISTS:    ErrAlreadyExists,
+	domain.EEXHAUSTED: ErrResourceExhausted,
 }
 
 // codeKinds maps the gRPC codes the server sets directly (outside the

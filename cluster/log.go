@@ -2,20 +2,29 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // hclogSink forwards hashicorp/raft's hclog output to slog, so a node writes
-// one log stream in one format.
-type hclogSink struct{ log *slog.Logger }
+// one log stream in one format. An error line that reports the intended
+// effect of something this node did on purpose (expected returns true for
+// it) is logged at debug instead.
+type hclogSink struct {
+	log      *slog.Logger
+	expected func(msg string, args []any) bool
+}
 
-func (s hclogSink) Accept(name string, level hclog.Level, msg string, args ...any) {
+func (s *hclogSink) Accept(name string, level hclog.Level, msg string, args ...any) {
 	var l slog.Level
 	switch {
+	case level >= hclog.Error && s.expected != nil && s.expected(msg, args):
+		l = slog.LevelDebug
 	case level >= hclog.Error:
 		l = slog.LevelError
 	case level == hclog.Warn:
@@ -39,8 +48,44 @@ func (s hclogSink) Accept(name string, level hclog.Level, msg string, args ...an
 	s.log.Log(ctx, l, msg, args...)
 }
 
-func newHCLogger(log *slog.Logger) hclog.Logger {
+// newHCLogger returns the hclog.Logger raft writes to: its lines go to log
+// with component=raft; expected (may be nil) picks the error lines to
+// demote to debug.
+func newHCLogger(log *slog.Logger, expected func(msg string, args []any) bool) hclog.Logger {
 	il := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "raft", Output: io.Discard, Level: hclog.Debug})
-	il.RegisterSink(hclogSink{log: log.With("component", "raft")})
+	il.RegisterSink(&hclogSink{log: log.With("component", "raft"), expected: expected})
 	return il
+}
+
+// Error lines raft writes during a clean stop, as the effect of the stop
+// itself (see expectedRaftError).
+const (
+	// A leader's replication to a peer met a newer term: after the
+	// leadership transfer Close starts, that is the transfer working.
+	handOverDeposedMsg = "peer has newer term, stopping replication"
+	// An inbound RPC arrived after raft stopped and was answered with
+	// raft.ErrTransportShutdown when the transport closed under it.
+	inboundAbortedMsg = "failed to decode incoming command"
+)
+
+// expectedRaftError reports whether an error line raft logs (msg with its
+// key/value args) is the expected effect of this node stopping cleanly, so
+// it is debug rather than an error: the hand-over's "newer term" line, and
+// inbound RPCs cut by the transport's shutdown. The same lines at any other
+// time (another node deposed this one; a peer sent garbage) stay errors.
+func (n *Node) expectedRaftError(msg string, args []any) bool {
+	if !n.stopping.Load() {
+		return false
+	}
+	switch msg {
+	case handOverDeposedMsg:
+		return true
+	case inboundAbortedMsg:
+		for i := 0; i+1 < len(args); i += 2 {
+			if err, ok := args[i+1].(error); ok && args[i] == "error" && errors.Is(err, raft.ErrTransportShutdown) {
+				return true
+			}
+		}
+	}
+	return false
 }

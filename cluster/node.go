@@ -102,6 +102,11 @@ type Node struct {
 	leaderChanges atomic.Uint64 // leaders this node learned of (LeaderChanges)
 	inflight      atomic.Int64  // group-commit entries in raft (EntriesInFlight)
 
+	stopping atomic.Bool // set when Close starts
+
+	liveMu sync.Mutex
+	live   *liveRound // Liveness's latest probe of raft's main loop
+
 	watchMu sync.Mutex
 	watch   chan struct{} // closed on every role or leader change
 
@@ -151,7 +156,7 @@ func Open(ctx context.Context, cfg Config, fsm FSM) (*Node, error) {
 
 func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 	cfg := n.cfg
-	hlog := newHCLogger(n.log)
+	hlog := newHCLogger(n.log, n.expectedRaftError)
 	if err := checkLogFile(filepath.Join(cfg.DataDir, LogFileName)); err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
@@ -310,6 +315,7 @@ func (n *Node) Watch() <-chan struct{} {
 // elect a leader after their heartbeat timeout).
 func (n *Node) Close(ctx context.Context) error {
 	n.closeOnce.Do(func() {
+		n.stopping.Store(true)
 		if err := n.HandOff(ctx); err != nil {
 			n.log.Warn("leadership transfer before shutdown failed", "error", err)
 		}
@@ -363,6 +369,7 @@ func (n *Node) awaitNotLeader(ctx context.Context, d time.Duration) error {
 // leadership an election timeout to move before the next; it waits for
 // the new leader at most five election timeouts.
 func (n *Node) HandOff(ctx context.Context) error {
+	n.stopping.Store(true) // raft's hand-over lines are not errors from here on
 	if n.raft.State() != raft.Leader || len(n.peers) < 2 {
 		return nil
 	}

@@ -321,6 +321,21 @@ type Config struct {
 	// access_log_sample_rate, env RAFTOGRAM_ACCESS_LOG_SAMPLE_RATE,
 	// default 0.
 	AccessLogSampleRate float64 `yaml:"access_log_sample_rate" env:"ACCESS_LOG_SAMPLE_RATE"`
+	// GRPCReflection serves gRPC server reflection on the gRPC port, so
+	// `grpcurl host:port list` works without proto files.
+	// YAML grpc_reflection, env RAFTOGRAM_GRPC_REFLECTION, default false.
+	GRPCReflection bool `yaml:"grpc_reflection" env:"GRPC_REFLECTION"`
+	// MinFreeBytes is the free-space alarm's threshold, like etcd's space
+	// quota: while any node's data_dir has fewer bytes available, the
+	// leader refuses writes with ResourceExhausted and that node reports
+	// not ready; writes resume by themselves once space returns. 0 turns
+	// the alarm off. YAML min_free_bytes, env RAFTOGRAM_MIN_FREE_BYTES,
+	// default 134217728 (128 MiB).
+	MinFreeBytes uint64 `yaml:"min_free_bytes" env:"MIN_FREE_BYTES"`
+	// ReadyzMaxLag is how many log entries a node's applied index may trail
+	// the leader's commit index while GET /readyz calls it ready.
+	// YAML readyz_max_lag, env RAFTOGRAM_READYZ_MAX_LAG, default 100.
+	ReadyzMaxLag uint64 `yaml:"readyz_max_lag" env:"READYZ_MAX_LAG"`
 }
 
 // Default returns the built-in defaults: a node "node1" with Raft on
@@ -364,6 +379,8 @@ func Default() Config {
 		LogLevel:                "info",
 		FollowerStreamHeartbeat: time.Second,
 		FollowerStreamCutoff:    10 * time.Second,
+		MinFreeBytes:            128 << 20,
+		ReadyzMaxLag:            100,
 	}
 }
 

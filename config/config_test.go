@@ -53,6 +53,8 @@ func TestDefault(t *testing.T) {
 		LogLevel:                "info",
 		FollowerStreamHeartbeat: time.Second,
 		FollowerStreamCutoff:    10 * time.Second,
+		MinFreeBytes:            128 << 20,
+		ReadyzMaxLag:            100,
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Default() = %+v\nwant %+v", got, want)
@@ -365,6 +367,9 @@ func TestLoadEnvOnly(t *testing.T) {
 		"RAFTOGRAM_FORWARD_WRITES":            "true",
 		"RAFTOGRAM_FOLLOWER_STREAM_HEARTBEAT": "250ms",
 		"RAFTOGRAM_FOLLOWER_STREAM_CUTOFF":    "3s",
+		"RAFTOGRAM_GRPC_REFLECTION":           "true",
+		"RAFTOGRAM_MIN_FREE_BYTES":            "0",
+		"RAFTOGRAM_READYZ_MAX_LAG":            "5000",
 		"RAFTOGRAM_CONFIG":                    "/nonexistent/config.yaml", // read by main, ignored here
 		"RAFTOGRAM_":                          "junk",                     // not a field: ignored
 		"HOME":                                "/root",
@@ -387,6 +392,9 @@ func TestLoadEnvOnly(t *testing.T) {
 	want.ForwardWrites = true
 	want.FollowerStreamHeartbeat = 250 * time.Millisecond
 	want.FollowerStreamCutoff = 3 * time.Second
+	want.GRPCReflection = true
+	want.MinFreeBytes = 0
+	want.ReadyzMaxLag = 5000
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("Load() =\n %+v\nwant\n %+v", cfg, want)
 	}

@@ -15,7 +15,8 @@ const (
 	EUNAUTHENTICATED = "unauthenticated"   // no or bad credentials (auth on)
 	EPERMISSION      = "permission_denied" // authenticated, but not allowed; nothing changed
 
-	EEXISTS = "already_exists" // the key is taken by something else (an idempotency conflict); nothing changed
+	EEXISTS    = "already_exists" // the key is taken by something else (an idempotency conflict); nothing changed
+	EEXHAUSTED = "exhausted"      // a resource is short (free disk space): refused, nothing changed
 )
 
 // Error is an application error whose Message is safe to show to clients.

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -52,6 +53,8 @@ type FSM struct {
 
 	mu      sync.Mutex
 	applied chan struct{} // closed and replaced after every apply or restore
+
+	applyingSince atomic.Int64 // UnixNano when the running ApplyBatch began; 0 between batches
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -128,6 +131,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 // raft never offers an entry twice, so continuing would diverge from the
 // other nodes. Restarting replays the entry from the durable log.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	f.applyingSince.Store(time.Now().UnixNano())
+	defer f.applyingSince.Store(0)
 	applied := f.store.AppliedIndex()
 	entries := make([]projection.Entry, len(logs))
 	for i, l := range logs {
@@ -232,6 +237,16 @@ func deletedIn(entries []projection.Entry, id string) bool {
 		}
 	}
 	return false
+}
+
+// ApplyingSince returns when the ApplyBatch now running began, or the zero
+// time between batches (what /livez reads to tell a stuck apply loop from
+// an idle one).
+func (f *FSM) ApplyingSince() time.Time {
+	if ns := f.applyingSince.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 func (f *FSM) fatal(err error) {

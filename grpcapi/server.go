@@ -13,6 +13,7 @@ import (
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/domain"
 	"github.com/raftogram/raftogram/fanout"
+	"github.com/raftogram/raftogram/internal/diskspace"
 	"github.com/raftogram/raftogram/projection"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -85,6 +86,10 @@ type Options struct {
 	// peer whose gRPC address is addr (mutual TLS with the node's
 	// certificate when tls is on); plaintext when nil.
 	PeerCredentials func(addr string) (credentials.TransportCredentials, error)
+	// Space is the node's free-space alarm: writes are refused with
+	// ResourceExhausted while it is raised, and Peer.DiskSpace reports it.
+	// nil: no alarm.
+	Space *diskspace.Alarm
 }
 
 // Server implements raftogramv1.MessengerServer.
@@ -236,8 +241,14 @@ func (s *Server) validateSend(req *raftogramv1.SendMessageRequest) error {
 }
 
 // apply commits one event and returns its result, or the rejection as an
-// error.
+// error. While the free-space alarm is raised it refuses the write
+// (EEXHAUSTED) and writes nothing.
 func (s *Server) apply(ctx context.Context, ev domain.Event) (domain.Result, error) {
+	if s.opts.Space != nil {
+		if err := s.opts.Space.CheckWrite(); err != nil {
+			return domain.Result{}, err
+		}
+	}
 	rs, err := s.cluster.Apply(ctx, []domain.Event{ev})
 	if err != nil {
 		return domain.Result{}, err

@@ -23,7 +23,7 @@ func (f fakeSource) GetClusterStatus(context.Context, *raftogramv1.GetClusterSta
 	return f.cs, f.err
 }
 
-func get(t *testing.T, h http.Handler, method, path string) *httptest.ResponseRecorder {
+func request(t *testing.T, h http.Handler, method, path string) *httptest.ResponseRecorder {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
@@ -34,13 +34,13 @@ func get(t *testing.T, h http.Handler, method, path string) *httptest.ResponseRe
 // is referenced.
 func TestStatusPageIsServedFromTheBinary(t *testing.T) {
 	h := Handler(fakeNode{}, Options{Cluster: fakeSource{}})
-	page := get(t, h, http.MethodGet, "/")
+	page := request(t, h, http.MethodGet, "/")
 	if page.Code != http.StatusOK || !strings.HasPrefix(page.Header().Get("Content-Type"), "text/html") ||
 		!strings.Contains(page.Body.String(), `<tbody id="nodes">`) || !strings.Contains(page.Body.String(), `src="/static/status.js"`) {
 		t.Fatalf("GET / = %d %q:\n%s", page.Code, page.Header().Get("Content-Type"), page.Body)
 	}
 	for path, ctype := range map[string]string{"/static/status.js": "text/javascript", "/static/status.css": "text/css"} {
-		rec := get(t, h, http.MethodGet, path)
+		rec := request(t, h, http.MethodGet, path)
 		if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), ctype) || rec.Body.Len() == 0 {
 			t.Fatalf("GET %s = %d %q", path, rec.Code, rec.Header().Get("Content-Type"))
 		}
@@ -56,12 +56,12 @@ func TestStatusPageIsServedFromTheBinary(t *testing.T) {
 		code         int
 	}{{http.MethodPost, "/", http.StatusMethodNotAllowed}, {http.MethodGet, "/static/nope.js", http.StatusNotFound},
 		{http.MethodGet, "/nope", http.StatusNotFound}, {http.MethodPost, "/cluster", http.StatusMethodNotAllowed}} {
-		if rec := get(t, h, c.method, c.path); rec.Code != c.code {
+		if rec := request(t, h, c.method, c.path); rec.Code != c.code {
 			t.Errorf("%s %s = %d, want %d", c.method, c.path, rec.Code, c.code)
 		}
 	}
 	// Without a cluster source there is no page.
-	if rec := get(t, Handler(fakeNode{}, Options{}), http.MethodGet, "/"); rec.Code != http.StatusNotFound {
+	if rec := request(t, Handler(fakeNode{}, Options{}), http.MethodGet, "/"); rec.Code != http.StatusNotFound {
 		t.Fatalf("GET / without a source = %d", rec.Code)
 	}
 }
@@ -74,7 +74,7 @@ func TestClusterJSON(t *testing.T) {
 			CommitIndex: 40, AppliedIndex: 38, LogAppliedIndex: 38, LastContactMs: 12}},
 		{NodeId: "node3", GrpcAddr: "h3:9000", ErrorCode: uint32(codes.Unavailable), Error: "no answer within 3s"},
 	}}
-	rec := get(t, Handler(fakeNode{}, Options{Cluster: fakeSource{cs: cs}}), http.MethodGet, "/cluster")
+	rec := request(t, Handler(fakeNode{}, Options{Cluster: fakeSource{cs: cs}}), http.MethodGet, "/cluster")
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" || rec.Header().Get("Cache-Control") != "no-store" {
 		t.Fatalf("GET /cluster = %d %v", rec.Code, rec.Header())
 	}
@@ -97,7 +97,7 @@ func TestClusterJSON(t *testing.T) {
 		}
 	}
 
-	rec = get(t, Handler(fakeNode{}, Options{Cluster: fakeSource{err: status.Error(codes.Canceled, "request cancelled")}}), http.MethodGet, "/cluster")
+	rec = request(t, Handler(fakeNode{}, Options{Cluster: fakeSource{err: status.Error(codes.Canceled, "request cancelled")}}), http.MethodGet, "/cluster")
 	if rec.Code != http.StatusServiceUnavailable || strings.TrimSpace(rec.Body.String()) != "cluster status: request cancelled" {
 		t.Fatalf("failed gathering = %d %q", rec.Code, rec.Body)
 	}

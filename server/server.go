@@ -25,11 +25,13 @@ import (
 	"github.com/raftogram/raftogram/grpcapi"
 	"github.com/raftogram/raftogram/httpapi"
 	"github.com/raftogram/raftogram/internal/certs"
+	"github.com/raftogram/raftogram/internal/diskspace"
 	"github.com/raftogram/raftogram/internal/window"
 	"github.com/raftogram/raftogram/metrics"
 	"github.com/raftogram/raftogram/projection"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/reflection"
 )
 
 // TmpDirName is the directory under data_dir for snapshot copies in flight.
@@ -83,6 +85,9 @@ type Server struct {
 
 	stopWatch context.CancelFunc
 
+	health *grpcapi.Health      // grpc.health.v1.Health
+	space  *grpcapi.SpacePoller // the free-space alarm's measurements and peer polls
+
 	serveErr chan error
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -100,7 +105,8 @@ type options struct{ version string }
 func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 
 // Open opens the projection and starts the Raft member and both servers on
-// ls. The gRPC server serves the Messenger, Admin and Peer services. The
+// ls. The gRPC server serves the Messenger, Admin and Peer services,
+// grpc.health.v1.Health, and server reflection when configured. The
 // listeners belong to the Server from then on. It returns an error if any
 // part fails to start, after stopping the parts that started.
 func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger, opts ...Option) (*Server, error) {
@@ -162,10 +168,13 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		store.Close()
 		return nil, err
 	}
+	alarm := diskspace.New(diskspace.Options{NodeID: cfg.NodeID, Dir: cfg.DataDir, MinFree: cfg.MinFreeBytes})
+	s.space = grpcapi.StartSpacePoller(alarm, s.node, cfg.NodeID, spacePeers(cfg), cfg.ForwardWrites, peerCredentials(cfg, s.certs), log)
 	apiOpts := grpcapi.Options{
 		MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, Logger: log, Version: o.version,
 		ForwardWrites: cfg.ForwardWrites, StreamHeartbeat: cfg.FollowerStreamHeartbeat, StreamCutoff: cfg.FollowerStreamCutoff,
 		PeerCredentials: peerCredentials(cfg, s.certs),
+		Space:           alarm,
 	}
 	s.api = grpcapi.New(s.node, store, hub, apiOpts)
 	// Interceptors, outermost first: metrics, access log and panic recovery
@@ -185,10 +194,17 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	s.admin = grpcapi.NewAdmin(s.node, store, recent, apiOpts)
 	raftogramv1.RegisterAdminServer(s.grpc, s.admin)
 	peerv1.RegisterPeerServer(s.grpc, grpcapi.NewPeer(s.node, apiOpts))
+	s.health = grpcapi.NewHealth(s.node, apiOpts)
+	s.health.Register(s.grpc)
+	if cfg.GRPCReflection {
+		reflection.Register(s.grpc)
+	}
 	m.InitializeRPCs(s.grpc)
 	m.Watch(metrics.Sources{Raft: s.node, Projection: store, Fanout: hub, DataDir: cfg.DataDir})
-	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{Pprof: cfg.DebugPprof, Cluster: s.admin, Metrics: m.Handler()}),
-		ReadHeaderTimeout: 5 * time.Second, IdleTimeout: cfg.Limits.IdleConnectionTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
+	s.http = &http.Server{Handler: httpapi.Handler(s.node, httpapi.Options{
+		Pprof: cfg.DebugPprof, Cluster: s.admin, Metrics: m.Handler(),
+		Live: s.node, Projection: store, Space: alarm, ReadyMaxLag: cfg.ReadyzMaxLag,
+	}), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: cfg.Limits.IdleConnectionTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
 
 	var wctx context.Context
 	wctx, s.stopWindow = context.WithCancel(context.Background())
@@ -219,6 +235,15 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 
 // windowInterval is how often the status window samples the registry.
 const windowInterval = 5 * time.Second
+
+// spacePeers is every peer's id and gRPC address, for the free-space polls.
+func spacePeers(cfg config.Config) []grpcapi.PeerAddr {
+	out := make([]grpcapi.PeerAddr, len(cfg.Cluster.Peers))
+	for i, p := range cfg.Cluster.Peers {
+		out[i] = grpcapi.PeerAddr{ID: p.NodeID, GRPCAddr: p.GRPCAddr}
+	}
+	return out
+}
 
 // projectionCommitDelay is how long applied entries may wait in the
 // projection's open transaction before a commit (projection.Options). Reads
@@ -289,6 +314,7 @@ func (s *Server) Close() error {
 		defer cancel()
 		s.log.Info("shutting down")
 		s.stopWatch()
+		s.health.Shutdown()
 		s.api.Shutdown()
 		if err := s.node.HandOff(ctx); err != nil {
 			s.log.Warn("leadership transfer before shutdown failed", "error", err)
@@ -303,7 +329,7 @@ func (s *Server) Close() error {
 			<-stopped
 		}
 		var errs []error
-		errs = append(errs, s.api.Close())
+		errs = append(errs, s.api.Close(), s.space.Close())
 		s.stopWindow()
 		errs = append(errs, s.node.Close(ctx))
 		if err := s.http.Shutdown(ctx); err != nil {

@@ -16,7 +16,7 @@ import (
 
 func init() {
 	subcommands["healthcheck"] = healthcheck
-	summaries["healthcheck"] = "probe a node's GET /health (the container HEALTHCHECK)"
+	summaries["healthcheck"] = "probe whether a node is ready: GET /health and /readyz (the container HEALTHCHECK)"
 }
 
 // healthcheckDefaultAddr is probed when RAFTOGRAM_HEALTH_BIND_ADDR is unset;
@@ -40,10 +40,12 @@ type healthcheckStatus struct {
 }
 
 // healthcheck is `raftogram healthcheck [-addr host:port] [-timeout 2s]`:
-// it asks a node's GET /health and exits 0 when the node answers and knows
-// a leader, 1 when it answers without a leader or cannot be asked, and 2 on
-// a usage error. It prints a one-line summary: to stdout when healthy, to
-// stderr otherwise. It is the container image's HEALTHCHECK.
+// it asks a node's GET /health, then GET /readyz, and exits 0 when the node
+// answers, knows a leader and is ready (applied close to the leader's
+// commit index, projection healthy, data_dir writable with min_free_bytes
+// free), 1 when it is not ready or cannot be asked, and 2 on a usage error.
+// It prints a one-line summary: to stdout when healthy, to stderr
+// otherwise. It is the container image's HEALTHCHECK.
 func healthcheck(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("raftogram healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -52,9 +54,10 @@ func healthcheck(ctx context.Context, args []string, env map[string]string, stdo
 	timeout := fs.Duration("timeout", 2*time.Second, "give up after this long")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: raftogram healthcheck [-addr host:port] [-timeout 2s]\n\n"+
-			"Queries GET /health of a node. Exit status: 0 when the node answers and\n"+
-			"knows a leader, 1 when it answers without a leader or cannot be reached,\n"+
-			"2 on a usage error.\n\nFlags:\n")
+			"Queries GET /health and GET /readyz of a node. Exit status: 0 when the\n"+
+			"node answers, knows a leader and is ready (/readyz answers 200), 1 when\n"+
+			"it answers without a leader, is not ready or cannot be reached, 2 on a\n"+
+			"usage error.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -86,6 +89,15 @@ func healthcheck(ctx context.Context, args []string, env map[string]string, stdo
 	if st.LeaderID == "" {
 		fmt.Fprintf(stderr, "unhealthy: %s is %s in term %d and knows no leader (applied %d, commit %d)\n",
 			st.NodeID, st.Role, st.Term, st.AppliedIndex, st.CommitIndex)
+		return 1
+	}
+	readyURL := strings.TrimSuffix(url, "/health") + "/readyz"
+	if reasons, err := healthcheckReady(ctx, readyURL, *timeout); err != nil {
+		fmt.Fprintf(stderr, "unhealthy: %s: %v\n", readyURL, err)
+		return 1
+	} else if reasons != "" {
+		fmt.Fprintf(stderr, "unhealthy: %s is %s in term %d, leader %s, but not ready: %s\n",
+			st.NodeID, st.Role, st.Term, st.LeaderID, reasons)
 		return 1
 	}
 	fmt.Fprintf(stdout, "healthy: %s is %s in term %d, leader %s at %s (applied %d, commit %d)\n",
@@ -136,36 +148,12 @@ func healthcheckURL(addr string) (string, error) {
 
 // healthcheckQuery fetches and decodes one /health answer.
 func healthcheckQuery(ctx context.Context, url string, timeout time.Duration) (healthcheckStatus, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	code, body, err := healthcheckGet(ctx, url, timeout)
 	if err != nil {
 		return healthcheckStatus{}, err
 	}
-	req.Header.Set("Accept", "application/json")
-	client := &http.Client{
-		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
-		// /health is never redirected; a redirect means something else answers.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
-			return healthcheckStatus{}, fmt.Errorf("no answer within %v", timeout)
-		}
-		var ue *neturl.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the URL is already in the message
-		}
-		return healthcheckStatus{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, healthcheckMaxBody))
-	if err != nil {
-		return healthcheckStatus{}, fmt.Errorf("read answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return healthcheckStatus{}, fmt.Errorf("HTTP %s: %s", resp.Status, healthcheckSnippet(body))
+	if code != http.StatusOK {
+		return healthcheckStatus{}, fmt.Errorf("HTTP %d %s: %s", code, http.StatusText(code), healthcheckSnippet(body))
 	}
 	var st healthcheckStatus
 	if err := json.Unmarshal(body, &st); err != nil {
@@ -175,6 +163,66 @@ func healthcheckQuery(ctx context.Context, url string, timeout time.Duration) (h
 		return healthcheckStatus{}, fmt.Errorf("answer lacks node_id or role: %s", healthcheckSnippet(body))
 	}
 	return st, nil
+}
+
+// healthcheckGet sends GET url within timeout and returns the status code
+// and (at most healthcheckMaxBody of) the body.
+func healthcheckGet(ctx context.Context, url string, timeout time.Duration) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	client := &http.Client{
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		// /health and /readyz are never redirected; a redirect means
+		// something else answers.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+			return 0, nil, fmt.Errorf("no answer within %v", timeout)
+		}
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is already in the message
+		}
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, healthcheckMaxBody))
+	if err != nil {
+		return 0, nil, fmt.Errorf("read answer: %w", err)
+	}
+	return resp.StatusCode, body, nil
+}
+
+// healthcheckReady asks GET /readyz: it returns "" when the node is ready
+// (200), the failed checks joined on one line when it is not (503), and an
+// error when it cannot be asked or answers anything else.
+func healthcheckReady(ctx context.Context, url string, timeout time.Duration) (string, error) {
+	code, body, err := healthcheckGet(ctx, url, timeout)
+	if err != nil {
+		return "", err
+	}
+	switch code {
+	case http.StatusOK:
+		return "", nil
+	case http.StatusServiceUnavailable:
+		var failed []string
+		for _, line := range strings.Split(string(body), "\n") {
+			if r, ok := strings.CutPrefix(line, "[-]"); ok {
+				failed = append(failed, r)
+			}
+		}
+		if len(failed) == 0 {
+			return healthcheckSnippet(body), nil
+		}
+		return strings.Join(failed, "; "), nil
+	}
+	return "", fmt.Errorf("HTTP %d %s: %s", code, http.StatusText(code), healthcheckSnippet(body))
 }
 
 // healthcheckSnippet is a short single-line excerpt of a body for messages.

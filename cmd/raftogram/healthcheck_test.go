@@ -20,17 +20,32 @@ func runHealthcheck(t *testing.T, env map[string]string, args ...string) (int, s
 	return code, stdout.String(), stderr.String()
 }
 
-// healthServer serves body with status code on /health and 404 elsewhere.
+// healthServer serves body with status code on /health, a ready node's
+// "ok" on /readyz and 404 elsewhere.
 func healthServer(t *testing.T, code int, body string) string {
 	t.Helper()
+	return probedServer(t, code, body, http.StatusOK, "ok\n")
+}
+
+// probedServer serves body with status code on /health, readyBody with
+// readyCode on /readyz, and 404 elsewhere.
+func probedServer(t *testing.T, code int, body string, readyCode int, readyBody string) string {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/health" || r.Method != http.MethodGet {
+		switch {
+		case r.Method != http.MethodGet:
 			http.NotFound(w, r)
-			return
+		case r.URL.Path == "/health":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			_, _ = w.Write([]byte(body))
+		case r.URL.Path == "/readyz":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(readyCode)
+			_, _ = w.Write([]byte(readyBody))
+		default:
+			http.NotFound(w, r)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		_, _ = w.Write([]byte(body))
 	}))
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
@@ -70,6 +85,31 @@ func TestHealthcheckNoLeader(t *testing.T) {
 	want := "unhealthy: node3 is candidate in term 7 and knows no leader (applied 4, commit 4)\n"
 	if code != 1 || out != "" || errOut != want {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want 1, empty, %q", code, out, errOut, want)
+	}
+}
+
+// The check means ready, not merely up: a node that knows a leader but
+// whose /readyz fails is unhealthy, with the failed checks on one line.
+func TestHealthcheckNotReady(t *testing.T) {
+	const follower = `{"node_id":"node2","role":"follower","is_leader":false,"leader_id":"node1","leader_grpc_addr":"127.0.0.1:9000","term":3,"commit_index":900,"applied_index":12}`
+	for _, tc := range []struct {
+		name      string
+		readyCode int
+		readyBody string
+		want      string
+	}{
+		{"behind and short of space", http.StatusServiceUnavailable,
+			"[-]applied failed: applied index 12 is 888 entries behind the leader's commit index 900 (readyz_max_lag 100)\n[-]space failed: data_dir has 3.0 MiB free, below min_free_bytes 128.0 MiB\nreadyz check failed\n",
+			"unhealthy: node2 is follower in term 3, leader node1, but not ready: applied failed: applied index 12 is 888 entries behind the leader's commit index 900 (readyz_max_lag 100); space failed: data_dir has 3.0 MiB free, below min_free_bytes 128.0 MiB\n"},
+		{"no readyz", http.StatusNotFound, "404 page not found\n", "/readyz: HTTP 404 Not Found: 404 page not found\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := probedServer(t, http.StatusOK, follower, tc.readyCode, tc.readyBody)
+			code, out, errOut := runHealthcheck(t, nil, "-addr", addr)
+			if code != 1 || out != "" || !strings.HasSuffix(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want 1, empty, one line ending %q", code, out, errOut, tc.want)
+			}
+		})
 	}
 }
 

@@ -20,7 +20,8 @@ var table = map[string]codes.Code{
 	domain.EUNAUTHENTICATED: codes.Unauthenticated,
 	domain.EPERMISSION:      codes.PermissionDenied,
 
-	domain.EEXISTS: codes.AlreadyExists,
+	domain.EEXISTS:    codes.AlreadyExists,
+	domain.EEXHAUSTED: codes.ResourceExhausted,
 }
 
 var inverse = func() map[codes.Code]string {

@@ -8,7 +8,7 @@ import (
 )
 
 func TestTableInvertsForEveryDomainCode(t *testing.T) {
-	for _, d := range []string{domain.EINVALID, domain.ENOTFOUND, domain.EUNAVAILABLE, domain.EINTERNAL, domain.EUNAUTHENTICATED, domain.EPERMISSION, domain.EEXISTS} {
+	for _, d := range []string{domain.EINVALID, domain.ENOTFOUND, domain.EUNAVAILABLE, domain.EINTERNAL, domain.EUNAUTHENTICATED, domain.EPERMISSION, domain.EEXISTS, domain.EEXHAUSTED} {
 		got, ok := DomainCode(GRPCCode(d))
 		if !ok || got != d {
 			t.Errorf("DomainCode(GRPCCode(%q)) = %q, %v", d, got, ok)

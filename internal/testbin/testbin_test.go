@@ -134,7 +134,12 @@ func TestGetHealth(t *testing.T) {
 		LeaderRaftAddr: "127.0.0.1:7000", LeaderGRPCAddr: "127.0.0.1:9000",
 		Term: 3, CommitIndex: 40, AppliedIndex: 39, CommittedIndex: 38, LastLogIndex: 41, SnapshotIndex: 20,
 	}
-	srv := httptest.NewServer(httpapi.Handler(fakeNode(want), httpapi.Options{}))
+	srv := httptest.NewServer(httpapi.Handler(fakeNode{
+		NodeID: want.NodeID, Role: want.Role, LeaderID: want.LeaderID,
+		LeaderRaftAddr: want.LeaderRaftAddr, LeaderGRPCAddr: want.LeaderGRPCAddr,
+		Term: want.Term, CommitIndex: want.CommitIndex, AppliedIndex: want.AppliedIndex,
+		CommittedIndex: want.CommittedIndex, LastLogIndex: want.LastLogIndex, SnapshotIndex: want.SnapshotIndex,
+	}, httpapi.Options{}))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	for _, client := range []*http.Client{nil, {Timeout: 2 * time.Second}} {

@@ -120,6 +120,123 @@ func (x *ReadIndexResponse) GetTerm() uint64 {
 	return 0
 }
 
+type DiskSpaceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The asking node's id (for logs).
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiskSpaceRequest) Reset() {
+	*x = DiskSpaceRequest{}
+	mi := &file_raftogram_peer_v1_peer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiskSpaceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiskSpaceRequest) ProtoMessage() {}
+
+func (x *DiskSpaceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_peer_v1_peer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiskSpaceRequest.ProtoReflect.Descriptor instead.
+func (*DiskSpaceRequest) Descriptor() ([]byte, []int) {
+	return file_raftogram_peer_v1_peer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DiskSpaceRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type DiskSpaceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answering node's id.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Bytes available in its data_dir's file system.
+	FreeBytes uint64 `protobuf:"varint,2,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
+	// Its min_free_bytes: writes are refused below it; 0 means no alarm.
+	MinFreeBytes uint64 `protobuf:"varint,3,opt,name=min_free_bytes,json=minFreeBytes,proto3" json:"min_free_bytes,omitempty"`
+	// Why its write probe of the data_dir failed; empty when it succeeded.
+	WriteError    string `protobuf:"bytes,4,opt,name=write_error,json=writeError,proto3" json:"write_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiskSpaceResponse) Reset() {
+	*x = DiskSpaceResponse{}
+	mi := &file_raftogram_peer_v1_peer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiskSpaceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiskSpaceResponse) ProtoMessage() {}
+
+func (x *DiskSpaceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_peer_v1_peer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiskSpaceResponse.ProtoReflect.Descriptor instead.
+func (*DiskSpaceResponse) Descriptor() ([]byte, []int) {
+	return file_raftogram_peer_v1_peer_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DiskSpaceResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *DiskSpaceResponse) GetFreeBytes() uint64 {
+	if x != nil {
+		return x.FreeBytes
+	}
+	return 0
+}
+
+func (x *DiskSpaceResponse) GetMinFreeBytes() uint64 {
+	if x != nil {
+		return x.MinFreeBytes
+	}
+	return 0
+}
+
+func (x *DiskSpaceResponse) GetWriteError() string {
+	if x != nil {
+		return x.WriteError
+	}
+	return ""
+}
+
 var File_raftogram_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_raftogram_peer_v1_peer_proto_rawDesc = "" +
@@ -130,9 +247,19 @@ const file_raftogram_peer_v1_peer_proto_rawDesc = "" +
 	"\x11ReadIndexResponse\x12\x1d\n" +
 	"\n" +
 	"read_index\x18\x01 \x01(\x04R\treadIndex\x12\x12\n" +
-	"\x04term\x18\x02 \x01(\x04R\x04term2^\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\"+\n" +
+	"\x10DiskSpaceRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x92\x01\n" +
+	"\x11DiskSpaceResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"free_bytes\x18\x02 \x01(\x04R\tfreeBytes\x12$\n" +
+	"\x0emin_free_bytes\x18\x03 \x01(\x04R\fminFreeBytes\x12\x1f\n" +
+	"\vwrite_error\x18\x04 \x01(\tR\n" +
+	"writeError2\xb6\x01\n" +
 	"\x04Peer\x12V\n" +
-	"\tReadIndex\x12#.raftogram.peer.v1.ReadIndexRequest\x1a$.raftogram.peer.v1.ReadIndexResponseBCZAgithub.com/raftogram/raftogram/api/proto/raftogram/peer/v1;peerv1b\x06proto3"
+	"\tReadIndex\x12#.raftogram.peer.v1.ReadIndexRequest\x1a$.raftogram.peer.v1.ReadIndexResponse\x12V\n" +
+	"\tDiskSpace\x12#.raftogram.peer.v1.DiskSpaceRequest\x1a$.raftogram.peer.v1.DiskSpaceResponseBCZAgithub.com/raftogram/raftogram/api/proto/raftogram/peer/v1;peerv1b\x06proto3"
 
 var (
 	file_raftogram_peer_v1_peer_proto_rawDescOnce sync.Once
@@ -146,16 +273,20 @@ func file_raftogram_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_raftogram_peer_v1_peer_proto_rawDescData
 }
 
-var file_raftogram_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_raftogram_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_raftogram_peer_v1_peer_proto_goTypes = []any{
 	(*ReadIndexRequest)(nil),  // 0: raftogram.peer.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil), // 1: raftogram.peer.v1.ReadIndexResponse
+	(*DiskSpaceRequest)(nil),  // 2: raftogram.peer.v1.DiskSpaceRequest
+	(*DiskSpaceResponse)(nil), // 3: raftogram.peer.v1.DiskSpaceResponse
 }
 var file_raftogram_peer_v1_peer_proto_depIdxs = []int32{
 	0, // 0: raftogram.peer.v1.Peer.ReadIndex:input_type -> raftogram.peer.v1.ReadIndexRequest
-	1, // 1: raftogram.peer.v1.Peer.ReadIndex:output_type -> raftogram.peer.v1.ReadIndexResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
+	2, // 1: raftogram.peer.v1.Peer.DiskSpace:input_type -> raftogram.peer.v1.DiskSpaceRequest
+	1, // 2: raftogram.peer.v1.Peer.ReadIndex:output_type -> raftogram.peer.v1.ReadIndexResponse
+	3, // 3: raftogram.peer.v1.Peer.DiskSpace:output_type -> raftogram.peer.v1.DiskSpaceResponse
+	2, // [2:4] is the sub-list for method output_type
+	0, // [0:2] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -172,7 +303,7 @@ func file_raftogram_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftogram_peer_v1_peer_proto_rawDesc), len(file_raftogram_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Peer_ReadIndex_FullMethodName = "/raftogram.peer.v1.Peer/ReadIndex"
+	Peer_DiskSpace_FullMethodName = "/raftogram.peer.v1.Peer/DiskSpace"
 )
 
 // PeerClient is the client API for Peer service.
@@ -35,6 +36,12 @@ type PeerClient interface {
 	// index a follower must apply before it answers a linearizable read.
 	// A node that does not lead replies FailedPrecondition + NotLeader.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
+	// DiskSpace reports the answering node's data_dir free space and its
+	// min_free_bytes, as last measured. The leader (and any node that forwards
+	// writes) polls its peers with it, so it refuses writes
+	// (ResourceExhausted) while any node is short of space, before that
+	// node's disk fills. It never fails.
+	DiskSpace(ctx context.Context, in *DiskSpaceRequest, opts ...grpc.CallOption) (*DiskSpaceResponse, error)
 }
 
 type peerClient struct {
@@ -55,6 +62,16 @@ func (c *peerClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts .
 	return out, nil
 }
 
+func (c *peerClient) DiskSpace(ctx context.Context, in *DiskSpaceRequest, opts ...grpc.CallOption) (*DiskSpaceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DiskSpaceResponse)
+	err := c.cc.Invoke(ctx, Peer_DiskSpace_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -66,6 +83,12 @@ type PeerServer interface {
 	// index a follower must apply before it answers a linearizable read.
 	// A node that does not lead replies FailedPrecondition + NotLeader.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
+	// DiskSpace reports the answering node's data_dir free space and its
+	// min_free_bytes, as last measured. The leader (and any node that forwards
+	// writes) polls its peers with it, so it refuses writes
+	// (ResourceExhausted) while any node is short of space, before that
+	// node's disk fills. It never fails.
+	DiskSpace(context.Context, *DiskSpaceRequest) (*DiskSpaceResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -78,6 +101,9 @@ type UnimplementedPeerServer struct{}
 
 func (UnimplementedPeerServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
+}
+func (UnimplementedPeerServer) DiskSpace(context.Context, *DiskSpaceRequest) (*DiskSpaceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DiskSpace not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -118,6 +144,24 @@ func _Peer_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_DiskSpace_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DiskSpaceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).DiskSpace(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_DiskSpace_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).DiskSpace(ctx, req.(*DiskSpaceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -128,6 +172,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadIndex",
 			Handler:    _Peer_ReadIndex_Handler,
+		},
+		{
+			MethodName: "DiskSpace",
+			Handler:    _Peer_DiskSpace_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
