@@ -117,7 +117,14 @@ func TestThreeNodeCluster(t *testing.T) {
 	expectSend(lc, "bob", "msg-2", "Hi alice", 2, false)
 	expectSend(lc, "alice", "", "no idempotency key", 3, false)
 	expectSend(lc, "bob", "msg-4", string([]byte{0, 1, 2, 0xff, 0xfe}), 4, false)
-	expectSend(lc, "alice", "msg-2", "same key, other author", 2, true)
+	expectSend(lc, "bob", "msg-2", "Hi alice", 2, true) // an identical repeat dedups
+	// The same key with another author or payload is a conflict, not a dedup.
+	for _, c := range []struct{ author, payload string }{{"alice", "Hi alice"}, {"bob", "other payload"}} {
+		_, err := lc.SendMessage(rpcCtx(t), &raftogramv1.SendMessageRequest{ChannelId: "general", AuthorId: c.author, Payload: []byte(c.payload), ClientMessageId: "msg-2"})
+		if status.Code(err) != codes.AlreadyExists {
+			t.Fatalf("msg-2 again as %s with %q: %v, want AlreadyExists", c.author, c.payload, err)
+		}
+	}
 
 	_, err = lc.SendMessage(rpcCtx(t), &raftogramv1.SendMessageRequest{ChannelId: "missing", AuthorId: "alice", Payload: []byte("x")})
 	if status.Code(err) != codes.NotFound {

@@ -182,10 +182,12 @@ func TestCLI(t *testing.T) {
 		Index           uint64 `json:"index"`
 		ClientMessageID string `json:"client_message_id"`
 	}
-	runCLI(t, env, "", "send", "general", "Hello again", "--author", "alice", "--id", "msg-1", "--json").decode(t, &sent)
+	runCLI(t, env, "", "send", "general", "Hello", "--author", "alice", "--id", "msg-1", "--json").decode(t, &sent)
 	if sent.Sequence != 1 || !sent.Deduplicated {
-		t.Fatalf("send with a used id: %+v", sent)
+		t.Fatalf("identical send with a used id: %+v", sent)
 	}
+	runCLI(t, env, "", "send", "general", "Hello again", "--author", "alice", "--id", "msg-1").
+		expect(t, 1, nil, []string{"raftogram send: already exists: "})
 	runCLI(t, env, "\x00\x01\xfe", "send", "general", "-", "--author", "bob", "--json").decode(t, &sent)
 	if sent.Sequence != 2 || sent.Deduplicated || sent.ClientMessageID == "" || sent.Index == 0 {
 		t.Fatalf("send from stdin: %+v", sent)

@@ -26,7 +26,7 @@ func TestCLISend(t *testing.T) {
 		ClientMessageID string `json:"client_message_id"`
 	}
 	var res sendJSON
-	runCLI(t, addrs, "send", "--json", "general", "changed", "--author", "bob", "--id", "msg-1").decode(t, &res)
+	runCLI(t, addrs, "send", "--json", "general", "Hello", "--author", "alice", "--id", "msg-1").decode(t, &res)
 	if res != (sendJSON{ChannelID: "general", Sequence: 1, Deduplicated: true, Index: res.Index, ClientMessageID: "msg-1"}) || res.Index == 0 {
 		t.Fatalf("repeat of msg-1 = %+v, want sequence 1 deduplicated", res)
 	}
@@ -54,6 +54,8 @@ func TestCLISend(t *testing.T) {
 		t.Fatalf("stored payloads %q, want %q", payloads, want)
 	}
 
+	runCLI(t, addrs, "send", "general", "changed", "--author", "bob", "--id", "msg-1").
+		expect(t, exitError, nil, []string{"raftogram send: already exists: "})
 	runCLI(t, addrs, "send", "missing", "x", "--author", "a").expect(t, exitError, nil, []string{"raftogram send: not found: "})
 	runCLI(t, addrs, "send", "general", "x", "--author", string(make([]byte, 200))).
 		expect(t, exitError, nil, []string{"raftogram send: invalid argument: "})
