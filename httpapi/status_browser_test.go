@@ -7,10 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/raftogram/raftogram/client"
 	"github.com/raftogram/raftogram/internal/testcluster"
 )
 
@@ -70,6 +72,21 @@ func TestStatusPageInABrowser(t *testing.T) {
 	page := "http://" + c.Config((l+1)%3).HealthBindAddr + "/" // served by a follower, which gathers the others
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+
+	// Some traffic, so the leader's row shows writes over the last minute.
+	cl, err := client.New(ctx, client.Config{Addrs: c.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.CreateChannel(ctx, "status", "Status"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if _, err := cl.Send(ctx, client.SendRequest{ChannelID: "status", AuthorID: "page", Payload: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	var dom string
 	for {
@@ -131,5 +148,24 @@ func checkRows(c *testcluster.Cluster, dom string) error {
 	if !strings.Contains(dom, "leader "+c.NodeID(l)+" ") {
 		return fmt.Errorf("the summary does not name the leader %s", c.NodeID(l))
 	}
+	// The leader answered the sends: its writes/s over the last minute
+	// (the 7th cell) is above zero once the window has two samples.
+	row := leaderCells.FindStringSubmatch(dom)
+	if row == nil {
+		return fmt.Errorf("no leader row")
+	}
+	cells := cell.FindAllStringSubmatch(row[1], -1)
+	if len(cells) < 7 {
+		return fmt.Errorf("leader row has %d cells", len(cells))
+	}
+	if w, err := strconv.ParseFloat(strings.TrimSpace(tag.ReplaceAllString(cells[6][1], "")), 64); err != nil || w <= 0 {
+		return fmt.Errorf("leader writes/s %q, want above 0 after the sends", cells[6][1])
+	}
 	return nil
 }
+
+var (
+	leaderCells = regexp.MustCompile(`<tr class="node leader"[^>]*>(.*?)</tr>`)
+	cell        = regexp.MustCompile(`<td[^>]*>(.*?)</td>`)
+	tag         = regexp.MustCompile(`<[^>]+>`)
+)
