@@ -310,6 +310,24 @@ func (c *Client) TakeSnapshot(ctx context.Context, addr string) (index uint64, c
 	return resp.GetSnapshotIndex(), resp.GetCreated(), nil
 }
 
+// CompactLog asks the node at addr to take a Raft snapshot now and delete
+// every log entry it covers, so redacted and deleted content leaves that
+// node's Raft log at once (run it on every node). It returns the snapshot's
+// index; ErrFailedPrecondition when nothing was applied since the node's
+// newest snapshot (write, then retry), and TakeSnapshot's other errors.
+func (c *Client) CompactLog(ctx context.Context, addr string) (uint64, error) {
+	var resp *raftogramv1.TakeSnapshotResponse
+	err := c.do(ctx, call{op: "CompactLog", pin: addr}, func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		resp, err = raftogramv1.NewAdminClient(cc).TakeSnapshot(ctx, &raftogramv1.TakeSnapshotRequest{CompactLog: true})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetSnapshotIndex(), nil
+}
+
 // TransferLeadership asks the leader to hand leadership to the node
 // toNodeID, or to the most up-to-date follower when toNodeID is empty, and
 // returns the id of the node that leads afterwards when the leader knew it

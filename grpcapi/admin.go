@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/cluster"
 	"github.com/raftogram/raftogram/internal/window"
@@ -24,6 +25,7 @@ type AdminNode interface {
 	LogAppliedIndex() uint64
 	Peers() []cluster.Peer
 	Snapshot() (index uint64, created bool, err error)
+	CompactLog(ctx context.Context) (index uint64, err error)
 }
 
 // Digester is the projection whose digest GetDigest reports (a
@@ -137,13 +139,26 @@ func (a *Admin) TransferLeadership(ctx context.Context, req *raftogramv1.Transfe
 // It answers Unavailable while the node shuts down or cannot snapshot yet,
 // Internal (logged) when writing the snapshot failed, Canceled or
 // DeadlineExceeded when ctx ends first (the snapshot may still complete).
-func (a *Admin) TakeSnapshot(ctx context.Context, _ *raftogramv1.TakeSnapshotRequest) (*raftogramv1.TakeSnapshotResponse, error) {
+// With compact_log it also deletes every log entry the snapshot covers
+// (cluster.Node.CompactLog), answering FailedPrecondition when nothing was
+// applied since the newest snapshot.
+func (a *Admin) TakeSnapshot(ctx context.Context, req *raftogramv1.TakeSnapshotRequest) (*raftogramv1.TakeSnapshotResponse, error) {
 	type result struct {
 		index   uint64
 		created bool
 		err     error
 	}
 	done := make(chan result, 1)
+	if req.GetCompactLog() {
+		index, err := a.node.CompactLog(ctx)
+		if errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			return nil, status.Error(codes.FailedPrecondition, "nothing was applied since the newest snapshot, so no snapshot can compact the log now; retry after a write")
+		}
+		if err != nil {
+			return nil, toStatus(a.log, "TakeSnapshot", err)
+		}
+		return &raftogramv1.TakeSnapshotResponse{SnapshotIndex: index, Created: true}, nil
+	}
 	go func() { // ends when raft answers, at the latest when it shuts down
 		index, created, err := a.node.Snapshot()
 		done <- result{index, created, err}

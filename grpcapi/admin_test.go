@@ -3,11 +3,13 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/cluster"
 	"github.com/raftogram/raftogram/domain"
@@ -33,6 +35,12 @@ func (n *adminNode) Watch() <-chan struct{}            { return make(chan struct
 func (n *adminNode) LogAppliedIndex() uint64           { return n.st.AppliedIndex + 1 }
 func (n *adminNode) Peers() []cluster.Peer             { return n.peers }
 func (n *adminNode) Snapshot() (uint64, bool, error)   { return n.snapIdx, n.snapNew, n.snapErr }
+func (n *adminNode) CompactLog(context.Context) (uint64, error) {
+	if n.snapErr == nil && !n.snapNew {
+		return 0, fmt.Errorf("compact log: %w", raft.ErrNothingNewToSnapshot)
+	}
+	return n.snapIdx, n.snapErr
+}
 func (n *adminNode) DigestAt(context.Context) (string, uint64, error) {
 	return "d-" + n.st.NodeID, n.st.AppliedIndex, nil
 }
@@ -166,6 +174,19 @@ func TestTakeSnapshotMapsErrors(t *testing.T) {
 			}
 			if err == nil && (resp.GetSnapshotIndex() != c.idx || resp.GetCreated() != c.created) {
 				t.Fatalf("resp %v", resp)
+			}
+			// compact_log: the same errors, except that nothing new to
+			// snapshot cannot compact anything: FailedPrecondition.
+			want := c.code
+			if c.err == nil && !c.created {
+				want = codes.FailedPrecondition
+			}
+			resp, err = a.TakeSnapshot(context.Background(), &raftogramv1.TakeSnapshotRequest{CompactLog: true})
+			if status.Code(err) != want {
+				t.Fatalf("compact_log: code %v, want %v (%v)", status.Code(err), want, err)
+			}
+			if err == nil && (resp.GetSnapshotIndex() != c.idx || !resp.GetCreated()) {
+				t.Fatalf("compact_log: resp %v", resp)
 			}
 		})
 	}

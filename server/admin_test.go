@@ -103,6 +103,18 @@ func TestAdminTakeSnapshotAndDigest(t *testing.T) {
 		t.Fatalf("second TakeSnapshot with nothing new = %v, %v; want %d not created", again, err, snap.GetSnapshotIndex())
 	}
 
+	// compact_log: a snapshot that also drops the log it covers.
+	mustSend(t, c.client(l), "general", "m2")
+	c.converged()
+	compacted, err := c.admin(f).TakeSnapshot(ctxT(t), &raftogramv1.TakeSnapshotRequest{CompactLog: true})
+	if err != nil || !compacted.GetCreated() || compacted.GetSnapshotIndex() <= snap.GetSnapshotIndex() {
+		t.Fatalf("TakeSnapshot compact_log = %v, %v; want a new snapshot past %d", compacted, err, snap.GetSnapshotIndex())
+	}
+	if got := c.servers[f].Node().Status().SnapshotIndex; got != compacted.GetSnapshotIndex() {
+		t.Fatalf("node reports snapshot index %d after compact_log answered %d", got, compacted.GetSnapshotIndex())
+	}
+	applied = c.servers[f].Store().AppliedIndex()
+
 	d, err := c.admin(f).GetDigest(ctxT(t), &raftogramv1.GetDigestRequest{})
 	if err != nil {
 		t.Fatal(err)

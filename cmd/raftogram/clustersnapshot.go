@@ -25,17 +25,22 @@ type jsonSnapshot struct {
 // when every node asked took one (or had nothing new), 1 when one failed or
 // could not be reached (its error on stderr) or NODE_ID is not a member.
 func clusterSnapshot(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
-	in := newInvocation("cluster snapshot", "[-node NODE_ID]",
+	in := newInvocation("cluster snapshot", "[-node NODE_ID] [-compact-log]",
 		"Asks every node of the cluster (as 'cluster status' lists it), or only the node\n"+
 			"NODE_ID, to take a Raft snapshot now, which also compacts its log. Prints NODE,\n"+
 			"ADDRESS, SNAPSHOT (the index its newest snapshot covers) and CREATED (no when\n"+
 			"nothing was applied since its newest snapshot, so none was taken). A node that\n"+
 			"fails or does not answer is shown with SNAPSHOT \"failed\" and its error on\n"+
 			"stderr, and the command exits 1.\n\n"+
+			"With -compact-log each node also deletes every log entry its snapshot covers\n"+
+			"(none of raft.trailing_logs kept), so redacted messages and deleted channels\n"+
+			"leave the Raft log now; a node with nothing applied since its newest snapshot\n"+
+			"fails with \"failed precondition\" (write something, then retry).\n\n"+
 			"With -json one object {nodes: [{node_id, address, ok, error, snapshot_index,\n"+
 			"created}]}.",
 		cmdOptions{timeout: true}, env, stdout, stderr)
 	only := in.fs.String("node", "", "node id of the only node to snapshot (default: every node)")
+	compact := in.fs.Bool("compact-log", false, "also delete every log entry the snapshot covers (redacted content leaves the Raft log now)")
 	if _, code, ok := in.parse(args, 0, 0); !ok {
 		return code
 	}
@@ -67,7 +72,12 @@ func clusterSnapshot(ctx context.Context, args []string, env map[string]string, 
 			continue
 		}
 		wg.Go(func() {
-			out[i].SnapshotIndex, out[i].Created, errs[i] = c.TakeSnapshot(ctx, n.Addr)
+			if *compact {
+				out[i].SnapshotIndex, errs[i] = c.CompactLog(ctx, n.Addr)
+				out[i].Created = errs[i] == nil
+			} else {
+				out[i].SnapshotIndex, out[i].Created, errs[i] = c.TakeSnapshot(ctx, n.Addr)
+			}
 			out[i].OK = errs[i] == nil
 		})
 	}

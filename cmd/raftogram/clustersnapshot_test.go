@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -41,6 +42,23 @@ func TestCLIClusterSnapshot(t *testing.T) {
 	if len(res.Nodes) != 1 || res.Nodes[0].NodeID != c.NodeID(1) || !res.Nodes[0].OK || res.Nodes[0].Created ||
 		fmt.Sprint(res.Nodes[0].SnapshotIndex) != rows[1][2] {
 		t.Fatalf("snapshot --node %s: %+v", c.NodeID(1), res)
+	}
+	// -compact-log after a write: every node snapshots past the first
+	// round and drops the log it covers.
+	runCLI(t, addrs, "send", "general", "x", "--author", "a").expect(t, exitOK, nil, nil)
+	c.Converged()
+	runCLI(t, addrs, "cluster", "snapshot", "--compact-log", "--json").decode(t, &res)
+	if len(res.Nodes) != 3 {
+		t.Fatalf("snapshot --compact-log: %+v", res)
+	}
+	for i, n := range res.Nodes {
+		first, err := strconv.ParseUint(rows[i][2], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !n.OK || !n.Created || n.SnapshotIndex <= first {
+			t.Fatalf("snapshot --compact-log node %d: %+v (first snapshot %s)", i, n, rows[i][2])
+		}
 	}
 	runCLI(t, addrs, "cluster", "snapshot", "--node", "node9").
 		expect(t, exitError, nil, []string{`raftogram cluster snapshot: invalid argument: node "node9" is not a member of the cluster`})

@@ -575,7 +575,14 @@ func (x *NodeReport) GetDigestError() string {
 }
 
 type TakeSnapshotRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also delete every log entry the snapshot covers now, keeping none of
+	// raft.trailing_logs, so the content of redacted messages and deleted
+	// channels leaves this node's Raft log at once (raft.db's freed pages
+	// keep the bytes until bolt reuses them). Followers that fall behind then
+	// catch up by snapshot install. FailedPrecondition when nothing was
+	// applied since the newest snapshot (write, then retry).
+	CompactLog    bool `protobuf:"varint,1,opt,name=compact_log,json=compactLog,proto3" json:"compact_log,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -608,6 +615,13 @@ func (x *TakeSnapshotRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use TakeSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*TakeSnapshotRequest) Descriptor() ([]byte, []int) {
 	return file_raftogram_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TakeSnapshotRequest) GetCompactLog() bool {
+	if x != nil {
+		return x.CompactLog
+	}
+	return false
 }
 
 type TakeSnapshotResponse struct {
@@ -813,8 +827,10 @@ const file_raftogram_v1_admin_proto_rawDesc = "" +
 	"\x06digest\x18\b \x01(\v2\x14.raftogram.v1.DigestR\x06digest\x12*\n" +
 	"\x11digest_error_code\x18\t \x01(\rR\x0fdigestErrorCode\x12!\n" +
 	"\fdigest_error\x18\n" +
-	" \x01(\tR\vdigestError\"\x15\n" +
-	"\x13TakeSnapshotRequest\"W\n" +
+	" \x01(\tR\vdigestError\"6\n" +
+	"\x13TakeSnapshotRequest\x12\x1f\n" +
+	"\vcompact_log\x18\x01 \x01(\bR\n" +
+	"compactLog\"W\n" +
 	"\x14TakeSnapshotResponse\x12%\n" +
 	"\x0esnapshot_index\x18\x01 \x01(\x04R\rsnapshotIndex\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\"\x12\n" +
