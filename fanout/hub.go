@@ -158,7 +158,6 @@ type Subscription struct {
 // should end its stream. It stays closed.
 func (s *Subscription) Slow() <-chan struct{} { return s.slow }
 
-
 // Subscribe returns a subscription for channelID. Subscribe before reading
 // history, so no commit between the read and the wait goes unnoticed.
 // Close it when done.
