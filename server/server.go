@@ -161,7 +161,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		LeaderLeaseTimeout: rc.LeaderLeaseTimeout, CommitTimeout: rc.CommitTimeout,
 		MaxAppendEntries: rc.MaxAppendEntries, SnapshotThreshold: rc.SnapshotThreshold,
 		SnapshotInterval: rc.SnapshotInterval, TrailingLogs: rc.TrailingLogs, ApplyTimeout: rc.ApplyTimeout,
-		Logger: log, TLS: peerTLS(s.certs), Observer: m,
+		Logger: log, TLS: peerTLS(s.certs), Observer: m, MaxLogCacheBytes: cfg.Limits.MaxLogCacheBytes,
 	}, f)
 	if err != nil {
 		ls.GRPC.Close()
