@@ -3,7 +3,8 @@
 // "Bounded resources"): 200 sends of 1 MiB; 50 Subscribe streams that never
 // read while 1 MiB messages flow; a burst creating 20,000 channels. A probe
 // client sends a small message every 250ms throughout and reports its
-// failures and slowest answer, to show the node keeps serving others.
+// failures and slowest answer, to show the node keeps serving others. Each
+// node's figure is VmHWM/RssAnon-at-the-end in MiB (see hwm).
 //
 //	go run ./scripts/memload -bin ./raftogram [-load all|sends|subs|channels]
 //
@@ -105,7 +106,9 @@ func (c *cluster) stop() {
 	os.RemoveAll(c.dir)
 }
 
-// hwm returns each node's VmHWM in MiB.
+// hwm returns each node's VmHWM (peak resident) and, after a slash, its
+// RssAnon now (resident memory not backed by a file: the heap, without the
+// mapped raft.db and SQLite files), in MiB.
 func (c *cluster) hwm() []string {
 	var out []string
 	for i, cmd := range c.cmds {
@@ -114,15 +117,17 @@ func (c *cluster) hwm() []string {
 			out = append(out, fmt.Sprintf("node%d=?", i+1))
 			continue
 		}
+		kb := map[string]int{}
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-				var kb int
-				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
-				out = append(out, fmt.Sprintf("node%d=%dMiB", i+1, kb/1024))
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && (k == "VmHWM" || k == "RssAnon") {
+				var n int
+				fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &n)
+				kb[k] = n
 			}
 		}
 		f.Close()
+		out = append(out, fmt.Sprintf("node%d=%d/%dMiB", i+1, kb["VmHWM"]/1024, kb["RssAnon"]/1024))
 	}
 	return out
 }
