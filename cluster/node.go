@@ -31,11 +31,6 @@ const (
 	retainSnapshots = 2
 )
 
-// logCacheEntries is how many of the newest log entries LogCache keeps: a
-// few seconds of group-committed entries at full load (each entry holds up
-// to maxBatchEvents events).
-const logCacheEntries = 1024
-
 // Peer is one voting member of the static cluster.
 type Peer struct {
 	ID       string
@@ -67,6 +62,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer receives group-commit measurements; nil records none.
 	Observer Observer
+	// MaxLogCacheBytes bounds the recent log entries kept in memory
+	// (config limits.max_log_cache_bytes); 64 MiB when 0.
+	MaxLogCacheBytes int
 }
 
 // FSM is the state machine a Node drives (a *fsm.FSM).
@@ -89,7 +87,7 @@ type Node struct {
 	raft      *raft.Raft
 	fsm       FSM
 	store     *raftboltdb.BoltStore // the log and stable store
-	logs      *raft.LogCache        // the log through a cache of recent entries
+	logs      *logCache             // the log through a cache of recent entries
 	trans     *raft.NetworkTransport
 	observer  *raft.Observer
 	compactMu sync.Mutex // one CompactLog at a time (compact.go)
@@ -171,10 +169,11 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 	// Recent entries are served from memory: the leader reads each one back
 	// to replicate it, every node to apply it, and reads to find the last
 	// applied entry.
-	n.logs, err = raft.NewLogCache(logCacheEntries, store)
-	if err != nil {
-		return fmt.Errorf("cluster: %w", err)
+	budget := cfg.MaxLogCacheBytes
+	if budget <= 0 {
+		budget = defaultLogCacheBytes
 	}
+	n.logs = newLogCache(store, budget)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, retainSnapshots, hlog)
 	if err != nil {
 		return fmt.Errorf("cluster: open snapshot store: %w", err)

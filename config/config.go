@@ -134,6 +134,23 @@ type Limits struct {
 	// ResourceExhausted. YAML limits.channel_creates_per_second,
 	// env RAFTOGRAM_LIMITS_CHANNEL_CREATES_PER_SECOND, default 500.
 	ChannelCreatesPerSecond int `yaml:"channel_creates_per_second" env:"CHANNEL_CREATES_PER_SECOND"`
+	// MaxSubscriberBacklogBytes: payload bytes committed to a channel after
+	// the last message a Subscribe stream has sent (not counting the latest
+	// commit) beyond which the stream ends with ResourceExhausted and the
+	// client resumes by sequence (at least max_payload_bytes). YAML
+	// limits.max_subscriber_backlog_bytes,
+	// env RAFTOGRAM_LIMITS_MAX_SUBSCRIBER_BACKLOG_BYTES, default 16777216.
+	MaxSubscriberBacklogBytes int `yaml:"max_subscriber_backlog_bytes" env:"MAX_SUBSCRIBER_BACKLOG_BYTES"`
+	// MaxFanoutWindowBytes: payload bytes the fan-out windows of all
+	// subscribed channels hold together; beyond it the least recently
+	// written windows are emptied (their streams read SQLite). YAML
+	// limits.max_fanout_window_bytes,
+	// env RAFTOGRAM_LIMITS_MAX_FANOUT_WINDOW_BYTES, default 268435456.
+	MaxFanoutWindowBytes int `yaml:"max_fanout_window_bytes" env:"MAX_FANOUT_WINDOW_BYTES"`
+	// MaxLogCacheBytes: bytes of recent Raft log entries kept in memory
+	// (the rest are read from raft.db). YAML limits.max_log_cache_bytes,
+	// env RAFTOGRAM_LIMITS_MAX_LOG_CACHE_BYTES, default 67108864.
+	MaxLogCacheBytes int `yaml:"max_log_cache_bytes" env:"MAX_LOG_CACHE_BYTES"`
 }
 
 // TLS configures transport security. YAML section tls:, environment
@@ -363,13 +380,16 @@ func Default() Config {
 			ApplyTimeout:       10 * time.Second,
 		},
 		Limits: Limits{
-			MaxPayloadBytes:         1 << 20,
-			MaxMetadataBytes:        64 << 10,
-			MaxConnections:          4096,
-			MaxStreamsPerConnection: 1024,
-			MaxStreams:              16384,
-			IdleConnectionTimeout:   5 * time.Minute,
-			ChannelCreatesPerSecond: 500,
+			MaxPayloadBytes:           1 << 20,
+			MaxMetadataBytes:          64 << 10,
+			MaxConnections:            4096,
+			MaxStreamsPerConnection:   1024,
+			MaxStreams:                16384,
+			IdleConnectionTimeout:     5 * time.Minute,
+			ChannelCreatesPerSecond:   500,
+			MaxSubscriberBacklogBytes: 16 << 20,
+			MaxFanoutWindowBytes:      256 << 20,
+			MaxLogCacheBytes:          64 << 20,
 		},
 		TLS: TLS{
 			ClientCerts:    ClientCertsVerifyIfGiven,

@@ -47,7 +47,8 @@ func TestDefault(t *testing.T) {
 			ApplyTimeout:       10 * time.Second,
 		},
 		Limits: Limits{MaxPayloadBytes: 1048576, MaxMetadataBytes: 65536, MaxConnections: 4096, MaxStreamsPerConnection: 1024,
-			MaxStreams: 16384, IdleConnectionTimeout: 5 * time.Minute, ChannelCreatesPerSecond: 500},
+			MaxStreams: 16384, IdleConnectionTimeout: 5 * time.Minute, ChannelCreatesPerSecond: 500,
+			MaxSubscriberBacklogBytes: 16 << 20, MaxFanoutWindowBytes: 256 << 20, MaxLogCacheBytes: 64 << 20},
 		TLS:                     TLS{ClientCerts: "verify_if_given", ReloadInterval: 10 * time.Second},
 		ShutdownTimeout:         10 * time.Second,
 		LogLevel:                "info",
@@ -144,6 +145,9 @@ func TestValidateRejects(t *testing.T) {
 		{"max_streams_per_connection zero", func(c *Config) { c.Limits.MaxStreamsPerConnection = 0 }, "limits.max_streams_per_connection must be positive"},
 		{"idle_connection_timeout zero", func(c *Config) { c.Limits.IdleConnectionTimeout = 0 }, "limits.idle_connection_timeout must be positive"},
 		{"channel_creates_per_second zero", func(c *Config) { c.Limits.ChannelCreatesPerSecond = 0 }, "limits.channel_creates_per_second must be positive"},
+		{"max_subscriber_backlog_bytes below the payload", func(c *Config) { c.Limits.MaxSubscriberBacklogBytes = c.Limits.MaxPayloadBytes - 1 }, "limits.max_subscriber_backlog_bytes must be at least limits.max_payload_bytes (1048576), got 1048575"},
+		{"max_fanout_window_bytes zero", func(c *Config) { c.Limits.MaxFanoutWindowBytes = 0 }, "limits.max_fanout_window_bytes must be positive"},
+		{"max_log_cache_bytes negative", func(c *Config) { c.Limits.MaxLogCacheBytes = -1 }, "limits.max_log_cache_bytes must be positive"},
 
 		// tls
 		{"tls cert without key and CA", func(c *Config) { c.TLS.CertFile = "node.pem" },
@@ -713,24 +717,27 @@ func TestPeersUnmarshalText(t *testing.T) {
 func TestLoadEnvSecurity(t *testing.T) {
 	t.Parallel()
 	environ := map[string]string{
-		"RAFTOGRAM_CLUSTER_PEERS":                  threePeersLine,
-		"RAFTOGRAM_TLS_CA_FILE":                    "/secure/ca.pem",
-		"RAFTOGRAM_TLS_CERT_FILE":                  "/secure/node1.pem",
-		"RAFTOGRAM_TLS_KEY_FILE":                   "/secure/node1-key.pem",
-		"RAFTOGRAM_TLS_CLIENT_CA_FILE":             "/secure/clients.pem",
-		"RAFTOGRAM_TLS_CLIENT_CERTS":               "require",
-		"RAFTOGRAM_TLS_HEALTH":                     "true",
-		"RAFTOGRAM_TLS_RELOAD_INTERVAL":            "3s",
-		"RAFTOGRAM_AUTH_RULES_FILE":                "/secure/rules.yaml",
-		"RAFTOGRAM_AUTH_CLIENT_CERTS":              "true",
-		"RAFTOGRAM_AUTH_JWT_KEY_FILE":              "/secure/jwt.pub",
-		"RAFTOGRAM_AUTH_JWT_ALGORITHM":             "EdDSA",
-		"RAFTOGRAM_AUTH_JWT_ISSUER":                "iss",
-		"RAFTOGRAM_AUTH_JWT_AUDIENCE":              "aud",
-		"RAFTOGRAM_AUTH_JWT_PRINCIPAL_CLAIM":       "email",
-		"RAFTOGRAM_AUTH_JWT_ROLES_CLAIM":           "groups",
-		"RAFTOGRAM_LIMITS_MAX_STREAMS":             "7",
-		"RAFTOGRAM_LIMITS_IDLE_CONNECTION_TIMEOUT": "1m",
+		"RAFTOGRAM_CLUSTER_PEERS":                       threePeersLine,
+		"RAFTOGRAM_TLS_CA_FILE":                         "/secure/ca.pem",
+		"RAFTOGRAM_TLS_CERT_FILE":                       "/secure/node1.pem",
+		"RAFTOGRAM_TLS_KEY_FILE":                        "/secure/node1-key.pem",
+		"RAFTOGRAM_TLS_CLIENT_CA_FILE":                  "/secure/clients.pem",
+		"RAFTOGRAM_TLS_CLIENT_CERTS":                    "require",
+		"RAFTOGRAM_TLS_HEALTH":                          "true",
+		"RAFTOGRAM_TLS_RELOAD_INTERVAL":                 "3s",
+		"RAFTOGRAM_AUTH_RULES_FILE":                     "/secure/rules.yaml",
+		"RAFTOGRAM_AUTH_CLIENT_CERTS":                   "true",
+		"RAFTOGRAM_AUTH_JWT_KEY_FILE":                   "/secure/jwt.pub",
+		"RAFTOGRAM_AUTH_JWT_ALGORITHM":                  "EdDSA",
+		"RAFTOGRAM_AUTH_JWT_ISSUER":                     "iss",
+		"RAFTOGRAM_AUTH_JWT_AUDIENCE":                   "aud",
+		"RAFTOGRAM_AUTH_JWT_PRINCIPAL_CLAIM":            "email",
+		"RAFTOGRAM_AUTH_JWT_ROLES_CLAIM":                "groups",
+		"RAFTOGRAM_LIMITS_MAX_STREAMS":                  "7",
+		"RAFTOGRAM_LIMITS_IDLE_CONNECTION_TIMEOUT":      "1m",
+		"RAFTOGRAM_LIMITS_MAX_SUBSCRIBER_BACKLOG_BYTES": "2097152",
+		"RAFTOGRAM_LIMITS_MAX_FANOUT_WINDOW_BYTES":      "1000",
+		"RAFTOGRAM_LIMITS_MAX_LOG_CACHE_BYTES":          "2000",
 	}
 	cfg, err := Load("", false, environ)
 	if err != nil {
@@ -745,7 +752,8 @@ func TestLoadEnvSecurity(t *testing.T) {
 	if cfg.Auth.RulesFile != "/secure/rules.yaml" || !cfg.Auth.ClientCerts || cfg.Auth.JWT != wantJWT {
 		t.Errorf("Auth = %+v", cfg.Auth)
 	}
-	if cfg.Limits.MaxStreams != 7 || cfg.Limits.IdleConnectionTimeout != time.Minute {
+	if cfg.Limits.MaxStreams != 7 || cfg.Limits.IdleConnectionTimeout != time.Minute || cfg.Limits.MaxSubscriberBacklogBytes != 2<<20 ||
+		cfg.Limits.MaxFanoutWindowBytes != 1000 || cfg.Limits.MaxLogCacheBytes != 2000 {
 		t.Errorf("Limits = %+v", cfg.Limits)
 	}
 }

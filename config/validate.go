@@ -50,8 +50,10 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 //   - raft.max_append_entries outside 1..1024, raft.snapshot_threshold 0;
 //   - limits.max_payload_bytes outside 1..16777216, max_metadata_bytes
 //     outside 1024..16777216, a non-positive max_connections,
-//     max_streams_per_connection, max_streams, channel_creates_per_second or
-//     idle_connection_timeout;
+//     max_streams_per_connection, max_streams, channel_creates_per_second,
+//     max_fanout_window_bytes, max_log_cache_bytes or
+//     idle_connection_timeout; max_subscriber_backlog_bytes below
+//     max_payload_bytes;
 //   - log_level other than debug, info, warn, error;
 //   - tls: some but not all of ca_file, cert_file, key_file set;
 //     client_certs other than none, verify_if_given, require; a
@@ -215,10 +217,14 @@ func (c Config) Validate() error {
 		key string
 		v   int
 	}{{"max_connections", c.Limits.MaxConnections}, {"max_streams_per_connection", c.Limits.MaxStreamsPerConnection},
-		{"max_streams", c.Limits.MaxStreams}, {"channel_creates_per_second", c.Limits.ChannelCreatesPerSecond}} {
+		{"max_streams", c.Limits.MaxStreams}, {"channel_creates_per_second", c.Limits.ChannelCreatesPerSecond},
+		{"max_fanout_window_bytes", c.Limits.MaxFanoutWindowBytes}, {"max_log_cache_bytes", c.Limits.MaxLogCacheBytes}} {
 		if l.v <= 0 {
 			add("limits.%s must be positive, got %d", l.key, l.v)
 		}
+	}
+	if v := c.Limits.MaxSubscriberBacklogBytes; v < c.Limits.MaxPayloadBytes {
+		add("limits.max_subscriber_backlog_bytes must be at least limits.max_payload_bytes (%d), got %d", c.Limits.MaxPayloadBytes, v)
 	}
 	if c.Limits.IdleConnectionTimeout <= 0 {
 		add("limits.idle_connection_timeout must be positive, got %s", c.Limits.IdleConnectionTimeout)

@@ -33,8 +33,15 @@ type Hub struct {
 
 	projectionReads atomic.Uint64 // Since calls answered !ok
 
+	// maxBacklog cuts off a subscription more than this many payload bytes
+	// behind its channel's head (0: never); maxWindows caps the bytes of
+	// every window together (0: no cap beyond each window's own).
+	maxBacklog, maxWindows int64
+
 	mu       sync.RWMutex // Publish, Subscribe, Close write; Since reads
 	channels map[string]*channel
+	bytes    int64  // payload bytes in every window
+	clock    uint64 // counts Publish calls: a channel's last use
 }
 
 type channel struct {
@@ -44,6 +51,11 @@ type channel struct {
 	// Since hands out sub-slices of it without copying.
 	window []Item
 	bytes  int
+	// total counts the payload bytes published to the channel since its
+	// entry was made; each Item's end is total just after it.
+	total uint64
+	prev  uint64 // total before the current Publish call's messages
+	used  uint64 // the hub's clock at the channel's last Publish
 }
 
 // Item is a published message with its wire encoding.
@@ -55,6 +67,7 @@ type Item struct {
 	Wire []byte
 
 	published time.Duration // when Publish added it, since epoch
+	end       uint64        // the channel's total just after this item
 }
 
 // epoch is the hub's monotonic time origin for publish times.
@@ -73,6 +86,18 @@ type Option func(*Hub)
 
 // WithObserver has the hub report its measurements to o.
 func WithObserver(o Observer) Option { return func(h *Hub) { h.observer = o } }
+
+// WithMaxBacklog has the hub cut off a subscription once more than n
+// payload bytes were published to its channel after the last message its
+// stream has sent, not counting the latest commit's messages (see
+// [Subscription.Slow]); n <= 0 means never.
+func WithMaxBacklog(n int64) Option { return func(h *Hub) { h.maxBacklog = max(n, 0) } }
+
+// WithMaxWindowBytes caps the payload bytes all windows hold together at n:
+// beyond it Publish empties the least recently published windows (their
+// subscribers read the projection instead); n <= 0 means no cap beyond each
+// window's own.
+func WithMaxWindowBytes(n int64) Option { return func(h *Hub) { h.maxWindows = max(n, 0) } }
 
 // Stats is a point-in-time view of a hub.
 type Stats struct {
@@ -116,14 +141,29 @@ type Subscription struct {
 	c         chan struct{}
 	channelID string
 	hub       *Hub
+
+	// mark is the channel's total at the end of message `after` of the
+	// latest Since call: the last message the stream has sent (at most; the
+	// head when it subscribed, found nothing newer or no window). Written
+	// by Since under the read lock, read by Publish.
+	mark     atomic.Uint64
+	slow     chan struct{} // closed once the backlog passed maxBacklog
+	slowOnce sync.Once
 }
+
+// Slow returns a channel closed once more than the hub's maximum backlog
+// (WithMaxBacklog) was published to the subscription's channel after the
+// last message the subscriber has sent (the after of its latest Since
+// call), not counting the latest commit: the subscriber cannot keep up and
+// should end its stream. It stays closed.
+func (s *Subscription) Slow() <-chan struct{} { return s.slow }
 
 // Subscribe returns a subscription for channelID. Subscribe before reading
 // history, so no commit between the read and the wait goes unnoticed.
 // Close it when done.
 func (h *Hub) Subscribe(channelID string) *Subscription {
 	c := make(chan struct{}, 1)
-	s := &Subscription{C: c, c: c, channelID: channelID, hub: h}
+	s := &Subscription{C: c, c: c, channelID: channelID, hub: h, slow: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ch := h.channels[channelID]
@@ -132,6 +172,7 @@ func (h *Hub) Subscribe(channelID string) *Subscription {
 		h.channels[channelID] = ch
 	}
 	ch.subs[s] = struct{}{}
+	s.mark.Store(ch.total)
 	return s
 }
 
@@ -143,7 +184,8 @@ func (s *Subscription) Close() {
 	defer h.mu.Unlock()
 	if ch := h.channels[s.channelID]; ch != nil {
 		delete(ch.subs, s)
-		if len(ch.subs) == 0 {
+		if len(ch.subs) == 0 && h.channels[s.channelID] == ch {
+			h.bytes -= int64(ch.bytes)
 			delete(h.channels, s.channelID)
 		}
 	}
@@ -171,16 +213,32 @@ func (s *Subscription) since(after uint64, limit, maxBytes int) (items []Item, o
 	defer h.mu.RUnlock()
 	ch := h.channels[s.channelID]
 	if ch == nil || len(ch.window) == 0 {
+		if ch != nil {
+			// Without a window the backlog is unknown: count from here.
+			s.mark.Store(ch.total)
+		}
 		return nil, false
 	}
 	first, last := ch.window[0].Sequence, ch.window[len(ch.window)-1].Sequence
 	switch {
 	case after >= last:
+		s.mark.Store(ch.total)
 		return nil, true
 	case after+1 < first:
+		// Behind the window: at least the whole window behind (the mark
+		// only moves forward to the window's start, never past the
+		// subscriber).
+		if start := ch.window[0].end - uint64(len(ch.window[0].Payload)); start > s.mark.Load() {
+			s.mark.Store(start)
+		}
 		return nil, false
 	}
 	start := int(after + 1 - first)
+	if start > 0 {
+		s.mark.Store(ch.window[start-1].end)
+	} else {
+		s.mark.Store(ch.window[0].end - uint64(len(ch.window[0].Payload)))
+	}
 	end, size := start, 0
 	for _, m := range ch.window[start:] {
 		if end-start == limit || (end > start && size >= maxBytes) {
@@ -218,6 +276,7 @@ func (h *Hub) Publish(msgs []domain.Message) {
 	published := time.Since(epoch)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.clock++
 	var touched []*channel
 	for i, m := range msgs {
 		ch := h.channels[m.ChannelID]
@@ -227,29 +286,87 @@ func (h *Hub) Publish(msgs []domain.Message) {
 		if n := len(ch.window); n > 0 && ch.window[n-1].Sequence+1 != m.Sequence {
 			// Not contiguous (cannot happen in log order); start afresh so
 			// subscribers fall back to the projection rather than skip.
-			ch.window, ch.bytes = nil, 0
+			h.empty(ch)
 		}
-		it := Item{Message: m, published: published}
+		if ch.used != h.clock {
+			ch.prev, ch.used = ch.total, h.clock
+		}
+		ch.total += uint64(len(m.Payload))
+		it := Item{Message: m, published: published, end: ch.total}
 		if wires != nil && len(wires[i]) > 0 {
 			it.Wire = wires[i]
 		}
 		ch.window = append(ch.window, it)
 		ch.bytes += len(m.Payload)
+		h.bytes += int64(len(m.Payload))
 		// Evicted items are resliced away, not cleared: a subscriber may
 		// still hold them. append copies the live ones to a new array when
 		// the old one fills, and the old one is garbage once unreferenced.
 		for len(ch.window) > windowMessages || (ch.bytes > windowBytes && len(ch.window) > 1) {
-			ch.bytes -= len(ch.window[0].Payload)
-			ch.window = ch.window[1:]
+			h.dropOldest(ch)
 		}
 		if len(touched) == 0 || touched[len(touched)-1] != ch {
 			touched = append(touched, ch)
 		}
 	}
 	for _, ch := range touched {
+		h.evictFor(ch)
 		for s := range ch.subs {
+			// Only what was published before this call counts: a
+			// subscriber gets the time between two commits to take a
+			// batch, however large.
+			if mark := s.mark.Load(); h.maxBacklog > 0 && ch.prev > mark && ch.prev-mark > uint64(h.maxBacklog) {
+				s.slowOnce.Do(func() { close(s.slow) })
+			}
 			ring(s.c)
 		}
+	}
+}
+
+// dropOldest removes ch's oldest item. h.mu must be held for writing.
+func (h *Hub) dropOldest(ch *channel) {
+	n := len(ch.window[0].Payload)
+	ch.bytes -= n
+	h.bytes -= int64(n)
+	ch.window = ch.window[1:]
+}
+
+// empty drops ch's window. h.mu must be held for writing.
+func (h *Hub) empty(ch *channel) {
+	h.bytes -= int64(ch.bytes)
+	ch.window, ch.bytes = nil, 0
+}
+
+// evictSample is how many other windows evictFor compares to find the
+// least recently published one (an approximate LRU, as Redis does).
+const evictSample = 8
+
+// evictFor brings the windows within maxWindows after a Publish to keep:
+// it empties the least recently published of a few sampled other windows
+// at a time and, if they are all empty, trims keep's oldest items (keeping
+// its newest). h.mu must be held for writing.
+func (h *Hub) evictFor(keep *channel) {
+	for h.maxWindows > 0 && h.bytes > h.maxWindows {
+		var victim *channel
+		seen := 0
+		for _, ch := range h.channels { // random start: a fair sample
+			if ch == keep || ch.bytes == 0 {
+				continue
+			}
+			if victim == nil || ch.used < victim.used {
+				victim = ch
+			}
+			if seen++; seen == evictSample {
+				break
+			}
+		}
+		if victim == nil {
+			for h.bytes > h.maxWindows && len(keep.window) > 1 {
+				h.dropOldest(keep)
+			}
+			return
+		}
+		h.empty(victim) // its subscribers read the projection when next woken
 	}
 }
 
@@ -264,7 +381,7 @@ func (h *Hub) Forget(channelID string) {
 	if ch == nil {
 		return
 	}
-	ch.window, ch.bytes = nil, 0
+	h.empty(ch)
 	for s := range ch.subs {
 		ring(s.c)
 	}
@@ -276,7 +393,7 @@ func (h *Hub) Reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, ch := range h.channels {
-		ch.window, ch.bytes = nil, 0
+		h.empty(ch)
 		for s := range ch.subs {
 			ring(s.c)
 		}

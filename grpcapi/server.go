@@ -90,6 +90,10 @@ type Options struct {
 	// ResourceExhausted while it is raised, and Peer.DiskSpace reports it.
 	// nil: no alarm.
 	Space *diskspace.Alarm
+	// MaxSubscriberBacklogBytes is the hub's backlog limit
+	// (fanout.WithMaxBacklog, config limits.max_subscriber_backlog_bytes),
+	// named in the ResourceExhausted that ends a stream that fell behind.
+	MaxSubscriberBacklogBytes int64
 }
 
 // Server implements raftogramv1.MessengerServer.
@@ -383,7 +387,25 @@ func (s *Server) stream(ctx context.Context, req *raftogramv1.SubscribeRequest, 
 	const method = "Subscribe"
 	var heartbeat <-chan time.Time // nil (never ready) on default streams
 	start := time.Now()
-	send := func(chunk *encodedChunk) error { return stream.SendMsg(chunk) }
+	cursor := req.GetAfterSequence()
+	slow := func() error {
+		return status.Errorf(codes.ResourceExhausted, "subscriber too slow: more than %d bytes were committed to channel %s after the last message this stream sent (limits.max_subscriber_backlog_bytes); resubscribe with after_sequence %d",
+			s.opts.MaxSubscriberBacklogBytes, req.GetChannelId(), cursor)
+	}
+	// SendMsg blocks while the client does not read (gRPC flow control), so
+	// it runs aside and the stream ends as soon as the hub finds it too far
+	// behind; ending the call cancels the blocked send.
+	sendMsg := func(chunk *encodedChunk) error {
+		sent := make(chan error, 1)
+		go func() { sent <- stream.SendMsg(chunk) }()
+		select {
+		case err := <-sent:
+			return err
+		case <-sub.Slow():
+			return slow()
+		}
+	}
+	send := sendMsg
 	if rules.level {
 		t := time.NewTimer(s.opts.StreamHeartbeat)
 		defer t.Stop()
@@ -391,11 +413,10 @@ func (s *Server) stream(ctx context.Context, req *raftogramv1.SubscribeRequest, 
 		send = func(chunk *encodedChunk) error {
 			chunk.stamp(s.cluster.NodeID(), s.cluster.AppliedIndex(), s.cluster.LeaderCommitIndex())
 			t.Reset(s.opts.StreamHeartbeat)
-			return stream.SendMsg(chunk)
+			return sendMsg(chunk)
 		}
 	}
 	watch := rules.watch // nil (never ready) on level streams
-	cursor := req.GetAfterSequence()
 	if req.GetStart() != raftogramv1.SubscribeStart_SUBSCRIBE_START_UNSPECIFIED {
 		// The hub subscription predates this read, so every message after
 		// the cursor reaches the stream: no gap at the seam.
@@ -427,6 +448,8 @@ func (s *Server) stream(ctx context.Context, req *raftogramv1.SubscribeRequest, 
 			select {
 			case <-sub.C:
 				waiting = false
+			case <-sub.Slow():
+				return slow()
 			case <-watch:
 				if !s.cluster.IsLeader(rules.term) {
 					return toStatus(s.log, method, s.cluster.NotLeader())

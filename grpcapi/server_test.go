@@ -141,6 +141,13 @@ func newTestServerWithHub(t *testing.T, leader bool, hub *fanout.Hub) (raftogram
 // caller's (MaxPayloadBytes and Now are the test's).
 func newTestServerWithOptions(t *testing.T, leader bool, hub *fanout.Hub, opts Options) (raftogramv1.MessengerClient, *grpc.ClientConn, *localCluster, *Server) {
 	t.Helper()
+	return newTestServerDialing(t, leader, hub, opts)
+}
+
+// newTestServerDialing is newTestServerWithOptions with the client
+// connection's extra dial options.
+func newTestServerDialing(t *testing.T, leader bool, hub *fanout.Hub, opts Options, dial ...grpc.DialOption) (raftogramv1.MessengerClient, *grpc.ClientConn, *localCluster, *Server) {
+	t.Helper()
 	store, err := projection.Open(context.Background(), filepath.Join(t.TempDir(), projection.FileName), projection.Options{CommitDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -157,9 +164,9 @@ func newTestServerWithOptions(t *testing.T, leader bool, hub *fanout.Hub, opts O
 	raftogramv1.RegisterMessengerServer(g, api)
 	go g.Serve(ln)
 	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
+	conn, err := grpc.NewClient("passthrough:///bufnet", append([]grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials())}, dial...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,7 +142,8 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		return nil, err
 	}
 	s.store = store
-	hub := fanout.New(grpcapi.EncodeMessage, fanout.WithObserver(m))
+	hub := fanout.New(grpcapi.EncodeMessage, fanout.WithObserver(m),
+		fanout.WithMaxBacklog(int64(cfg.Limits.MaxSubscriberBacklogBytes)), fanout.WithMaxWindowBytes(int64(cfg.Limits.MaxFanoutWindowBytes)))
 	f, err := fsm.New(store, hub, filepath.Join(cfg.DataDir, TmpDirName), log)
 	if err != nil {
 		ls.Close()
@@ -160,7 +161,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		LeaderLeaseTimeout: rc.LeaderLeaseTimeout, CommitTimeout: rc.CommitTimeout,
 		MaxAppendEntries: rc.MaxAppendEntries, SnapshotThreshold: rc.SnapshotThreshold,
 		SnapshotInterval: rc.SnapshotInterval, TrailingLogs: rc.TrailingLogs, ApplyTimeout: rc.ApplyTimeout,
-		Logger: log, TLS: peerTLS(s.certs), Observer: m,
+		Logger: log, TLS: peerTLS(s.certs), Observer: m, MaxLogCacheBytes: cfg.Limits.MaxLogCacheBytes,
 	}, f)
 	if err != nil {
 		ls.GRPC.Close()
@@ -173,8 +174,9 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	apiOpts := grpcapi.Options{
 		MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, Logger: log, Version: o.version,
 		ForwardWrites: cfg.ForwardWrites, StreamHeartbeat: cfg.FollowerStreamHeartbeat, StreamCutoff: cfg.FollowerStreamCutoff,
-		PeerCredentials: peerCredentials(cfg, s.certs),
-		Space:           alarm,
+		PeerCredentials:           peerCredentials(cfg, s.certs),
+		Space:                     alarm,
+		MaxSubscriberBacklogBytes: int64(cfg.Limits.MaxSubscriberBacklogBytes),
 	}
 	s.api = grpcapi.New(s.node, store, hub, apiOpts)
 	// Interceptors, outermost first: metrics, access log and panic recovery
