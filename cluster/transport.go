@@ -40,6 +40,8 @@ type streamLayer struct {
 	server *tls.Config
 	ids    map[string]string // raft address -> node ID
 	log    *slog.Logger
+
+	silentWait time.Duration // how long a new plaintext connection may stay silent; handshakeTimeout when 0
 }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
@@ -65,12 +67,51 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 // on its first read or write (not here, so a silent client cannot stall
 // the accept loop) and, when it fails, is logged with the remote address
 // and closed.
+//
+// A plaintext connection that sends nothing within handshakeTimeout is
+// closed too: a peer writes its RPC right after dialing, so only a client
+// that is not raft holds a silent connection.
 func (s *streamLayer) Accept() (net.Conn, error) {
 	c, err := s.Listener.Accept()
-	if err != nil || s.tls == nil {
+	if err != nil {
 		return c, err
 	}
+	if s.tls == nil {
+		wait := s.silentWait
+		if wait == 0 {
+			wait = handshakeTimeout
+		}
+		return &firstByteConn{Conn: c, log: s.log, wait: wait}, nil
+	}
 	return &handshakeConn{Conn: tls.Server(c, s.server), log: s.log}, nil
+}
+
+// firstByteConn gives its first read handshakeTimeout to get data, then
+// reads without a deadline (raft's pooled connections may rest between
+// RPCs).
+type firstByteConn struct {
+	net.Conn
+	log  *slog.Logger
+	wait time.Duration
+	once sync.Once
+}
+
+func (c *firstByteConn) Read(p []byte) (int, error) {
+	first := false
+	c.once.Do(func() {
+		first = true
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.wait))
+	})
+	n, err := c.Conn.Read(p)
+	if first {
+		if err != nil {
+			c.log.Warn("raft: closed a connection that sent nothing", "remote", c.RemoteAddr().String(), "err", err)
+			c.Conn.Close()
+			return n, err
+		}
+		_ = c.Conn.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }

@@ -156,7 +156,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	}
 	rc := cfg.Raft
 	s.node, err = cluster.Open(ctx, cluster.Config{
-		NodeID: cfg.NodeID, Peers: peers, DataDir: cfg.DataDir, Listener: ls.Raft,
+		NodeID: cfg.NodeID, Peers: peers, DataDir: cfg.DataDir, Listener: netutil.LimitListener(ls.Raft, raftMaxConnections),
 		HeartbeatTimeout: rc.HeartbeatTimeout, ElectionTimeout: rc.ElectionTimeout,
 		LeaderLeaseTimeout: rc.LeaderLeaseTimeout, CommitTimeout: rc.CommitTimeout,
 		MaxAppendEntries: rc.MaxAppendEntries, SnapshotThreshold: rc.SnapshotThreshold,

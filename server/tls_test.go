@@ -240,3 +240,58 @@ func TestOpenRefusesBadTLS(t *testing.T) {
 func writeFile(name string, b []byte) error { return os.WriteFile(name, b, 0o600) }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestClientCertificatesRequired: with tls.client_certs require, a client
+// without a certificate, with an expired one or with one from another CA
+// gets no service (the handshake fails: Unavailable) and changes nothing;
+// a valid certificate is served.
+func TestClientCertificatesRequired(t *testing.T) {
+	pki := newTestPKI(t)
+	c := newTestCluster(t, 3, pki.tune, func(c *config.Config) { c.TLS.ClientCerts = config.ClientCertsRequire })
+	leader := c.leader()
+	addr := c.cfgs[leader].GRPCBindAddr
+	pool := x509.NewCertPool()
+	pool.AddCert(pki.ca.Cert)
+	expired, err := pki.ca.Issue(certgen.Options{CommonName: "old", Client: true, NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiredCert, err := tls.X509KeyPair(expired.CertPEM, expired.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(certs ...tls.Certificate) error {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, Certificates: certs})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = raftogramv1.NewMessengerClient(conn).CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "c", Name: "C"})
+		return err
+	}
+	c.converged()
+	before, err := c.servers[leader].Store().Digest(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		certs []tls.Certificate
+	}{
+		{"no certificate", nil},
+		{"expired certificate", []tls.Certificate{expiredCert}},
+		{"another CA's certificate", []tls.Certificate{pki.foreign}},
+	} {
+		if err := create(tc.certs...); status.Code(err) != codes.Unavailable {
+			t.Fatalf("%s: %v, want Unavailable (no TLS session)", tc.name, err)
+		}
+		if d, err := c.servers[leader].Store().Digest(context.Background()); err != nil || d != before {
+			t.Fatalf("%s changed the state (%v)", tc.name, err)
+		}
+	}
+	if err := create(pki.clientCert); err != nil {
+		t.Fatalf("a valid client certificate: %v", err)
+	}
+}
