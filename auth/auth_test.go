@@ -160,7 +160,7 @@ func TestJWTAlgorithms(t *testing.T) {
 		{"EdDSA", pubPEM("ed.pem", edPub), jwt.SigningMethodEdDSA, edPriv},
 	} {
 		t.Run(tc.alg, func(t *testing.T) {
-			a, err := NewAuthenticator(config.Auth{JWT: config.JWT{KeyFile: tc.key, Algorithm: tc.alg}}, &Policy{cur: &rules{}}, nil, nil)
+			a, err := NewAuthenticator(config.Auth{JWT: config.JWT{VerifyKeyFile: tc.key, Algorithm: tc.alg}}, &Policy{cur: &rules{}}, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -185,7 +185,7 @@ func TestJWTAlgorithms(t *testing.T) {
 	if err := os.WriteFile(short, []byte("too short"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewAuthenticator(config.Auth{JWT: config.JWT{KeyFile: short, Algorithm: "HS256"}}, &Policy{cur: &rules{}}, nil, nil); err == nil || !strings.Contains(err.Error(), "at least 32 bytes") {
+	if _, err := NewAuthenticator(config.Auth{JWT: config.JWT{VerifyKeyFile: short, Algorithm: "HS256"}}, &Policy{cur: &rules{}}, nil, nil); err == nil || !strings.Contains(err.Error(), "at least 32 bytes") {
 		t.Fatalf("short HS256 secret: %v", err)
 	}
 }

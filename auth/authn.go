@@ -42,8 +42,8 @@ type Authenticator struct {
 // through pid. It returns an error when the JWT key cannot be read or
 // parsed for its algorithm.
 func NewAuthenticator(cfg config.Auth, policy *Policy, pid PeerIdentifier, peers []string) (*Authenticator, error) {
-	a := &Authenticator{policy: policy, clientCerts: cfg.ClientCerts, peers: peers, peerID: pid}
-	if cfg.JWT.KeyFile != "" {
+	a := &Authenticator{policy: policy, clientCerts: cfg.CertAuth, peers: peers, peerID: pid}
+	if cfg.JWT.VerifyKeyFile != "" {
 		v, err := newJWTVerifier(cfg.JWT)
 		if err != nil {
 			return nil, err
@@ -111,7 +111,7 @@ type jwtVerifier struct {
 }
 
 func newJWTVerifier(cfg config.JWT) (*jwtVerifier, error) {
-	b, err := os.ReadFile(cfg.KeyFile)
+	b, err := os.ReadFile(cfg.VerifyKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("auth: jwt.key_file: %w", err)
 	}
@@ -120,16 +120,16 @@ func newJWTVerifier(cfg config.JWT) (*jwtVerifier, error) {
 	case "HS256":
 		secret := []byte(strings.TrimSpace(string(b)))
 		if len(secret) < 32 {
-			return nil, fmt.Errorf("auth: jwt.key_file %s: an HS256 secret needs at least 32 bytes, got %d", cfg.KeyFile, len(secret))
+			return nil, fmt.Errorf("auth: jwt.key_file %s: an HS256 secret needs at least 32 bytes, got %d", cfg.VerifyKeyFile, len(secret))
 		}
 		v.key = secret
 	case "RS256":
 		if v.key, err = jwt.ParseRSAPublicKeyFromPEM(b); err != nil {
-			return nil, fmt.Errorf("auth: jwt.key_file %s: %w", cfg.KeyFile, err)
+			return nil, fmt.Errorf("auth: jwt.key_file %s: %w", cfg.VerifyKeyFile, err)
 		}
 	case "EdDSA":
 		if v.key, err = jwt.ParseEdPublicKeyFromPEM(b); err != nil {
-			return nil, fmt.Errorf("auth: jwt.key_file %s: %w", cfg.KeyFile, err)
+			return nil, fmt.Errorf("auth: jwt.key_file %s: %w", cfg.VerifyKeyFile, err)
 		}
 	default:
 		return nil, fmt.Errorf("auth: jwt.algorithm %q is unknown", cfg.Algorithm)

@@ -212,11 +212,11 @@ type Auth struct {
 	// when the file changes and on SIGHUP. YAML auth.rules_file,
 	// env RAFTOGRAM_AUTH_RULES_FILE.
 	RulesFile string `yaml:"rules_file" env:"RULES_FILE"`
-	// ClientCerts: a verified client certificate authenticates its holder;
+	// CertAuth: a verified client certificate authenticates its holder;
 	// the principal is the certificate's first DNS/URI/email SAN, else its
 	// subject common name. YAML auth.client_certs,
 	// env RAFTOGRAM_AUTH_CLIENT_CERTS, default false.
-	ClientCerts bool `yaml:"client_certs" env:"CLIENT_CERTS"`
+	CertAuth bool `yaml:"client_certs" env:"CLIENT_CERTS"`
 	// JWT: bearer tokens that are JWTs signed with a configured key.
 	JWT JWT `yaml:"jwt" envPrefix:"JWT_"`
 	// Tokens: static bearer tokens, stored as hashes.
@@ -229,15 +229,15 @@ type Auth struct {
 
 // Enabled reports whether any way to authenticate is configured.
 func (a Auth) Enabled() bool {
-	return a.RulesFile != "" || a.ClientCerts || a.JWT.KeyFile != "" || len(a.Tokens) > 0
+	return a.RulesFile != "" || a.CertAuth || a.JWT.VerifyKeyFile != "" || len(a.Tokens) > 0
 }
 
 // JWT configures JWT bearer tokens. YAML auth.jwt, env RAFTOGRAM_AUTH_JWT_*.
 type JWT struct {
-	// KeyFile: the verification key: for HS256 the shared secret (the
+	// VerifyKeyFile: the verification key: for HS256 the shared secret (the
 	// file's bytes, surrounding whitespace trimmed), for RS256 and EdDSA a
 	// PEM public key. YAML auth.jwt.key_file, env RAFTOGRAM_AUTH_JWT_KEY_FILE.
-	KeyFile string `yaml:"key_file" env:"KEY_FILE"`
+	VerifyKeyFile string `yaml:"key_file" env:"KEY_FILE"`
 	// Algorithm: HS256, RS256 or EdDSA; tokens signed otherwise are
 	// refused. YAML auth.jwt.algorithm, env RAFTOGRAM_AUTH_JWT_ALGORITHM.
 	Algorithm string `yaml:"algorithm" env:"ALGORITHM"`
@@ -495,22 +495,20 @@ func decodeYAML(data []byte, cfg *Config) error {
 // envVarByField maps each env-tagged Config field name (Go field names are
 // unique across the nested structs) to its full environment variable name,
 // e.g. "HeartbeatTimeout" -> "RAFTOGRAM_RAFT_HEARTBEAT_TIMEOUT".
-var envVarByField = collectEnvVars(reflect.TypeFor[Config](), envPrefix, map[string]string{}, knownEnvVars)
+var envVarByField = collectEnvVars(reflect.TypeFor[Config](), envPrefix, map[string]string{})
 
-// knownEnvVars holds every env variable name of Config (field names repeat
-// across sections: TLS.KeyFile and Auth.JWT.KeyFile).
-var knownEnvVars = map[string]bool{}
-
-func collectEnvVars(t reflect.Type, prefix string, into map[string]string, all map[string]bool) map[string]string {
+func collectEnvVars(t reflect.Type, prefix string, into map[string]string) map[string]string {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" && name != "-" {
+			if prev, dup := into[f.Name]; dup {
+				panic(fmt.Sprintf("config: field name %s is used by %s and %s; env errors name variables by field, so rename one", f.Name, prev, prefix+name))
+			}
 			into[f.Name] = prefix + name
-			all[prefix+name] = true
 			continue
 		}
 		if f.Type.Kind() == reflect.Struct {
-			collectEnvVars(f.Type, prefix+f.Tag.Get("envPrefix"), into, all)
+			collectEnvVars(f.Type, prefix+f.Tag.Get("envPrefix"), into)
 		}
 	}
 	return into
@@ -524,7 +522,7 @@ func collectEnvVars(t reflect.Type, prefix string, into map[string]string, all m
 // odd ones such as a bare "RAFTOGRAM_RAFT_", from being interpreted.
 func applyEnv(cfg *Config, environ map[string]string) error {
 	filtered := make(map[string]string)
-	for key := range knownEnvVars {
+	for _, key := range envVarByField {
 		if v, ok := environ[key]; ok {
 			filtered[key] = v
 		}

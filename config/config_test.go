@@ -748,8 +748,8 @@ func TestLoadEnvSecurity(t *testing.T) {
 	if cfg.TLS != wantTLS {
 		t.Errorf("TLS = %+v\nwant %+v", cfg.TLS, wantTLS)
 	}
-	wantJWT := JWT{KeyFile: "/secure/jwt.pub", Algorithm: "EdDSA", Issuer: "iss", Audience: "aud", PrincipalClaim: "email", RolesClaim: "groups"}
-	if cfg.Auth.RulesFile != "/secure/rules.yaml" || !cfg.Auth.ClientCerts || cfg.Auth.JWT != wantJWT {
+	wantJWT := JWT{VerifyKeyFile: "/secure/jwt.pub", Algorithm: "EdDSA", Issuer: "iss", Audience: "aud", PrincipalClaim: "email", RolesClaim: "groups"}
+	if cfg.Auth.RulesFile != "/secure/rules.yaml" || !cfg.Auth.CertAuth || cfg.Auth.JWT != wantJWT {
 		t.Errorf("Auth = %+v", cfg.Auth)
 	}
 	if cfg.Limits.MaxStreams != 7 || cfg.Limits.IdleConnectionTimeout != time.Minute || cfg.Limits.MaxSubscriberBacklogBytes != 2<<20 ||

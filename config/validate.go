@@ -255,7 +255,7 @@ func (c Config) Validate() error {
 		if c.TLS.ClientCerts == ClientCertsNone {
 			add("auth needs tls.client_certs verify_if_given or require, not none: peers prove who they are with their certificates")
 		}
-		if a.JWT.KeyFile != "" {
+		if a.JWT.VerifyKeyFile != "" {
 			switch a.JWT.Algorithm {
 			case "HS256", "RS256", "EdDSA":
 			default:

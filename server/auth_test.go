@@ -39,8 +39,8 @@ func authTune(t *testing.T, dir string) tune {
 	write(t, secret, []byte(jwtSecret))
 	return func(c *config.Config) {
 		c.Auth = config.Auth{
-			ClientCerts: true,
-			JWT:         config.JWT{KeyFile: secret, Algorithm: "HS256", Issuer: "test-issuer", Audience: "raftogram"},
+			CertAuth: true,
+			JWT:      config.JWT{VerifyKeyFile: secret, Algorithm: "HS256", Issuer: "test-issuer", Audience: "raftogram"},
 			Tokens: []config.Token{
 				{Principal: "admin", SHA256: sha(adminToken), Roles: []string{"admin"}},
 				{Principal: "writer", SHA256: sha(writerToken), Roles: []string{"writer"}},

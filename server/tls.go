@@ -164,7 +164,7 @@ func loadAuth(cfg config.Config, st *certs.Store, log *slog.Logger) (*auth.Polic
 		return nil, nil, err
 	}
 	log.Info("auth on: every call authenticates and is authorized",
-		"tokens", len(cfg.Auth.Tokens), "rules_file", cfg.Auth.RulesFile, "jwt", cfg.Auth.JWT.Algorithm, "client_certs", cfg.Auth.ClientCerts)
+		"tokens", len(cfg.Auth.Tokens), "rules_file", cfg.Auth.RulesFile, "jwt", cfg.Auth.JWT.Algorithm, "client_certs", cfg.Auth.CertAuth)
 	return policy, grpcapi.NewGuard(authn, policy, log).ServerOptions(), nil
 }
 
