@@ -146,23 +146,17 @@ func (c *Cluster) Anomalies() []string {
 func (c *Cluster) since() time.Duration { return time.Since(c.start) }
 
 // Node returns the node with the given id, or nil.
-func (c *Cluster) Node(id string) *Node {
-	for _, n := range c.Nodes {
-		if n.ID == id {
-			return n
-		}
-	}
-	return nil
-}
+func (c *Cluster) Node(id string) *Node { return c.wrap(c.pc.Node(id)) }
 
 // NodeByGRPC returns the node serving gRPC on addr, or nil.
-func (c *Cluster) NodeByGRPC(addr string) *Node {
-	for _, n := range c.Nodes {
-		if n.GRPCAddr == addr {
-			return n
-		}
+func (c *Cluster) NodeByGRPC(addr string) *Node { return c.wrap(c.pc.NodeByGRPC(addr)) }
+
+// wrap returns torture's node for the harness node pn (nil for nil).
+func (c *Cluster) wrap(pn *proccluster.Node) *Node {
+	if pn == nil {
+		return nil
 	}
-	return nil
+	return c.Nodes[pn.Index]
 }
 
 // Start starts every given node (all when none is given). It returns the
