@@ -37,7 +37,9 @@ var (
 	// ErrAlreadyExists: the thing to create exists already, or a send reused
 	// a client message id of a message with another author or payload.
 	ErrAlreadyExists = errors.New("raftogram: already exists")
-	// ErrOutOfRange: a position beyond what exists (or no longer exists).
+	// ErrOutOfRange: a position beyond what exists, or one retention has
+	// removed: then Error.TrimmedFirstSequence says where the channel now
+	// starts.
 	ErrOutOfRange = errors.New("raftogram: out of range")
 	// ErrResourceExhausted: a limit was hit (rate, size, quota).
 	ErrResourceExhausted = errors.New("raftogram: resource exhausted")
@@ -91,6 +93,10 @@ type Error struct {
 	// Leader and LeaderID name the leader from a NotLeader detail; both
 	// empty when the node knew none or sent no detail.
 	Leader, LeaderID string
+	// TrimmedFirstSequence is the channel's first retained sequence from a
+	// Trimmed detail (ErrOutOfRange: the messages asked for were removed by
+	// retention); 0 without one. Resume after TrimmedFirstSequence-1.
+	TrimmedFirstSequence uint64
 	// notLeader is true when the status carried a NotLeader detail.
 	notLeader bool
 	kind      error
@@ -133,6 +139,7 @@ var domainKinds = map[string]error{
 
 	domain.EEXISTS:    ErrAlreadyExists,
 	domain.EEXHAUSTED: ErrResourceExhausted,
+	domain.ETRIMMED:   ErrOutOfRange,
 }
 
 // codeKinds maps the gRPC codes the server sets directly (outside the
@@ -173,6 +180,9 @@ func fromStatus(err error) *Error {
 		if nl, ok := d.(*raftogramv1.NotLeader); ok {
 			e.notLeader = true
 			e.Leader, e.LeaderID = nl.GetLeaderGrpcTarget(), nl.GetRaftLeaderId()
+		}
+		if tr, ok := d.(*raftogramv1.Trimmed); ok {
+			e.TrimmedFirstSequence = tr.GetFirstSequence()
 		}
 	}
 	switch {

@@ -307,6 +307,9 @@ type Config struct {
 	// Auth is authentication and authorization, off by default. YAML
 	// auth:, env RAFTOGRAM_AUTH_*.
 	Auth Auth `yaml:"auth" envPrefix:"AUTH_"`
+	// Retention is the default history limits of new channels and the
+	// expiry settings. YAML retention:, env RAFTOGRAM_RETENTION_*.
+	Retention Retention `yaml:"retention" envPrefix:"RETENTION_"`
 	// ShutdownTimeout bounds graceful shutdown. YAML shutdown_timeout,
 	// env RAFTOGRAM_SHUTDOWN_TIMEOUT, default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"SHUTDOWN_TIMEOUT"`
@@ -355,6 +358,31 @@ type Config struct {
 	ReadyzMaxLag uint64 `yaml:"readyz_max_lag" env:"READYZ_MAX_LAG"`
 }
 
+// Retention holds the node-wide retention settings. The leader applies them
+// (they travel in the log), so give every node the same values. YAML section
+// retention:, environment variables RAFTOGRAM_RETENTION_*.
+type Retention struct {
+	// MaxMessages, MaxAge and MaxBytes are the limits of a channel created
+	// without a retention of its own (0: no limit; max_age at least 1s).
+	// A channel's own retention (CreateChannel, UpdateChannel) replaces all
+	// three. YAML retention.max_messages / max_age / max_bytes, env
+	// RAFTOGRAM_RETENTION_MAX_MESSAGES / _MAX_AGE / _MAX_BYTES, default 0.
+	MaxMessages uint64        `yaml:"max_messages" env:"MAX_MESSAGES"`
+	MaxAge      time.Duration `yaml:"max_age" env:"MAX_AGE"`
+	MaxBytes    uint64        `yaml:"max_bytes" env:"MAX_BYTES"`
+	// DedupHorizon is how long after its message was created a
+	// client_message_id keeps answering with its original sequence once
+	// retention removed the message (while the message is held it always
+	// does); 0 keeps dedup rows forever. YAML retention.dedup_horizon, env
+	// RAFTOGRAM_RETENTION_DEDUP_HORIZON, default 0.
+	DedupHorizon time.Duration `yaml:"dedup_horizon" env:"DEDUP_HORIZON"`
+	// ExpireInterval is how often the leader checks for messages past
+	// their channel's max_age (and dedup rows past the horizon) and, when
+	// there are any, proposes their removal. YAML retention.expire_interval,
+	// env RAFTOGRAM_RETENTION_EXPIRE_INTERVAL, default 5s.
+	ExpireInterval time.Duration `yaml:"expire_interval" env:"EXPIRE_INTERVAL"`
+}
+
 // Default returns the built-in defaults: a node "node1" with Raft on
 // 127.0.0.1:7000, gRPC on 127.0.0.1:9000, health on 127.0.0.1:8080, data in
 // ./data/node1 and the Raft/limit defaults documented on [Raft] and [Limits].
@@ -395,6 +423,7 @@ func Default() Config {
 			ClientCerts:    ClientCertsVerifyIfGiven,
 			ReloadInterval: 10 * time.Second,
 		},
+		Retention:               Retention{ExpireInterval: 5 * time.Second},
 		ShutdownTimeout:         10 * time.Second,
 		LogLevel:                "info",
 		FollowerStreamHeartbeat: time.Second,

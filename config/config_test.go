@@ -50,6 +50,7 @@ func TestDefault(t *testing.T) {
 			MaxStreams: 16384, IdleConnectionTimeout: 5 * time.Minute, ChannelCreatesPerSecond: 500,
 			MaxSubscriberBacklogBytes: 16 << 20, MaxFanoutWindowBytes: 256 << 20, MaxLogCacheBytes: 64 << 20},
 		TLS:                     TLS{ClientCerts: "verify_if_given", ReloadInterval: 10 * time.Second},
+		Retention:               Retention{ExpireInterval: 5 * time.Second},
 		ShutdownTimeout:         10 * time.Second,
 		LogLevel:                "info",
 		FollowerStreamHeartbeat: time.Second,

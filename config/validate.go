@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"regexp"
@@ -171,6 +172,7 @@ func (c Config) Validate() error {
 		{"shutdown_timeout", c.ShutdownTimeout, 0},
 		{"follower_stream_heartbeat", c.FollowerStreamHeartbeat, 0},
 		{"follower_stream_cutoff", c.FollowerStreamCutoff, 0},
+		{"retention.expire_interval", c.Retention.ExpireInterval, 0},
 	} {
 		switch {
 		case d.val <= 0:
@@ -184,6 +186,17 @@ func (c Config) Validate() error {
 	}
 	if r.ElectionTimeout > 0 && r.ElectionTimeout < r.HeartbeatTimeout {
 		add("raft.election_timeout %s must not be below raft.heartbeat_timeout %s", r.ElectionTimeout, r.HeartbeatTimeout)
+	}
+
+	// retention: the same rules as a channel's own (domain.ValidateRetention)
+	if a := c.Retention.MaxAge; a < 0 || a > 0 && a < time.Second {
+		add("retention.max_age must be 0 (no limit) or at least 1s, got %s", a)
+	}
+	if c.Retention.MaxMessages > math.MaxInt64 || c.Retention.MaxBytes > math.MaxInt64 {
+		add("retention.max_messages and retention.max_bytes must be at most %d", int64(math.MaxInt64))
+	}
+	if c.Retention.DedupHorizon < 0 {
+		add("retention.dedup_horizon must not be negative, got %s", c.Retention.DedupHorizon)
 	}
 
 	// counts and sizes

@@ -41,6 +41,7 @@ func EncodeEvents(events []Event) ([]byte, error) {
 				ChannelId:         ev.ChannelID,
 				Name:              ev.Name,
 				CreatedAtUnixNano: ev.CreatedAt.UnixNano(),
+				Retention:         retentionToProto(ev.Retention),
 			}}}
 		case MessageSent:
 			pe = &eventsv1.Event{Kind: &eventsv1.Event_MessageSent{MessageSent: &eventsv1.MessageSent{
@@ -56,6 +57,10 @@ func EncodeEvents(events []Event) ([]byte, error) {
 				Name:              ev.Name,
 				UpdatedAtUnixNano: ev.UpdatedAt.UnixNano(),
 			}}}
+			if ev.Retention != nil {
+				pe.GetChannelUpdated().Retention = &eventsv1.Retention{MaxMessages: ev.Retention.MaxMessages,
+					MaxAgeNanos: int64(ev.Retention.MaxAge), MaxBytes: ev.Retention.MaxBytes}
+			}
 		case ChannelDeleted:
 			pe = &eventsv1.Event{Kind: &eventsv1.Event_ChannelDeleted{ChannelDeleted: &eventsv1.ChannelDeleted{
 				ChannelId:         ev.ChannelID,
@@ -67,6 +72,11 @@ func EncodeEvents(events []Event) ([]byte, error) {
 				Sequence:           ev.Sequence,
 				Reason:             ev.Reason,
 				RedactedAtUnixNano: ev.RedactedAt.UnixNano(),
+			}}}
+		case MessagesExpired:
+			pe = &eventsv1.Event{Kind: &eventsv1.Event_MessagesExpired{MessagesExpired: &eventsv1.MessagesExpired{
+				NowUnixNano:       ev.Now.UnixNano(),
+				DedupHorizonNanos: int64(ev.DedupHorizon),
 			}}}
 		default:
 			return nil, fmt.Errorf("encode event: unknown type %T", ev)
@@ -106,6 +116,7 @@ func DecodeEvents(data []byte) ([]Event, error) {
 				ChannelID: k.ChannelCreated.GetChannelId(),
 				Name:      k.ChannelCreated.GetName(),
 				CreatedAt: time.Unix(0, k.ChannelCreated.GetCreatedAtUnixNano()).UTC(),
+				Retention: retentionFromProto(k.ChannelCreated.GetRetention()),
 			})
 		case *eventsv1.Event_MessageSent:
 			m := k.MessageSent
@@ -118,8 +129,13 @@ func DecodeEvents(data []byte) ([]Event, error) {
 			})
 		case *eventsv1.Event_ChannelUpdated:
 			u := k.ChannelUpdated
-			events = append(events, ChannelUpdated{ChannelID: u.GetChannelId(), Name: u.GetName(),
-				UpdatedAt: time.Unix(0, u.GetUpdatedAtUnixNano()).UTC()})
+			ev := ChannelUpdated{ChannelID: u.GetChannelId(), Name: u.GetName(),
+				UpdatedAt: time.Unix(0, u.GetUpdatedAtUnixNano()).UTC()}
+			if u.Retention != nil {
+				r := retentionFromProto(u.Retention)
+				ev.Retention = &r
+			}
+			events = append(events, ev)
 		case *eventsv1.Event_ChannelDeleted:
 			d := k.ChannelDeleted
 			events = append(events, ChannelDeleted{ChannelID: d.GetChannelId(), DeletedAt: time.Unix(0, d.GetDeletedAtUnixNano()).UTC()})
@@ -127,9 +143,26 @@ func DecodeEvents(data []byte) ([]Event, error) {
 			r := k.MessageRedacted
 			events = append(events, MessageRedacted{ChannelID: r.GetChannelId(), Sequence: r.GetSequence(), Reason: r.GetReason(),
 				RedactedAt: time.Unix(0, r.GetRedactedAtUnixNano()).UTC()})
+		case *eventsv1.Event_MessagesExpired:
+			x := k.MessagesExpired
+			events = append(events, MessagesExpired{Now: time.Unix(0, x.GetNowUnixNano()).UTC(),
+				DedupHorizon: time.Duration(x.GetDedupHorizonNanos())})
 		default:
 			return nil, fmt.Errorf("decode events: event %d: %w", i, ErrUnknownEncoding)
 		}
 	}
 	return events, nil
+}
+
+// retentionToProto returns nil for keep-everything, so ChannelCreated
+// entries without retention encode exactly as before it existed.
+func retentionToProto(r Retention) *eventsv1.Retention {
+	if r.IsZero() {
+		return nil
+	}
+	return &eventsv1.Retention{MaxMessages: r.MaxMessages, MaxAgeNanos: int64(r.MaxAge), MaxBytes: r.MaxBytes}
+}
+
+func retentionFromProto(r *eventsv1.Retention) Retention {
+	return Retention{MaxMessages: r.GetMaxMessages(), MaxAge: time.Duration(r.GetMaxAgeNanos()), MaxBytes: r.GetMaxBytes()}
 }

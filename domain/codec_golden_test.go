@@ -73,6 +73,18 @@ var goldenEntries = []struct {
 	{"v1_pre_epoch_time.hex", []Event{
 		MessageSent{ChannelID: "c", AuthorID: "a", Payload: []byte("p"), CreatedAt: time.Date(1969, 7, 20, 20, 17, 40, 0, time.UTC)}, // negative Unix nanoseconds
 	}},
+	{"v1_channel_created_retention.hex", []Event{
+		ChannelCreated{ChannelID: "recent", Name: "Recent", CreatedAt: goldenTime,
+			Retention: Retention{MaxMessages: 1000, MaxAge: 72 * time.Hour, MaxBytes: 1 << 30}},
+	}},
+	{"v1_channel_updated_retention.hex", []Event{
+		ChannelUpdated{ChannelID: "recent", UpdatedAt: goldenTime, Retention: &Retention{MaxMessages: 10}},
+		ChannelUpdated{ChannelID: "recent", UpdatedAt: goldenTime, Retention: &Retention{}}, // keep everything again
+	}},
+	{"v1_messages_expired.hex", []Event{
+		MessagesExpired{Now: goldenTime, DedupHorizon: 24 * time.Hour},
+		MessagesExpired{Now: goldenTime.Add(time.Second)}, // dedup rows kept forever
+	}},
 }
 
 // knownEncodings are the version bytes this build decodes; each needs at

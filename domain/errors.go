@@ -17,6 +17,7 @@ const (
 
 	EEXISTS    = "already_exists" // the key is taken by something else (an idempotency conflict); nothing changed
 	EEXHAUSTED = "exhausted"      // a resource is short (free disk space): refused, nothing changed
+	ETRIMMED   = "trimmed"        // the sequences asked for were removed by retention (see TrimmedError)
 )
 
 // Error is an application error whose Message is safe to show to clients.
@@ -37,11 +38,14 @@ func Errorf(code, format string, args ...any) *Error {
 // for any other non-nil error and "" for nil.
 func ErrorCode(err error) string {
 	var e *Error
+	var t *TrimmedError
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &e):
 		return e.Code
+	case errors.As(err, &t):
+		return ETRIMMED
 	default:
 		return EINTERNAL
 	}
@@ -51,10 +55,27 @@ func ErrorCode(err error) string {
 // chain, or "internal error" for any other error.
 func ErrorMessage(err error) string {
 	var e *Error
-	if errors.As(err, &e) {
+	var t *TrimmedError
+	switch {
+	case errors.As(err, &e):
 		return e.Message
+	case errors.As(err, &t):
+		return t.Error()
 	}
 	return "internal error"
+}
+
+// TrimmedError says a read asked for messages that retention removed: the
+// channel now starts at FirstSequence. Its code is ETRIMMED.
+type TrimmedError struct {
+	ChannelID     string
+	FirstSequence uint64
+}
+
+// Error names the channel and where it now starts.
+func (e *TrimmedError) Error() string {
+	return fmt.Sprintf("channel %q holds messages from sequence %d on; older ones were removed by retention (skip ahead with after_sequence = %d)",
+		e.ChannelID, e.FirstSequence, e.FirstSequence-1)
 }
 
 // NotLeaderError says this node cannot serve the request because it is not

@@ -14,7 +14,28 @@ type Channel struct {
 	// projection's channel queries set them; write results leave them 0.
 	FirstSequence uint64
 	MessageCount  uint64
+	// Retention is what the channel keeps (the zero value: everything).
+	Retention Retention
+	// TrimmedThrough is the highest sequence retention removed (0: none).
+	// Only the projection's channel queries set it.
+	TrimmedThrough uint64
 }
+
+// Retention bounds the history a channel keeps; each limit 0 means none.
+// The oldest messages go first, and the retained sequences stay contiguous.
+type Retention struct {
+	// MaxMessages: keep at most this many messages.
+	MaxMessages uint64
+	// MaxAge: keep a message at most this long after its CreatedAt, as
+	// measured by the clock in MessagesExpired events.
+	MaxAge time.Duration
+	// MaxBytes: keep at most this many payload bytes; the newest message is
+	// always kept, however large.
+	MaxBytes uint64
+}
+
+// IsZero reports whether r keeps everything.
+func (r Retention) IsZero() bool { return r == Retention{} }
 
 // Message is one committed message of a channel.
 type Message struct {
@@ -29,8 +50,8 @@ type Message struct {
 }
 
 // Event is an immutable fact written to the Raft log. It is one of
-// ChannelCreated, MessageSent, ChannelUpdated, ChannelDeleted or
-// MessageRedacted.
+// ChannelCreated, MessageSent, ChannelUpdated, ChannelDeleted,
+// MessageRedacted or MessagesExpired.
 type Event interface{ isEvent() }
 
 // ChannelCreated creates a channel. An empty ChannelID asks the state
@@ -39,6 +60,8 @@ type ChannelCreated struct {
 	ChannelID string
 	Name      string
 	CreatedAt time.Time
+	// Retention is the new channel's, with the leader's defaults resolved.
+	Retention Retention
 }
 
 // MessageSent appends a message to a channel. The state machine assigns the
@@ -52,11 +75,13 @@ type MessageSent struct {
 }
 
 // ChannelUpdated changes a channel's settings; an empty Name keeps the
-// stored name.
+// stored name and a nil Retention the stored retention. A new retention
+// trims at once.
 type ChannelUpdated struct {
 	ChannelID string
 	Name      string
 	UpdatedAt time.Time
+	Retention *Retention
 }
 
 // ChannelDeleted removes a channel, its messages and its dedup rows. The id
@@ -76,11 +101,21 @@ type MessageRedacted struct {
 	RedactedAt time.Time
 }
 
+// MessagesExpired carries the leader's clock into the log: each channel with
+// a MaxAge drops its oldest messages created before Now minus MaxAge (the
+// longest such prefix), and the dedup rows of messages no longer held go
+// once they were created before Now minus DedupHorizon (0: never).
+type MessagesExpired struct {
+	Now          time.Time
+	DedupHorizon time.Duration
+}
+
 func (ChannelCreated) isEvent()  {}
 func (MessageSent) isEvent()     {}
 func (ChannelUpdated) isEvent()  {}
 func (ChannelDeleted) isEvent()  {}
 func (MessageRedacted) isEvent() {}
+func (MessagesExpired) isEvent() {}
 
 // Result is the state machine's answer to one event. Err holds a
 // deterministic rejection (an *Error every node reaches alike); the other
@@ -103,9 +138,11 @@ type Result struct {
 	Deduplicated bool
 
 	// ChannelUpdated: the channel as stored after the update (Channel
-	// above). ChannelDeleted: whether the channel existed (false: nothing
+	// above). MessagesExpired: Trimmed is how many messages it removed.
+	// ChannelDeleted: whether the channel existed (false: nothing
 	// to delete). MessageRedacted: whether this event removed the payload
 	// (false: it was redacted already).
 	Deleted  bool
 	Redacted bool
+	Trimmed  uint64
 }

@@ -1,6 +1,8 @@
 package domain
 
 import (
+	"math"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -56,6 +58,25 @@ func ValidateClientMessageID(id string) error {
 	return validateText("client_message_id", id, MaxClientMessageIDLen, false)
 }
 
+// MinMaxAge is the shortest retention max_age: ages are enforced by events
+// the leader proposes every few seconds, so less would promise too much.
+const MinMaxAge = time.Second
+
+// ValidateRetention returns an EINVALID *Error if r's MaxAge is negative or
+// shorter than MinMaxAge (0, no limit, is fine), or a count or byte limit
+// does not fit an int64 (the projection's column type).
+func ValidateRetention(r Retention) error {
+	switch {
+	case r.MaxAge < 0 || r.MaxAge > 0 && r.MaxAge < MinMaxAge:
+		return Errorf(EINVALID, "retention max_age is %v; it must be 0 (no limit) or at least %v", r.MaxAge, MinMaxAge)
+	case r.MaxMessages > math.MaxInt64:
+		return Errorf(EINVALID, "retention max_messages is %d; the maximum is %d", r.MaxMessages, int64(math.MaxInt64))
+	case r.MaxBytes > math.MaxInt64:
+		return Errorf(EINVALID, "retention max_bytes is %d; the maximum is %d", r.MaxBytes, int64(math.MaxInt64))
+	}
+	return nil
+}
+
 // ValidateRedactionReason returns an EINVALID *Error unless reason is empty
 // or up to MaxRedactionReasonLen bytes of printable UTF-8.
 func ValidateRedactionReason(reason string) error {
@@ -90,7 +111,10 @@ func Validate(ev Event) error {
 				return err
 			}
 		}
-		return ValidateChannelName(ev.Name)
+		if err := ValidateChannelName(ev.Name); err != nil {
+			return err
+		}
+		return ValidateRetention(ev.Retention)
 	case MessageSent:
 		if err := ValidateChannelID(ev.ChannelID); err != nil {
 			return err
@@ -104,7 +128,12 @@ func Validate(ev Event) error {
 			return err
 		}
 		if ev.Name != "" {
-			return ValidateChannelName(ev.Name)
+			if err := ValidateChannelName(ev.Name); err != nil {
+				return err
+			}
+		}
+		if ev.Retention != nil {
+			return ValidateRetention(*ev.Retention)
 		}
 		return nil
 	case ChannelDeleted:
@@ -117,6 +146,11 @@ func Validate(ev Event) error {
 			return Errorf(EINVALID, "sequence is required (sequences start at 1)")
 		}
 		return ValidateRedactionReason(ev.Reason)
+	case MessagesExpired:
+		if ev.DedupHorizon < 0 {
+			return Errorf(EINVALID, "dedup horizon must not be negative")
+		}
+		return nil
 	default:
 		return Errorf(EINVALID, "unknown event type %T", ev)
 	}

@@ -6,6 +6,7 @@ import (
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/domain"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -89,11 +90,36 @@ func decodePageToken(token string) (string, error) {
 
 func channelToProto(ch domain.Channel) *raftogramv1.Channel {
 	return &raftogramv1.Channel{
-		ChannelId:     ch.ID,
-		Name:          ch.Name,
-		CreatedAt:     timestamppb.New(ch.CreatedAt),
-		FirstSequence: ch.FirstSequence,
-		LastSequence:  ch.LastSequence,
-		MessageCount:  ch.MessageCount,
+		ChannelId:      ch.ID,
+		Name:           ch.Name,
+		CreatedAt:      timestamppb.New(ch.CreatedAt),
+		FirstSequence:  ch.FirstSequence,
+		LastSequence:   ch.LastSequence,
+		MessageCount:   ch.MessageCount,
+		Retention:      retentionToProto(ch.Retention),
+		TrimmedThrough: ch.TrimmedThrough,
 	}
+}
+
+// retentionToProto always returns a message (all zero: keeps everything),
+// so JSON clients see the limits' fields.
+func retentionToProto(r domain.Retention) *raftogramv1.Retention {
+	out := &raftogramv1.Retention{MaxMessages: r.MaxMessages, MaxBytes: r.MaxBytes}
+	if r.MaxAge > 0 {
+		out.MaxAge = durationpb.New(r.MaxAge)
+	}
+	return out
+}
+
+// retentionFromProto returns r as a domain.Retention, or an EINVALID
+// *domain.Error for a malformed or out-of-range limit.
+func retentionFromProto(r *raftogramv1.Retention) (domain.Retention, error) {
+	out := domain.Retention{MaxMessages: r.GetMaxMessages(), MaxBytes: r.GetMaxBytes()}
+	if d := r.GetMaxAge(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return domain.Retention{}, domain.Errorf(domain.EINVALID, "retention max_age: %v", err)
+		}
+		out.MaxAge = d.AsDuration()
+	}
+	return out, domain.ValidateRetention(out)
 }

@@ -22,9 +22,12 @@ func toStatus(log *slog.Logger, method string, err error) error {
 		return nil
 	}
 	var nl *domain.NotLeaderError
+	var tr *domain.TrimmedError
 	switch {
 	case errors.As(err, &nl):
 		return notLeaderStatus(nl)
+	case errors.As(err, &tr):
+		return trimmedStatus(tr)
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request cancelled")
 	case errors.Is(err, context.DeadlineExceeded):
@@ -53,6 +56,16 @@ func notLeaderStatus(nl *domain.NotLeaderError) error {
 	})
 	if err != nil {
 		return status.Error(code, msg)
+	}
+	return st.Err()
+}
+
+// trimmedStatus is OutOfRange with a Trimmed detail saying where the
+// channel now starts.
+func trimmedStatus(tr *domain.TrimmedError) error {
+	st, err := status.New(codes.OutOfRange, tr.Error()).WithDetails(&raftogramv1.Trimmed{FirstSequence: tr.FirstSequence})
+	if err != nil {
+		return status.Error(codes.OutOfRange, tr.Error())
 	}
 	return st.Err()
 }

@@ -11,20 +11,26 @@ import (
 
 // UpdateChannel validates the request and commits a ChannelUpdated event;
 // on a follower with ForwardWrites it has the leader do so. It answers
-// InvalidArgument for a malformed id or name, NotFound for an unknown
-// channel.
+// InvalidArgument for a malformed id, name or retention, NotFound for an
+// unknown channel. A retention replaces the channel's and trims at once.
 func (s *Server) UpdateChannel(ctx context.Context, req *raftogramv1.UpdateChannelRequest) (*raftogramv1.UpdateChannelResponse, error) {
 	const method = "UpdateChannel"
 	err := domain.ValidateChannelID(req.GetChannelId())
 	if err == nil && req.GetName() != "" {
 		err = domain.ValidateChannelName(req.GetName())
 	}
+	var ret *domain.Retention
+	if err == nil && req.Retention != nil {
+		var r domain.Retention
+		r, err = retentionFromProto(req.GetRetention())
+		ret = &r
+	}
 	if err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
 	return writeOrForward(s, ctx, method,
 		func() domain.Event {
-			return domain.ChannelUpdated{ChannelID: req.GetChannelId(), Name: req.GetName(), UpdatedAt: s.opts.Now()}
+			return domain.ChannelUpdated{ChannelID: req.GetChannelId(), Name: req.GetName(), UpdatedAt: s.opts.Now(), Retention: ret}
 		},
 		func(ctx context.Context, c raftogramv1.MessengerClient) (*raftogramv1.UpdateChannelResponse, error) {
 			return c.UpdateChannel(ctx, req)

@@ -94,6 +94,10 @@ type Options struct {
 	// (fanout.WithMaxBacklog, config limits.max_subscriber_backlog_bytes),
 	// named in the ResourceExhausted that ends a stream that fell behind.
 	MaxSubscriberBacklogBytes int64
+	// DefaultRetention is what a channel created without a retention keeps
+	// (config retention:); the leader puts it into the event, so every node
+	// applies the leader's defaults.
+	DefaultRetention domain.Retention
 }
 
 // Server implements raftogramv1.MessengerServer.
@@ -180,7 +184,14 @@ func (s *Server) CreateChannel(ctx context.Context, req *raftogramv1.CreateChann
 	if err := domain.ValidateChannelName(req.GetName()); err != nil {
 		return nil, toStatus(s.log, method, err)
 	}
-	r, err := s.apply(ctx, domain.ChannelCreated{ChannelID: req.GetChannelId(), Name: req.GetName(), CreatedAt: s.opts.Now()})
+	ret := s.opts.DefaultRetention
+	if req.Retention != nil {
+		var err error
+		if ret, err = retentionFromProto(req.GetRetention()); err != nil {
+			return nil, toStatus(s.log, method, err)
+		}
+	}
+	r, err := s.apply(ctx, domain.ChannelCreated{ChannelID: req.GetChannelId(), Name: req.GetName(), CreatedAt: s.opts.Now(), Retention: ret})
 	if s.forwardable(ctx, err) {
 		resp, ferr := forward(s, ctx, func(ctx context.Context, c raftogramv1.MessengerClient) (*raftogramv1.CreateChannelResponse, error) {
 			return c.CreateChannel(ctx, req)
@@ -188,7 +199,7 @@ func (s *Server) CreateChannel(ctx context.Context, req *raftogramv1.CreateChann
 		if !errors.Is(ferr, errLeading) {
 			return resp, ferr
 		}
-		r, err = s.apply(ctx, domain.ChannelCreated{ChannelID: req.GetChannelId(), Name: req.GetName(), CreatedAt: s.opts.Now()})
+		r, err = s.apply(ctx, domain.ChannelCreated{ChannelID: req.GetChannelId(), Name: req.GetName(), CreatedAt: s.opts.Now(), Retention: ret})
 	}
 	if err != nil {
 		return nil, toStatus(s.log, method, err)
@@ -417,7 +428,19 @@ func (s *Server) stream(ctx context.Context, req *raftogramv1.SubscribeRequest, 
 		}
 	}
 	watch := rules.watch // nil (never ready) on level streams
-	if req.GetStart() != raftogramv1.SubscribeStart_SUBSCRIBE_START_UNSPECIFIED {
+	if req.GetStart() == raftogramv1.SubscribeStart_SUBSCRIBE_START_UNSPECIFIED {
+		// Retention may have removed what the stream asks for: say so
+		// rather than start after the gap (the hub's window could still
+		// hold some of it). Later trims show when a read falls back to the
+		// projection.
+		ch, err := s.store.Channel(ctx, req.GetChannelId())
+		switch {
+		case err != nil:
+			return toStatus(s.log, method, err)
+		case cursor < ch.TrimmedThrough:
+			return toStatus(s.log, method, &domain.TrimmedError{ChannelID: ch.ID, FirstSequence: ch.TrimmedThrough + 1})
+		}
+	} else {
 		// The hub subscription predates this read, so every message after
 		// the cursor reaches the stream: no gap at the seam.
 		var err error

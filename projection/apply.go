@@ -45,9 +45,11 @@ func prepareWrites(ctx context.Context, db *sql.DB) (writeStmts, error) {
 		st, err = db.PrepareContext(ctx, query)
 		return st
 	}
-	s.getChannel = prep(`SELECT name, created_at, last_sequence FROM channels WHERE channel_id = ?`)
-	s.insertChannel = prep(`INSERT INTO channels (channel_id, name, created_at, created_index) VALUES (?, ?, ?, ?)`)
-	s.bumpSequence = prep(`UPDATE channels SET last_sequence = ? WHERE channel_id = ?`)
+	s.getChannel = prep(`SELECT name, created_at, last_sequence, max_messages, max_age, max_bytes, retained_bytes, trimmed_through
+		FROM channels WHERE channel_id = ?`)
+	s.insertChannel = prep(`INSERT INTO channels (channel_id, name, created_at, created_index, max_messages, max_age, max_bytes)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	s.bumpSequence = prep(`UPDATE channels SET last_sequence = ?, retained_bytes = ?, trimmed_through = ? WHERE channel_id = ?`)
 	s.setApplied = prep(`UPDATE raft_applied SET applied_index = ?, applied_term = ? WHERE id = 1`)
 	for _, n := range rowChunks {
 		// The CROSS JOIN makes SQLite probe the primary key once per
@@ -167,9 +169,9 @@ func (s *Store) Apply(ctx context.Context, entries []Entry) ([][]domain.Result, 
 // applier applies events inside one transaction. Its methods return an
 // error only for I/O failures; rejections go into the Result.
 //
-// It keeps each touched channel's last sequence in memory for the length of
-// the transaction and writes it back once, in flushSequences before the
-// commit, rather than once per message. New messages and dedup rows are
+// It keeps each touched channel's last sequence, byte total and retention
+// in memory for the length of the transaction and trims and writes them back
+// once, in flushChannels before the commit, rather than once per message. New messages and dedup rows are
 // buffered and written by writeRows with multi-row statements; the dedup
 // keys an Apply call needs are looked up together first (prefetchDedup).
 type applier struct {
@@ -177,8 +179,11 @@ type applier struct {
 	tx    *sql.Tx
 	st    writeStmts              // prepared on the writer connection
 	bound map[*sql.Stmt]*sql.Stmt // st's statements bound to tx, as used
-	last  map[string]uint64
+	chans map[string]*chanState
 	dirty map[string]bool
+	// horizon is the dedup horizon (retention_settings), once read.
+	horizon    time.Duration
+	horizonSet bool
 
 	// Per Apply call: the dedup row of every key looked up or assigned,
 	// and the rows not yet written.
@@ -203,7 +208,7 @@ const dedupCols = 5
 
 func newApplier(ctx context.Context, tx *sql.Tx, st writeStmts) *applier {
 	return &applier{ctx: ctx, tx: tx, st: st, bound: map[*sql.Stmt]*sql.Stmt{},
-		last: map[string]uint64{}, dirty: map[string]bool{}, known: map[dedupKey]dedupRow{}}
+		chans: map[string]*chanState{}, dirty: map[string]bool{}, known: map[dedupKey]dedupRow{}}
 }
 
 // stmt returns st bound to the transaction.
@@ -307,14 +312,20 @@ func (a *applier) writeRows() error {
 	return nil
 }
 
-// flushSequences writes back the last sequence of every channel that got
-// messages in this transaction.
-func (a *applier) flushSequences() error {
+// flushChannels trims every channel changed in this transaction to its
+// retention and writes back its last sequence, byte total and trimmed
+// sequence. The rows buffered must have been written (writeRows).
+func (a *applier) flushChannels() error {
 	for id := range a.dirty {
-		if _, err := a.stmt(a.st.bumpSequence).ExecContext(a.ctx, a.last[id], id); err != nil {
-			return fmt.Errorf("update last_sequence of %q: %w", id, err)
+		st := a.chans[id]
+		if _, err := a.trim(id, st, st.retentionCut()); err != nil {
+			return err
+		}
+		if _, err := a.stmt(a.st.bumpSequence).ExecContext(a.ctx, st.last, st.bytes, st.trimmed, id); err != nil {
+			return fmt.Errorf("update channel %q: %w", id, err)
 		}
 	}
+	clear(a.dirty)
 	return nil
 }
 
@@ -333,6 +344,8 @@ func (a *applier) apply(index uint64, pos int, ev domain.Event) (domain.Result, 
 		return a.deleteChannel(index, ev)
 	case domain.MessageRedacted:
 		return a.redactMessage(ev)
+	case domain.MessagesExpired:
+		return a.expire(ev)
 	default:
 		return domain.Result{Err: domain.Errorf(domain.EINVALID, "unknown event %T", ev)}, nil
 	}
@@ -360,53 +373,62 @@ func (a *applier) createChannel(index uint64, pos int, ev domain.ChannelCreated)
 	case !errors.Is(err, sql.ErrNoRows):
 		return domain.Result{}, err
 	}
-	if _, err := a.stmt(a.st.insertChannel).ExecContext(a.ctx, id, ev.Name, ev.CreatedAt.UnixNano(), index); err != nil {
+	r := ev.Retention
+	if _, err := a.stmt(a.st.insertChannel).ExecContext(a.ctx, id, ev.Name, ev.CreatedAt.UnixNano(), index,
+		int64(r.MaxMessages), int64(r.MaxAge), int64(r.MaxBytes)); err != nil {
 		return domain.Result{}, fmt.Errorf("insert channel: %w", err)
 	}
 	if err := a.reviveSequence(id); err != nil {
 		return domain.Result{}, err
 	}
-	ch = domain.Channel{ID: id, Name: ev.Name, CreatedAt: ev.CreatedAt.UTC()}
+	ch = domain.Channel{ID: id, Name: ev.Name, CreatedAt: ev.CreatedAt.UTC(), Retention: r}
 	return domain.Result{Channel: ch, Created: true}, nil
 }
 
+// channel returns the stored channel with its in-memory state of this
+// transaction (sql.ErrNoRows when there is none), caching the state.
 func (a *applier) channel(id string) (domain.Channel, error) {
 	ch := domain.Channel{ID: id}
-	var created int64
-	err := a.stmt(a.st.getChannel).QueryRowContext(a.ctx, id).Scan(&ch.Name, &created, &ch.LastSequence)
+	var created, maxMessages, maxAge, maxBytes int64
+	var st chanState
+	err := a.stmt(a.st.getChannel).QueryRowContext(a.ctx, id).Scan(&ch.Name, &created, &st.last,
+		&maxMessages, &maxAge, &maxBytes, &st.bytes, &st.trimmed)
 	if err != nil {
 		return domain.Channel{}, err
 	}
 	ch.CreatedAt = time.Unix(0, created).UTC()
-	if seq, ok := a.last[id]; ok {
-		ch.LastSequence = seq
+	if cached, ok := a.chans[id]; ok {
+		st = *cached
+	} else {
+		st.ret = domain.Retention{MaxMessages: uint64(maxMessages), MaxAge: time.Duration(maxAge), MaxBytes: uint64(maxBytes)}
+		a.chans[id] = &st
 	}
+	ch.LastSequence, ch.Retention, ch.TrimmedThrough = st.last, st.ret, st.trimmed
 	return ch, nil
 }
 
-// lastSequence returns the channel's last sequence, whether it exists, or an
-// I/O error.
-func (a *applier) lastSequence(id string) (uint64, bool, error) {
-	if seq, ok := a.last[id]; ok {
-		return seq, true, nil
+// state returns the channel's state for this transaction, nil when the
+// channel does not exist, or an I/O error.
+func (a *applier) state(id string) (*chanState, error) {
+	if st, ok := a.chans[id]; ok {
+		return st, nil
 	}
-	ch, err := a.channel(id)
+	_, err := a.channel(id)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return 0, false, nil
+		return nil, nil
 	case err != nil:
-		return 0, false, fmt.Errorf("read channel: %w", err)
+		return nil, fmt.Errorf("read channel: %w", err)
 	}
-	a.last[id] = ch.LastSequence
-	return ch.LastSequence, true, nil
+	return a.chans[id], nil
 }
 
 func (a *applier) sendMessage(index uint64, ev domain.MessageSent) (domain.Result, error) {
-	last, ok, err := a.lastSequence(ev.ChannelID)
+	st, err := a.state(ev.ChannelID)
 	switch {
 	case err != nil:
 		return domain.Result{}, err
-	case !ok:
+	case st == nil:
 		return domain.Result{Err: domain.Errorf(domain.ENOTFOUND, "channel %q not found", ev.ChannelID)}, nil
 	}
 	key := dedupKey{ev.ChannelID, ev.ClientMessageID}
@@ -418,7 +440,7 @@ func (a *applier) sendMessage(index uint64, ev domain.MessageSent) (domain.Resul
 			return repeat(ev, d, hash), nil
 		}
 	}
-	seq := last + 1
+	seq := st.last + 1
 	payload := ev.Payload
 	if payload == nil {
 		payload = []byte{}
@@ -428,7 +450,8 @@ func (a *applier) sendMessage(index uint64, ev domain.MessageSent) (domain.Resul
 		a.dedups = append(a.dedups, ev.ChannelID, ev.ClientMessageID, seq, ev.AuthorID, hash)
 		a.known[key] = dedupRow{sequence: seq, author: sql.NullString{String: ev.AuthorID, Valid: true}, payloadHash: hash}
 	}
-	a.last[ev.ChannelID] = seq
+	st.last = seq
+	st.bytes += uint64(len(payload))
 	a.dirty[ev.ChannelID] = true
 	return domain.Result{Sequence: seq}, nil
 }
@@ -467,7 +490,7 @@ func (a *applier) reviveSequence(id string) error {
 	if _, err := a.tx.ExecContext(a.ctx, `DELETE FROM deleted_channels WHERE channel_id = ?`, id); err != nil {
 		return fmt.Errorf("forget deleted channel: %w", err)
 	}
-	if _, err := a.stmt(a.st.bumpSequence).ExecContext(a.ctx, last, id); err != nil {
+	if _, err := a.tx.ExecContext(a.ctx, `UPDATE channels SET last_sequence = ? WHERE channel_id = ?`, last, id); err != nil {
 		return fmt.Errorf("continue sequence of %q: %w", id, err)
 	}
 	return nil
@@ -480,11 +503,7 @@ func (a *applier) settle() error {
 	if err := a.writeRows(); err != nil {
 		return err
 	}
-	if err := a.flushSequences(); err != nil {
-		return err
-	}
-	clear(a.dirty)
-	return nil
+	return a.flushChannels()
 }
 
 func notFound(id string) domain.Result {
@@ -505,16 +524,35 @@ func (a *applier) updateChannel(ev domain.ChannelUpdated) (domain.Result, error)
 		}
 		ch.Name = ev.Name
 	}
+	if ev.Retention != nil {
+		// Trim to the old limits first, then to the new ones, at once: the
+		// same outcome as trimming after every send.
+		if err := a.settle(); err != nil {
+			return domain.Result{}, err
+		}
+		r := *ev.Retention
+		if _, err := a.tx.ExecContext(a.ctx, `UPDATE channels SET max_messages = ?, max_age = ?, max_bytes = ? WHERE channel_id = ?`,
+			int64(r.MaxMessages), int64(r.MaxAge), int64(r.MaxBytes), ev.ChannelID); err != nil {
+			return domain.Result{}, fmt.Errorf("update retention: %w", err)
+		}
+		st := a.chans[ev.ChannelID]
+		st.ret = r
+		a.dirty[ev.ChannelID] = true
+		if err := a.settle(); err != nil {
+			return domain.Result{}, err
+		}
+		ch.Retention, ch.TrimmedThrough = r, st.trimmed
+	}
 	return domain.Result{Channel: ch}, nil
 }
 
 func (a *applier) deleteChannel(index uint64, ev domain.ChannelDeleted) (domain.Result, error) {
 	id := ev.ChannelID
-	last, ok, err := a.lastSequence(id)
+	st, err := a.state(id)
 	switch {
 	case err != nil:
 		return domain.Result{}, err
-	case !ok:
+	case st == nil:
 		return domain.Result{Deleted: false}, nil
 	}
 	if err := a.settle(); err != nil {
@@ -523,6 +561,7 @@ func (a *applier) deleteChannel(index uint64, ev domain.ChannelDeleted) (domain.
 	for _, q := range []string{
 		`DELETE FROM messages WHERE channel_id = ?`,
 		`DELETE FROM dedup WHERE channel_id = ?`,
+		`DELETE FROM dedup_trimmed WHERE channel_id = ?`,
 		`DELETE FROM channels WHERE channel_id = ?`,
 	} {
 		if _, err := a.tx.ExecContext(a.ctx, q, id); err != nil {
@@ -530,10 +569,10 @@ func (a *applier) deleteChannel(index uint64, ev domain.ChannelDeleted) (domain.
 		}
 	}
 	if _, err := a.tx.ExecContext(a.ctx, `INSERT OR REPLACE INTO deleted_channels (channel_id, last_sequence, deleted_index) VALUES (?, ?, ?)`,
-		id, last, index); err != nil {
+		id, st.last, index); err != nil {
 		return domain.Result{}, fmt.Errorf("record deleted channel %q: %w", id, err)
 	}
-	delete(a.last, id)
+	delete(a.chans, id)
 	for k := range a.known {
 		if k.channelID == id {
 			delete(a.known, k)
@@ -543,33 +582,33 @@ func (a *applier) deleteChannel(index uint64, ev domain.ChannelDeleted) (domain.
 }
 
 func (a *applier) redactMessage(ev domain.MessageRedacted) (domain.Result, error) {
-	_, ok, err := a.lastSequence(ev.ChannelID)
+	st, err := a.state(ev.ChannelID)
 	switch {
 	case err != nil:
 		return domain.Result{}, err
-	case !ok:
+	case st == nil:
 		return notFound(ev.ChannelID), nil
 	}
 	if err := a.settle(); err != nil {
 		return domain.Result{}, err
 	}
-	res, err := a.tx.ExecContext(a.ctx, `UPDATE messages SET payload = x'', redacted = 1 WHERE channel_id = ? AND sequence = ? AND redacted = 0`,
-		ev.ChannelID, ev.Sequence)
-	if err != nil {
-		return domain.Result{}, fmt.Errorf("redact message: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return domain.Result{}, fmt.Errorf("redact message: %w", err)
-	} else if n == 1 {
-		return domain.Result{Redacted: true}, nil
-	}
-	var exists int
-	err = a.tx.QueryRowContext(a.ctx, `SELECT 1 FROM messages WHERE channel_id = ? AND sequence = ?`, ev.ChannelID, ev.Sequence).Scan(&exists)
+	var size int64
+	var redacted bool
+	err = a.tx.QueryRowContext(a.ctx, `SELECT length(payload), redacted FROM messages WHERE channel_id = ? AND sequence = ?`,
+		ev.ChannelID, ev.Sequence).Scan(&size, &redacted)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return domain.Result{Err: domain.Errorf(domain.ENOTFOUND, "message %d of channel %q not found", ev.Sequence, ev.ChannelID)}, nil
 	case err != nil:
 		return domain.Result{}, fmt.Errorf("redact message: %w", err)
+	case redacted:
+		return domain.Result{Redacted: false}, nil
 	}
-	return domain.Result{Redacted: false}, nil // redacted already
+	if _, err := a.tx.ExecContext(a.ctx, `UPDATE messages SET payload = x'', redacted = 1 WHERE channel_id = ? AND sequence = ?`,
+		ev.ChannelID, ev.Sequence); err != nil {
+		return domain.Result{}, fmt.Errorf("redact message: %w", err)
+	}
+	st.bytes -= min(st.bytes, uint64(size))
+	a.dirty[ev.ChannelID] = true
+	return domain.Result{Redacted: true}, nil
 }

@@ -80,7 +80,7 @@ func (s *Store) commitLocked() error {
 	s.pend = nil
 	s.pendBegan.Store(0)
 	start := time.Now()
-	err := p.a.flushSequences()
+	err := p.a.flushChannels()
 	if err == nil {
 		if _, err = p.a.stmt(p.a.st.setApplied).ExecContext(context.Background(), p.index, p.term); err != nil {
 			err = fmt.Errorf("record applied index %d: %w", p.index, err)

@@ -38,7 +38,9 @@ func (s *Store) goneLocked() error {
 }
 
 // Channel returns the committed channel with its message range
-// (FirstSequence, LastSequence and MessageCount all 0 while it is empty), an
+// (FirstSequence, LastSequence and MessageCount all 0 while it has never
+// held a message; once retention removed every message, FirstSequence is
+// TrimmedThrough+1, the sequence the next message takes) and retention, an
 // ENOTFOUND *domain.Error when it does not exist, or an I/O error. It reads
 // committed state: Flush first to see everything applied.
 func (s *Store) Channel(ctx context.Context, id string) (domain.Channel, error) {
@@ -95,7 +97,8 @@ func (s *Store) Channels(ctx context.Context, after string, limit int) ([]domain
 // Sequences are contiguous from the oldest held to last_sequence, so the
 // count follows from the two.
 const channelQuery = `SELECT c.channel_id, c.name, c.created_at, c.last_sequence,
-	COALESCE((SELECT m.sequence FROM messages AS m WHERE m.channel_id = c.channel_id ORDER BY m.sequence LIMIT 1), 0)
+	COALESCE((SELECT m.sequence FROM messages AS m WHERE m.channel_id = c.channel_id ORDER BY m.sequence LIMIT 1), 0),
+	c.max_messages, c.max_age, c.max_bytes, c.trimmed_through
 	FROM channels AS c`
 
 // scanChannels reads and closes rows of channelQuery.
@@ -105,12 +108,19 @@ func scanChannels(rows *sql.Rows) ([]domain.Channel, error) {
 	for rows.Next() {
 		var ch domain.Channel
 		var created int64
-		if err := rows.Scan(&ch.ID, &ch.Name, &created, &ch.LastSequence, &ch.FirstSequence); err != nil {
+		var maxMessages, maxAge, maxBytes int64
+		if err := rows.Scan(&ch.ID, &ch.Name, &created, &ch.LastSequence, &ch.FirstSequence,
+			&maxMessages, &maxAge, &maxBytes, &ch.TrimmedThrough); err != nil {
 			return nil, err
 		}
 		ch.CreatedAt = time.Unix(0, created).UTC()
-		if ch.FirstSequence > 0 && ch.LastSequence >= ch.FirstSequence {
+		ch.Retention = domain.Retention{MaxMessages: uint64(maxMessages), MaxAge: time.Duration(maxAge), MaxBytes: uint64(maxBytes)}
+		switch {
+		case ch.FirstSequence > 0 && ch.LastSequence >= ch.FirstSequence:
 			ch.MessageCount = ch.LastSequence - ch.FirstSequence + 1
+		case ch.TrimmedThrough > 0:
+			// Everything was trimmed: the next message starts the channel.
+			ch.FirstSequence = ch.TrimmedThrough + 1
 		}
 		out = append(out, ch)
 	}
@@ -139,7 +149,7 @@ type readStmts struct {
 	forward, backward, byTime *sql.Stmt
 }
 
-const pageQuery = `SELECT m.sequence, m.author_id, m.payload, m.client_message_id, m.created_at, m.redacted
+const pageQuery = `SELECT c.trimmed_through, m.sequence, m.author_id, m.payload, m.client_message_id, m.created_at, m.redacted
 	FROM channels AS c LEFT JOIN messages AS m ON m.channel_id = c.channel_id AND m.sequence > ? AND m.sequence < ?
 	WHERE c.channel_id = ? ORDER BY m.sequence `
 
@@ -192,7 +202,9 @@ func (s *Store) History(ctx context.Context, channelID string, after uint64, lim
 // them, ascending (or descending with NewestFirst), and whether more of
 // the range lies beyond the last one returned (newer ones, or with
 // NewestFirst older ones). It returns an ENOTFOUND *domain.Error when the
-// channel does not exist and an EINVALID one when Limit is not positive. It
+// channel does not exist, an EINVALID one when Limit is not positive, and a
+// *domain.TrimmedError when an ascending range starts below what retention
+// kept (a descending one just ends at the oldest message held). It
 // reads committed state: what Apply wrote since the last commit is visible
 // only after Flush.
 func (s *Store) Page(ctx context.Context, channelID string, rng Range) ([]domain.Message, bool, error) {
@@ -221,15 +233,19 @@ func (s *Store) Page(ctx context.Context, channelID string, rng Range) ([]domain
 		defer rows.Close()
 		found, size := false, 0
 		for rows.Next() {
-			found = true
+			var trimmed uint64
 			var seq sql.Null[uint64]
 			var author, cmid sql.Null[string]
 			var payload []byte
 			var created sql.Null[int64]
 			var redacted sql.Null[bool]
-			if err := rows.Scan(&seq, &author, &payload, &cmid, &created, &redacted); err != nil {
+			if err := rows.Scan(&trimmed, &seq, &author, &payload, &cmid, &created, &redacted); err != nil {
 				return fmt.Errorf("scan history of %q: %w", channelID, err)
 			}
+			if !found && !rng.NewestFirst && rng.After < trimmed {
+				return &domain.TrimmedError{ChannelID: channelID, FirstSequence: trimmed + 1}
+			}
+			found = true
 			if !seq.Valid {
 				break // the channel exists and has nothing in the range
 			}
@@ -309,10 +325,13 @@ func (s *Store) DigestAt(ctx context.Context) (digest string, applied uint64, er
 			return err
 		}
 		for _, q := range []string{
-			`SELECT channel_id, name, created_at, created_index, last_sequence FROM channels ORDER BY channel_id`,
+			`SELECT channel_id, name, created_at, created_index, last_sequence, max_messages, max_age, max_bytes, retained_bytes, trimmed_through
+				FROM channels ORDER BY channel_id`,
 			`SELECT channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index, redacted FROM messages ORDER BY channel_id, sequence`,
 			`SELECT channel_id, client_message_id, sequence, author_id, payload_sha256 FROM dedup ORDER BY channel_id, client_message_id`,
 			`SELECT channel_id, last_sequence, deleted_index FROM deleted_channels ORDER BY channel_id`,
+			`SELECT channel_id, sequence, client_message_id, created_at FROM dedup_trimmed ORDER BY channel_id, sequence`,
+			`SELECT dedup_horizon FROM retention_settings`,
 		} {
 			if err := hashRows(ctx, tx, q, h.Write); err != nil {
 				return err

@@ -20,6 +20,7 @@ import (
 	"github.com/raftogram/raftogram/auth"
 	"github.com/raftogram/raftogram/cluster"
 	"github.com/raftogram/raftogram/config"
+	"github.com/raftogram/raftogram/domain"
 	"github.com/raftogram/raftogram/fanout"
 	"github.com/raftogram/raftogram/fsm"
 	"github.com/raftogram/raftogram/grpcapi"
@@ -29,6 +30,7 @@ import (
 	"github.com/raftogram/raftogram/internal/window"
 	"github.com/raftogram/raftogram/metrics"
 	"github.com/raftogram/raftogram/projection"
+	"github.com/raftogram/raftogram/retention"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
@@ -177,6 +179,8 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		PeerCredentials:           peerCredentials(cfg, s.certs),
 		Space:                     alarm,
 		MaxSubscriberBacklogBytes: int64(cfg.Limits.MaxSubscriberBacklogBytes),
+		DefaultRetention: domain.Retention{MaxMessages: cfg.Retention.MaxMessages, MaxAge: cfg.Retention.MaxAge,
+			MaxBytes: cfg.Retention.MaxBytes},
 	}
 	s.api = grpcapi.New(s.node, store, hub, apiOpts)
 	// Interceptors, outermost first: metrics, access log and panic recovery
@@ -210,10 +214,16 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 
 	var wctx context.Context
 	wctx, s.stopWindow = context.WithCancel(context.Background())
-	s.wg.Add(3)
+	expirer := retention.New(s.node, store, retention.Options{Interval: cfg.Retention.ExpireInterval,
+		DedupHorizon: cfg.Retention.DedupHorizon, Logger: log})
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		recent.Run(wctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		expirer.Run(wctx)
 	}()
 	go func() {
 		defer s.wg.Done()

@@ -22,6 +22,7 @@ var table = map[string]codes.Code{
 
 	domain.EEXISTS:    codes.AlreadyExists,
 	domain.EEXHAUSTED: codes.ResourceExhausted,
+	domain.ETRIMMED:   codes.OutOfRange,
 }
 
 var inverse = func() map[codes.Code]string {

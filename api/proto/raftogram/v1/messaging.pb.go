@@ -11,6 +11,7 @@ package raftogramv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -149,7 +150,12 @@ type CreateChannelRequest struct {
 	// 1-128 characters of [A-Za-z0-9._:-].
 	ChannelId string `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
 	// Display name, at most 256 bytes of UTF-8. Not unique.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// How much history the channel keeps. Unset: the node's configured
+	// defaults (retention: in its config; none configured = keep everything).
+	// Set: exactly these limits (all zero = keep everything). Ignored when the
+	// channel exists already.
+	Retention     *Retention `protobuf:"bytes,3,opt,name=retention,proto3" json:"retention,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -198,6 +204,131 @@ func (x *CreateChannelRequest) GetName() string {
 	return ""
 }
 
+func (x *CreateChannelRequest) GetRetention() *Retention {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
+// Retention bounds the history a channel keeps; the oldest messages go
+// first, and sequences are never reused. Each limit 0 means no limit.
+// Count and bytes are enforced as messages are applied; age by an event the
+// leader proposes every retention.expire_interval (so a message may outlive
+// max_age by up to that interval).
+type Retention struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Keep at most this many messages.
+	MaxMessages uint64 `protobuf:"varint,1,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
+	// Keep messages for at most this long after their created_at (at least
+	// 1s when set).
+	MaxAge *durationpb.Duration `protobuf:"bytes,2,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
+	// Keep at most this many payload bytes; the newest message is always kept,
+	// so the channel may hold more while its newest message alone is larger.
+	MaxBytes      uint64 `protobuf:"varint,3,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Retention) Reset() {
+	*x = Retention{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Retention) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Retention) ProtoMessage() {}
+
+func (x *Retention) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Retention.ProtoReflect.Descriptor instead.
+func (*Retention) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Retention) GetMaxMessages() uint64 {
+	if x != nil {
+		return x.MaxMessages
+	}
+	return 0
+}
+
+func (x *Retention) GetMaxAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxAge
+	}
+	return nil
+}
+
+func (x *Retention) GetMaxBytes() uint64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+// Trimmed is attached to OutOfRange errors from ReadHistory and Subscribe
+// when the sequences asked for were removed by retention: the channel now
+// starts at first_sequence. Skip ahead with after_sequence =
+// first_sequence - 1, knowing messages were missed.
+type Trimmed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FirstSequence uint64                 `protobuf:"varint,1,opt,name=first_sequence,json=firstSequence,proto3" json:"first_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Trimmed) Reset() {
+	*x = Trimmed{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Trimmed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Trimmed) ProtoMessage() {}
+
+func (x *Trimmed) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Trimmed.ProtoReflect.Descriptor instead.
+func (*Trimmed) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Trimmed) GetFirstSequence() uint64 {
+	if x != nil {
+		return x.FirstSequence
+	}
+	return 0
+}
+
 type CreateChannelResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
@@ -214,7 +345,7 @@ type CreateChannelResponse struct {
 
 func (x *CreateChannelResponse) Reset() {
 	*x = CreateChannelResponse{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[1]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +357,7 @@ func (x *CreateChannelResponse) String() string {
 func (*CreateChannelResponse) ProtoMessage() {}
 
 func (x *CreateChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[1]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +370,7 @@ func (x *CreateChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateChannelResponse.ProtoReflect.Descriptor instead.
 func (*CreateChannelResponse) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{1}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateChannelResponse) GetChannelId() string {
@@ -286,7 +417,7 @@ type SendMessageRequest struct {
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[2]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +429,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[2]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +442,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{2}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SendMessageRequest) GetChannelId() string {
@@ -359,7 +490,7 @@ type SendMessageResponse struct {
 
 func (x *SendMessageResponse) Reset() {
 	*x = SendMessageResponse{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[3]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -371,7 +502,7 @@ func (x *SendMessageResponse) String() string {
 func (*SendMessageResponse) ProtoMessage() {}
 
 func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[3]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -384,7 +515,7 @@ func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendMessageResponse) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{3}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SendMessageResponse) GetSequence() uint64 {
@@ -440,7 +571,7 @@ type ReadHistoryRequest struct {
 
 func (x *ReadHistoryRequest) Reset() {
 	*x = ReadHistoryRequest{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[4]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +583,7 @@ func (x *ReadHistoryRequest) String() string {
 func (*ReadHistoryRequest) ProtoMessage() {}
 
 func (x *ReadHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[4]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +596,7 @@ func (x *ReadHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ReadHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{4}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReadHistoryRequest) GetChannelId() string {
@@ -540,7 +671,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[5]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +683,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[5]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +696,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{5}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Message) GetSequence() uint64 {
@@ -625,7 +756,7 @@ type ReadHistoryResponse struct {
 
 func (x *ReadHistoryResponse) Reset() {
 	*x = ReadHistoryResponse{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[6]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +768,7 @@ func (x *ReadHistoryResponse) String() string {
 func (*ReadHistoryResponse) ProtoMessage() {}
 
 func (x *ReadHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[6]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +781,7 @@ func (x *ReadHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ReadHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{6}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReadHistoryResponse) GetMessages() []*Message {
@@ -707,7 +838,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[7]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +850,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[7]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +863,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{7}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SubscribeRequest) GetChannelId() string {
@@ -800,7 +931,7 @@ type SubscribeChunk struct {
 
 func (x *SubscribeChunk) Reset() {
 	*x = SubscribeChunk{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[8]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +943,7 @@ func (x *SubscribeChunk) String() string {
 func (*SubscribeChunk) ProtoMessage() {}
 
 func (x *SubscribeChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[8]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +956,7 @@ func (x *SubscribeChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeChunk.ProtoReflect.Descriptor instead.
 func (*SubscribeChunk) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{8}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubscribeChunk) GetMessages() []*Message {
@@ -875,7 +1006,7 @@ type GetChannelRequest struct {
 
 func (x *GetChannelRequest) Reset() {
 	*x = GetChannelRequest{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[9]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1018,7 @@ func (x *GetChannelRequest) String() string {
 func (*GetChannelRequest) ProtoMessage() {}
 
 func (x *GetChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[9]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1031,7 @@ func (x *GetChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChannelRequest.ProtoReflect.Descriptor instead.
 func (*GetChannelRequest) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{9}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetChannelRequest) GetChannelId() string {
@@ -934,13 +1065,18 @@ type Channel struct {
 	FirstSequence uint64 `protobuf:"varint,4,opt,name=first_sequence,json=firstSequence,proto3" json:"first_sequence,omitempty"`
 	LastSequence  uint64 `protobuf:"varint,5,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
 	MessageCount  uint64 `protobuf:"varint,6,opt,name=message_count,json=messageCount,proto3" json:"message_count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The channel's retention limits (all zero: keeps everything).
+	Retention *Retention `protobuf:"bytes,7,opt,name=retention,proto3" json:"retention,omitempty"`
+	// The highest sequence removed by retention (0: none was). first_sequence
+	// is above it; reading after a smaller sequence is OutOfRange.
+	TrimmedThrough uint64 `protobuf:"varint,8,opt,name=trimmed_through,json=trimmedThrough,proto3" json:"trimmed_through,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Channel) Reset() {
 	*x = Channel{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[10]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1088,7 @@ func (x *Channel) String() string {
 func (*Channel) ProtoMessage() {}
 
 func (x *Channel) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[10]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1101,7 @@ func (x *Channel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Channel.ProtoReflect.Descriptor instead.
 func (*Channel) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{10}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Channel) GetChannelId() string {
@@ -1010,6 +1146,20 @@ func (x *Channel) GetMessageCount() uint64 {
 	return 0
 }
 
+func (x *Channel) GetRetention() *Retention {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
+func (x *Channel) GetTrimmedThrough() uint64 {
+	if x != nil {
+		return x.TrimmedThrough
+	}
+	return 0
+}
+
 type ListChannelsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 0 means 100; values above 1000 are capped at 1000.
@@ -1025,7 +1175,7 @@ type ListChannelsRequest struct {
 
 func (x *ListChannelsRequest) Reset() {
 	*x = ListChannelsRequest{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[11]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1187,7 @@ func (x *ListChannelsRequest) String() string {
 func (*ListChannelsRequest) ProtoMessage() {}
 
 func (x *ListChannelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[11]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1200,7 @@ func (x *ListChannelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChannelsRequest.ProtoReflect.Descriptor instead.
 func (*ListChannelsRequest) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{11}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListChannelsRequest) GetPageSize() uint32 {
@@ -1092,7 +1242,7 @@ type ListChannelsResponse struct {
 
 func (x *ListChannelsResponse) Reset() {
 	*x = ListChannelsResponse{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[12]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1254,7 @@ func (x *ListChannelsResponse) String() string {
 func (*ListChannelsResponse) ProtoMessage() {}
 
 func (x *ListChannelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[12]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1267,7 @@ func (x *ListChannelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListChannelsResponse.ProtoReflect.Descriptor instead.
 func (*ListChannelsResponse) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{12}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListChannelsResponse) GetChannels() []*Channel {
@@ -1138,14 +1288,17 @@ type UpdateChannelRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
 	// The new display name (as CreateChannelRequest.name); empty keeps it.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Unset keeps the retention; set replaces it (all zero: keep everything).
+	// Tightened limits trim at once.
+	Retention     *Retention `protobuf:"bytes,3,opt,name=retention,proto3" json:"retention,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateChannelRequest) Reset() {
 	*x = UpdateChannelRequest{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[13]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1310,7 @@ func (x *UpdateChannelRequest) String() string {
 func (*UpdateChannelRequest) ProtoMessage() {}
 
 func (x *UpdateChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[13]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1323,7 @@ func (x *UpdateChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChannelRequest.ProtoReflect.Descriptor instead.
 func (*UpdateChannelRequest) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{13}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateChannelRequest) GetChannelId() string {
@@ -1187,6 +1340,13 @@ func (x *UpdateChannelRequest) GetName() string {
 	return ""
 }
 
+func (x *UpdateChannelRequest) GetRetention() *Retention {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
 type UpdateChannelResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The channel as stored after the update (its message range is not
@@ -1201,7 +1361,7 @@ type UpdateChannelResponse struct {
 
 func (x *UpdateChannelResponse) Reset() {
 	*x = UpdateChannelResponse{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[14]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1373,7 @@ func (x *UpdateChannelResponse) String() string {
 func (*UpdateChannelResponse) ProtoMessage() {}
 
 func (x *UpdateChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[14]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1386,7 @@ func (x *UpdateChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChannelResponse.ProtoReflect.Descriptor instead.
 func (*UpdateChannelResponse) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{14}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateChannelResponse) GetChannel() *Channel {
@@ -1252,7 +1412,7 @@ type DeleteChannelRequest struct {
 
 func (x *DeleteChannelRequest) Reset() {
 	*x = DeleteChannelRequest{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[15]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1424,7 @@ func (x *DeleteChannelRequest) String() string {
 func (*DeleteChannelRequest) ProtoMessage() {}
 
 func (x *DeleteChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[15]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1437,7 @@ func (x *DeleteChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteChannelRequest.ProtoReflect.Descriptor instead.
 func (*DeleteChannelRequest) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{15}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteChannelRequest) GetChannelId() string {
@@ -1298,7 +1458,7 @@ type DeleteChannelResponse struct {
 
 func (x *DeleteChannelResponse) Reset() {
 	*x = DeleteChannelResponse{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[16]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1470,7 @@ func (x *DeleteChannelResponse) String() string {
 func (*DeleteChannelResponse) ProtoMessage() {}
 
 func (x *DeleteChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[16]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1483,7 @@ func (x *DeleteChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteChannelResponse.ProtoReflect.Descriptor instead.
 func (*DeleteChannelResponse) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{16}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteChannelResponse) GetDeleted() bool {
@@ -1353,7 +1513,7 @@ type RedactMessageRequest struct {
 
 func (x *RedactMessageRequest) Reset() {
 	*x = RedactMessageRequest{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[17]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1525,7 @@ func (x *RedactMessageRequest) String() string {
 func (*RedactMessageRequest) ProtoMessage() {}
 
 func (x *RedactMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[17]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1538,7 @@ func (x *RedactMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedactMessageRequest.ProtoReflect.Descriptor instead.
 func (*RedactMessageRequest) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{17}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RedactMessageRequest) GetChannelId() string {
@@ -1413,7 +1573,7 @@ type RedactMessageResponse struct {
 
 func (x *RedactMessageResponse) Reset() {
 	*x = RedactMessageResponse{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[18]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1585,7 @@ func (x *RedactMessageResponse) String() string {
 func (*RedactMessageResponse) ProtoMessage() {}
 
 func (x *RedactMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[18]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1598,7 @@ func (x *RedactMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedactMessageResponse.ProtoReflect.Descriptor instead.
 func (*RedactMessageResponse) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{18}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RedactMessageResponse) GetRedacted() bool {
@@ -1469,7 +1629,7 @@ type NotLeader struct {
 
 func (x *NotLeader) Reset() {
 	*x = NotLeader{}
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[19]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1641,7 @@ func (x *NotLeader) String() string {
 func (*NotLeader) ProtoMessage() {}
 
 func (x *NotLeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_v1_messaging_proto_msgTypes[19]
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1654,7 @@ func (x *NotLeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotLeader.ProtoReflect.Descriptor instead.
 func (*NotLeader) Descriptor() ([]byte, []int) {
-	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{19}
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *NotLeader) GetLeaderGrpcTarget() string {
@@ -1515,11 +1675,18 @@ var File_raftogram_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\n" +
-	"\x1craftogram/v1/messaging.proto\x12\fraftogram.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n" +
+	"\x1craftogram/v1/messaging.proto\x12\fraftogram.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n" +
 	"\x14CreateChannelRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\x8b\x01\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x125\n" +
+	"\tretention\x18\x03 \x01(\v2\x17.raftogram.v1.RetentionR\tretention\"\x7f\n" +
+	"\tRetention\x12!\n" +
+	"\fmax_messages\x18\x01 \x01(\x04R\vmaxMessages\x122\n" +
+	"\amax_age\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06maxAge\x12\x1b\n" +
+	"\tmax_bytes\x18\x03 \x01(\x04R\bmaxBytes\"0\n" +
+	"\aTrimmed\x12%\n" +
+	"\x0efirst_sequence\x18\x01 \x01(\x04R\rfirstSequence\"\x8b\x01\n" +
 	"\x15CreateChannelResponse\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
@@ -1583,7 +1750,7 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12?\n" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x1d.raftogram.v1.ReadConsistencyR\vconsistency\x12\x1b\n" +
-	"\tmin_index\x18\x03 \x01(\x04R\bminIndex\"\xee\x01\n" +
+	"\tmin_index\x18\x03 \x01(\x04R\bminIndex\"\xc8\x02\n" +
 	"\aChannel\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
@@ -1592,7 +1759,9 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12%\n" +
 	"\x0efirst_sequence\x18\x04 \x01(\x04R\rfirstSequence\x12#\n" +
 	"\rlast_sequence\x18\x05 \x01(\x04R\flastSequence\x12#\n" +
-	"\rmessage_count\x18\x06 \x01(\x04R\fmessageCountJ\x04\b\a\x10\b\"\xaf\x01\n" +
+	"\rmessage_count\x18\x06 \x01(\x04R\fmessageCount\x125\n" +
+	"\tretention\x18\a \x01(\v2\x17.raftogram.v1.RetentionR\tretention\x12'\n" +
+	"\x0ftrimmed_through\x18\b \x01(\x04R\x0etrimmedThrough\"\xaf\x01\n" +
 	"\x13ListChannelsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1601,11 +1770,12 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\tmin_index\x18\x04 \x01(\x04R\bminIndex\"q\n" +
 	"\x14ListChannelsResponse\x121\n" +
 	"\bchannels\x18\x01 \x03(\v2\x15.raftogram.v1.ChannelR\bchannels\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"I\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x80\x01\n" +
 	"\x14UpdateChannelRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"^\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x125\n" +
+	"\tretention\x18\x03 \x01(\v2\x17.raftogram.v1.RetentionR\tretention\"^\n" +
 	"\x15UpdateChannelResponse\x12/\n" +
 	"\achannel\x18\x01 \x01(\v2\x15.raftogram.v1.ChannelR\achannel\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"5\n" +
@@ -1663,68 +1833,75 @@ func file_raftogram_v1_messaging_proto_rawDescGZIP() []byte {
 }
 
 var file_raftogram_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raftogram_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_raftogram_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_raftogram_v1_messaging_proto_goTypes = []any{
 	(ReadConsistency)(0),          // 0: raftogram.v1.ReadConsistency
 	(SubscribeStart)(0),           // 1: raftogram.v1.SubscribeStart
 	(*CreateChannelRequest)(nil),  // 2: raftogram.v1.CreateChannelRequest
-	(*CreateChannelResponse)(nil), // 3: raftogram.v1.CreateChannelResponse
-	(*SendMessageRequest)(nil),    // 4: raftogram.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),   // 5: raftogram.v1.SendMessageResponse
-	(*ReadHistoryRequest)(nil),    // 6: raftogram.v1.ReadHistoryRequest
-	(*Message)(nil),               // 7: raftogram.v1.Message
-	(*ReadHistoryResponse)(nil),   // 8: raftogram.v1.ReadHistoryResponse
-	(*SubscribeRequest)(nil),      // 9: raftogram.v1.SubscribeRequest
-	(*SubscribeChunk)(nil),        // 10: raftogram.v1.SubscribeChunk
-	(*GetChannelRequest)(nil),     // 11: raftogram.v1.GetChannelRequest
-	(*Channel)(nil),               // 12: raftogram.v1.Channel
-	(*ListChannelsRequest)(nil),   // 13: raftogram.v1.ListChannelsRequest
-	(*ListChannelsResponse)(nil),  // 14: raftogram.v1.ListChannelsResponse
-	(*UpdateChannelRequest)(nil),  // 15: raftogram.v1.UpdateChannelRequest
-	(*UpdateChannelResponse)(nil), // 16: raftogram.v1.UpdateChannelResponse
-	(*DeleteChannelRequest)(nil),  // 17: raftogram.v1.DeleteChannelRequest
-	(*DeleteChannelResponse)(nil), // 18: raftogram.v1.DeleteChannelResponse
-	(*RedactMessageRequest)(nil),  // 19: raftogram.v1.RedactMessageRequest
-	(*RedactMessageResponse)(nil), // 20: raftogram.v1.RedactMessageResponse
-	(*NotLeader)(nil),             // 21: raftogram.v1.NotLeader
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*Retention)(nil),             // 3: raftogram.v1.Retention
+	(*Trimmed)(nil),               // 4: raftogram.v1.Trimmed
+	(*CreateChannelResponse)(nil), // 5: raftogram.v1.CreateChannelResponse
+	(*SendMessageRequest)(nil),    // 6: raftogram.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),   // 7: raftogram.v1.SendMessageResponse
+	(*ReadHistoryRequest)(nil),    // 8: raftogram.v1.ReadHistoryRequest
+	(*Message)(nil),               // 9: raftogram.v1.Message
+	(*ReadHistoryResponse)(nil),   // 10: raftogram.v1.ReadHistoryResponse
+	(*SubscribeRequest)(nil),      // 11: raftogram.v1.SubscribeRequest
+	(*SubscribeChunk)(nil),        // 12: raftogram.v1.SubscribeChunk
+	(*GetChannelRequest)(nil),     // 13: raftogram.v1.GetChannelRequest
+	(*Channel)(nil),               // 14: raftogram.v1.Channel
+	(*ListChannelsRequest)(nil),   // 15: raftogram.v1.ListChannelsRequest
+	(*ListChannelsResponse)(nil),  // 16: raftogram.v1.ListChannelsResponse
+	(*UpdateChannelRequest)(nil),  // 17: raftogram.v1.UpdateChannelRequest
+	(*UpdateChannelResponse)(nil), // 18: raftogram.v1.UpdateChannelResponse
+	(*DeleteChannelRequest)(nil),  // 19: raftogram.v1.DeleteChannelRequest
+	(*DeleteChannelResponse)(nil), // 20: raftogram.v1.DeleteChannelResponse
+	(*RedactMessageRequest)(nil),  // 21: raftogram.v1.RedactMessageRequest
+	(*RedactMessageResponse)(nil), // 22: raftogram.v1.RedactMessageResponse
+	(*NotLeader)(nil),             // 23: raftogram.v1.NotLeader
+	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_raftogram_v1_messaging_proto_depIdxs = []int32{
-	0,  // 0: raftogram.v1.ReadHistoryRequest.consistency:type_name -> raftogram.v1.ReadConsistency
-	22, // 1: raftogram.v1.ReadHistoryRequest.after_time:type_name -> google.protobuf.Timestamp
-	22, // 2: raftogram.v1.Message.created_at:type_name -> google.protobuf.Timestamp
-	7,  // 3: raftogram.v1.ReadHistoryResponse.messages:type_name -> raftogram.v1.Message
-	0,  // 4: raftogram.v1.SubscribeRequest.consistency:type_name -> raftogram.v1.ReadConsistency
-	1,  // 5: raftogram.v1.SubscribeRequest.start:type_name -> raftogram.v1.SubscribeStart
-	7,  // 6: raftogram.v1.SubscribeChunk.messages:type_name -> raftogram.v1.Message
-	0,  // 7: raftogram.v1.GetChannelRequest.consistency:type_name -> raftogram.v1.ReadConsistency
-	22, // 8: raftogram.v1.Channel.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 9: raftogram.v1.ListChannelsRequest.consistency:type_name -> raftogram.v1.ReadConsistency
-	12, // 10: raftogram.v1.ListChannelsResponse.channels:type_name -> raftogram.v1.Channel
-	12, // 11: raftogram.v1.UpdateChannelResponse.channel:type_name -> raftogram.v1.Channel
-	2,  // 12: raftogram.v1.Messenger.CreateChannel:input_type -> raftogram.v1.CreateChannelRequest
-	4,  // 13: raftogram.v1.Messenger.SendMessage:input_type -> raftogram.v1.SendMessageRequest
-	6,  // 14: raftogram.v1.Messenger.ReadHistory:input_type -> raftogram.v1.ReadHistoryRequest
-	9,  // 15: raftogram.v1.Messenger.Subscribe:input_type -> raftogram.v1.SubscribeRequest
-	11, // 16: raftogram.v1.Messenger.GetChannel:input_type -> raftogram.v1.GetChannelRequest
-	13, // 17: raftogram.v1.Messenger.ListChannels:input_type -> raftogram.v1.ListChannelsRequest
-	15, // 18: raftogram.v1.Messenger.UpdateChannel:input_type -> raftogram.v1.UpdateChannelRequest
-	17, // 19: raftogram.v1.Messenger.DeleteChannel:input_type -> raftogram.v1.DeleteChannelRequest
-	19, // 20: raftogram.v1.Messenger.RedactMessage:input_type -> raftogram.v1.RedactMessageRequest
-	3,  // 21: raftogram.v1.Messenger.CreateChannel:output_type -> raftogram.v1.CreateChannelResponse
-	5,  // 22: raftogram.v1.Messenger.SendMessage:output_type -> raftogram.v1.SendMessageResponse
-	8,  // 23: raftogram.v1.Messenger.ReadHistory:output_type -> raftogram.v1.ReadHistoryResponse
-	10, // 24: raftogram.v1.Messenger.Subscribe:output_type -> raftogram.v1.SubscribeChunk
-	12, // 25: raftogram.v1.Messenger.GetChannel:output_type -> raftogram.v1.Channel
-	14, // 26: raftogram.v1.Messenger.ListChannels:output_type -> raftogram.v1.ListChannelsResponse
-	16, // 27: raftogram.v1.Messenger.UpdateChannel:output_type -> raftogram.v1.UpdateChannelResponse
-	18, // 28: raftogram.v1.Messenger.DeleteChannel:output_type -> raftogram.v1.DeleteChannelResponse
-	20, // 29: raftogram.v1.Messenger.RedactMessage:output_type -> raftogram.v1.RedactMessageResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	3,  // 0: raftogram.v1.CreateChannelRequest.retention:type_name -> raftogram.v1.Retention
+	24, // 1: raftogram.v1.Retention.max_age:type_name -> google.protobuf.Duration
+	0,  // 2: raftogram.v1.ReadHistoryRequest.consistency:type_name -> raftogram.v1.ReadConsistency
+	25, // 3: raftogram.v1.ReadHistoryRequest.after_time:type_name -> google.protobuf.Timestamp
+	25, // 4: raftogram.v1.Message.created_at:type_name -> google.protobuf.Timestamp
+	9,  // 5: raftogram.v1.ReadHistoryResponse.messages:type_name -> raftogram.v1.Message
+	0,  // 6: raftogram.v1.SubscribeRequest.consistency:type_name -> raftogram.v1.ReadConsistency
+	1,  // 7: raftogram.v1.SubscribeRequest.start:type_name -> raftogram.v1.SubscribeStart
+	9,  // 8: raftogram.v1.SubscribeChunk.messages:type_name -> raftogram.v1.Message
+	0,  // 9: raftogram.v1.GetChannelRequest.consistency:type_name -> raftogram.v1.ReadConsistency
+	25, // 10: raftogram.v1.Channel.created_at:type_name -> google.protobuf.Timestamp
+	3,  // 11: raftogram.v1.Channel.retention:type_name -> raftogram.v1.Retention
+	0,  // 12: raftogram.v1.ListChannelsRequest.consistency:type_name -> raftogram.v1.ReadConsistency
+	14, // 13: raftogram.v1.ListChannelsResponse.channels:type_name -> raftogram.v1.Channel
+	3,  // 14: raftogram.v1.UpdateChannelRequest.retention:type_name -> raftogram.v1.Retention
+	14, // 15: raftogram.v1.UpdateChannelResponse.channel:type_name -> raftogram.v1.Channel
+	2,  // 16: raftogram.v1.Messenger.CreateChannel:input_type -> raftogram.v1.CreateChannelRequest
+	6,  // 17: raftogram.v1.Messenger.SendMessage:input_type -> raftogram.v1.SendMessageRequest
+	8,  // 18: raftogram.v1.Messenger.ReadHistory:input_type -> raftogram.v1.ReadHistoryRequest
+	11, // 19: raftogram.v1.Messenger.Subscribe:input_type -> raftogram.v1.SubscribeRequest
+	13, // 20: raftogram.v1.Messenger.GetChannel:input_type -> raftogram.v1.GetChannelRequest
+	15, // 21: raftogram.v1.Messenger.ListChannels:input_type -> raftogram.v1.ListChannelsRequest
+	17, // 22: raftogram.v1.Messenger.UpdateChannel:input_type -> raftogram.v1.UpdateChannelRequest
+	19, // 23: raftogram.v1.Messenger.DeleteChannel:input_type -> raftogram.v1.DeleteChannelRequest
+	21, // 24: raftogram.v1.Messenger.RedactMessage:input_type -> raftogram.v1.RedactMessageRequest
+	5,  // 25: raftogram.v1.Messenger.CreateChannel:output_type -> raftogram.v1.CreateChannelResponse
+	7,  // 26: raftogram.v1.Messenger.SendMessage:output_type -> raftogram.v1.SendMessageResponse
+	10, // 27: raftogram.v1.Messenger.ReadHistory:output_type -> raftogram.v1.ReadHistoryResponse
+	12, // 28: raftogram.v1.Messenger.Subscribe:output_type -> raftogram.v1.SubscribeChunk
+	14, // 29: raftogram.v1.Messenger.GetChannel:output_type -> raftogram.v1.Channel
+	16, // 30: raftogram.v1.Messenger.ListChannels:output_type -> raftogram.v1.ListChannelsResponse
+	18, // 31: raftogram.v1.Messenger.UpdateChannel:output_type -> raftogram.v1.UpdateChannelResponse
+	20, // 32: raftogram.v1.Messenger.DeleteChannel:output_type -> raftogram.v1.DeleteChannelResponse
+	22, // 33: raftogram.v1.Messenger.RedactMessage:output_type -> raftogram.v1.RedactMessageResponse
+	25, // [25:34] is the sub-list for method output_type
+	16, // [16:25] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_raftogram_v1_messaging_proto_init() }
@@ -1732,19 +1909,19 @@ func file_raftogram_v1_messaging_proto_init() {
 	if File_raftogram_v1_messaging_proto != nil {
 		return
 	}
-	file_raftogram_v1_messaging_proto_msgTypes[1].OneofWrappers = []any{}
 	file_raftogram_v1_messaging_proto_msgTypes[3].OneofWrappers = []any{}
-	file_raftogram_v1_messaging_proto_msgTypes[6].OneofWrappers = []any{}
+	file_raftogram_v1_messaging_proto_msgTypes[5].OneofWrappers = []any{}
 	file_raftogram_v1_messaging_proto_msgTypes[8].OneofWrappers = []any{}
-	file_raftogram_v1_messaging_proto_msgTypes[16].OneofWrappers = []any{}
+	file_raftogram_v1_messaging_proto_msgTypes[10].OneofWrappers = []any{}
 	file_raftogram_v1_messaging_proto_msgTypes[18].OneofWrappers = []any{}
+	file_raftogram_v1_messaging_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftogram_v1_messaging_proto_rawDesc), len(file_raftogram_v1_messaging_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

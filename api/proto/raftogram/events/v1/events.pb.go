@@ -79,6 +79,7 @@ type Event struct {
 	//	*Event_ChannelUpdated
 	//	*Event_ChannelDeleted
 	//	*Event_MessageRedacted
+	//	*Event_MessagesExpired
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -166,6 +167,15 @@ func (x *Event) GetMessageRedacted() *MessageRedacted {
 	return nil
 }
 
+func (x *Event) GetMessagesExpired() *MessagesExpired {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_MessagesExpired); ok {
+			return x.MessagesExpired
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -190,6 +200,10 @@ type Event_MessageRedacted struct {
 	MessageRedacted *MessageRedacted `protobuf:"bytes,5,opt,name=message_redacted,json=messageRedacted,proto3,oneof"`
 }
 
+type Event_MessagesExpired struct {
+	MessagesExpired *MessagesExpired `protobuf:"bytes,6,opt,name=messages_expired,json=messagesExpired,proto3,oneof"`
+}
+
 func (*Event_ChannelCreated) isEvent_Kind() {}
 
 func (*Event_MessageSent) isEvent_Kind() {}
@@ -200,6 +214,8 @@ func (*Event_ChannelDeleted) isEvent_Kind() {}
 
 func (*Event_MessageRedacted) isEvent_Kind() {}
 
+func (*Event_MessagesExpired) isEvent_Kind() {}
+
 // ChannelCreated creates a channel. An empty channel_id asks the state
 // machine to assign "channel-<log index>".
 type ChannelCreated struct {
@@ -208,8 +224,11 @@ type ChannelCreated struct {
 	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// Leader wall clock, Unix nanoseconds.
 	CreatedAtUnixNano int64 `protobuf:"varint,3,opt,name=created_at_unix_nano,json=createdAtUnixNano,proto3" json:"created_at_unix_nano,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The channel's retention, the leader's defaults filled in. Absent in
+	// entries written before retention existed: keep everything.
+	Retention     *Retention `protobuf:"bytes,4,opt,name=retention,proto3" json:"retention,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChannelCreated) Reset() {
@@ -263,6 +282,74 @@ func (x *ChannelCreated) GetCreatedAtUnixNano() int64 {
 	return 0
 }
 
+func (x *ChannelCreated) GetRetention() *Retention {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
+// Retention bounds what a channel keeps; 0 means no limit.
+type Retention struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MaxMessages   uint64                 `protobuf:"varint,1,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
+	MaxAgeNanos   int64                  `protobuf:"varint,2,opt,name=max_age_nanos,json=maxAgeNanos,proto3" json:"max_age_nanos,omitempty"`
+	MaxBytes      uint64                 `protobuf:"varint,3,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Retention) Reset() {
+	*x = Retention{}
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Retention) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Retention) ProtoMessage() {}
+
+func (x *Retention) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Retention.ProtoReflect.Descriptor instead.
+func (*Retention) Descriptor() ([]byte, []int) {
+	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Retention) GetMaxMessages() uint64 {
+	if x != nil {
+		return x.MaxMessages
+	}
+	return 0
+}
+
+func (x *Retention) GetMaxAgeNanos() int64 {
+	if x != nil {
+		return x.MaxAgeNanos
+	}
+	return 0
+}
+
+func (x *Retention) GetMaxBytes() uint64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
 // MessageSent appends a message; the state machine assigns the sequence.
 type MessageSent struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -278,7 +365,7 @@ type MessageSent struct {
 
 func (x *MessageSent) Reset() {
 	*x = MessageSent{}
-	mi := &file_raftogram_events_v1_events_proto_msgTypes[3]
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +377,7 @@ func (x *MessageSent) String() string {
 func (*MessageSent) ProtoMessage() {}
 
 func (x *MessageSent) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_events_v1_events_proto_msgTypes[3]
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +390,7 @@ func (x *MessageSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageSent.ProtoReflect.Descriptor instead.
 func (*MessageSent) Descriptor() ([]byte, []int) {
-	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MessageSent) GetChannelId() string {
@@ -349,13 +436,15 @@ type ChannelUpdated struct {
 	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// Leader wall clock, Unix nanoseconds.
 	UpdatedAtUnixNano int64 `protobuf:"varint,3,opt,name=updated_at_unix_nano,json=updatedAtUnixNano,proto3" json:"updated_at_unix_nano,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Present: replaces the channel's retention. Absent: keeps it.
+	Retention     *Retention `protobuf:"bytes,4,opt,name=retention,proto3" json:"retention,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChannelUpdated) Reset() {
 	*x = ChannelUpdated{}
-	mi := &file_raftogram_events_v1_events_proto_msgTypes[4]
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +456,7 @@ func (x *ChannelUpdated) String() string {
 func (*ChannelUpdated) ProtoMessage() {}
 
 func (x *ChannelUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_events_v1_events_proto_msgTypes[4]
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +469,7 @@ func (x *ChannelUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelUpdated.ProtoReflect.Descriptor instead.
 func (*ChannelUpdated) Descriptor() ([]byte, []int) {
-	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ChannelUpdated) GetChannelId() string {
@@ -404,6 +493,13 @@ func (x *ChannelUpdated) GetUpdatedAtUnixNano() int64 {
 	return 0
 }
 
+func (x *ChannelUpdated) GetRetention() *Retention {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
 // ChannelDeleted removes a channel with its messages and dedup rows. The id
 // may be created again; its sequences then continue after the deleted
 // channel's last one.
@@ -418,7 +514,7 @@ type ChannelDeleted struct {
 
 func (x *ChannelDeleted) Reset() {
 	*x = ChannelDeleted{}
-	mi := &file_raftogram_events_v1_events_proto_msgTypes[5]
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +526,7 @@ func (x *ChannelDeleted) String() string {
 func (*ChannelDeleted) ProtoMessage() {}
 
 func (x *ChannelDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_events_v1_events_proto_msgTypes[5]
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +539,7 @@ func (x *ChannelDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelDeleted.ProtoReflect.Descriptor instead.
 func (*ChannelDeleted) Descriptor() ([]byte, []int) {
-	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ChannelDeleted) GetChannelId() string {
@@ -476,7 +572,7 @@ type MessageRedacted struct {
 
 func (x *MessageRedacted) Reset() {
 	*x = MessageRedacted{}
-	mi := &file_raftogram_events_v1_events_proto_msgTypes[6]
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +584,7 @@ func (x *MessageRedacted) String() string {
 func (*MessageRedacted) ProtoMessage() {}
 
 func (x *MessageRedacted) ProtoReflect() protoreflect.Message {
-	mi := &file_raftogram_events_v1_events_proto_msgTypes[6]
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +597,7 @@ func (x *MessageRedacted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRedacted.ProtoReflect.Descriptor instead.
 func (*MessageRedacted) Descriptor() ([]byte, []int) {
-	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MessageRedacted) GetChannelId() string {
@@ -532,37 +628,102 @@ func (x *MessageRedacted) GetRedactedAtUnixNano() int64 {
 	return 0
 }
 
+// MessagesExpired carries the leader's clock into the log: every channel
+// drops the messages that are older than its max_age at now (the longest
+// prefix of them, so the retained sequences stay contiguous), and dedup rows
+// of messages no longer held go once their message is older than
+// dedup_horizon (0: dedup rows are kept forever).
+type MessagesExpired struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Leader wall clock, Unix nanoseconds.
+	NowUnixNano       int64 `protobuf:"varint,1,opt,name=now_unix_nano,json=nowUnixNano,proto3" json:"now_unix_nano,omitempty"`
+	DedupHorizonNanos int64 `protobuf:"varint,2,opt,name=dedup_horizon_nanos,json=dedupHorizonNanos,proto3" json:"dedup_horizon_nanos,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *MessagesExpired) Reset() {
+	*x = MessagesExpired{}
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessagesExpired) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessagesExpired) ProtoMessage() {}
+
+func (x *MessagesExpired) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_events_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessagesExpired.ProtoReflect.Descriptor instead.
+func (*MessagesExpired) Descriptor() ([]byte, []int) {
+	return file_raftogram_events_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *MessagesExpired) GetNowUnixNano() int64 {
+	if x != nil {
+		return x.NowUnixNano
+	}
+	return 0
+}
+
+func (x *MessagesExpired) GetDedupHorizonNanos() int64 {
+	if x != nil {
+		return x.DedupHorizonNanos
+	}
+	return 0
+}
+
 var File_raftogram_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_raftogram_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	" raftogram/events/v1/events.proto\x12\x13raftogram.events.v1\";\n" +
 	"\x05Batch\x122\n" +
-	"\x06events\x18\x01 \x03(\v2\x1a.raftogram.events.v1.EventR\x06events\"\x99\x03\n" +
+	"\x06events\x18\x01 \x03(\v2\x1a.raftogram.events.v1.EventR\x06events\"\xec\x03\n" +
 	"\x05Event\x12N\n" +
 	"\x0fchannel_created\x18\x01 \x01(\v2#.raftogram.events.v1.ChannelCreatedH\x00R\x0echannelCreated\x12E\n" +
 	"\fmessage_sent\x18\x02 \x01(\v2 .raftogram.events.v1.MessageSentH\x00R\vmessageSent\x12N\n" +
 	"\x0fchannel_updated\x18\x03 \x01(\v2#.raftogram.events.v1.ChannelUpdatedH\x00R\x0echannelUpdated\x12N\n" +
 	"\x0fchannel_deleted\x18\x04 \x01(\v2#.raftogram.events.v1.ChannelDeletedH\x00R\x0echannelDeleted\x12Q\n" +
-	"\x10message_redacted\x18\x05 \x01(\v2$.raftogram.events.v1.MessageRedactedH\x00R\x0fmessageRedactedB\x06\n" +
-	"\x04kind\"t\n" +
+	"\x10message_redacted\x18\x05 \x01(\v2$.raftogram.events.v1.MessageRedactedH\x00R\x0fmessageRedacted\x12Q\n" +
+	"\x10messages_expired\x18\x06 \x01(\v2$.raftogram.events.v1.MessagesExpiredH\x00R\x0fmessagesExpiredB\x06\n" +
+	"\x04kind\"\xb2\x01\n" +
 	"\x0eChannelCreated\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12/\n" +
-	"\x14created_at_unix_nano\x18\x03 \x01(\x03R\x11createdAtUnixNano\"\xc0\x01\n" +
+	"\x14created_at_unix_nano\x18\x03 \x01(\x03R\x11createdAtUnixNano\x12<\n" +
+	"\tretention\x18\x04 \x01(\v2\x1e.raftogram.events.v1.RetentionR\tretention\"o\n" +
+	"\tRetention\x12!\n" +
+	"\fmax_messages\x18\x01 \x01(\x04R\vmaxMessages\x12\"\n" +
+	"\rmax_age_nanos\x18\x02 \x01(\x03R\vmaxAgeNanos\x12\x1b\n" +
+	"\tmax_bytes\x18\x03 \x01(\x04R\bmaxBytes\"\xc0\x01\n" +
 	"\vMessageSent\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1b\n" +
 	"\tauthor_id\x18\x02 \x01(\tR\bauthorId\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12*\n" +
 	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\x12/\n" +
-	"\x14created_at_unix_nano\x18\x05 \x01(\x03R\x11createdAtUnixNano\"t\n" +
+	"\x14created_at_unix_nano\x18\x05 \x01(\x03R\x11createdAtUnixNano\"\xb2\x01\n" +
 	"\x0eChannelUpdated\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12/\n" +
-	"\x14updated_at_unix_nano\x18\x03 \x01(\x03R\x11updatedAtUnixNano\"`\n" +
+	"\x14updated_at_unix_nano\x18\x03 \x01(\x03R\x11updatedAtUnixNano\x12<\n" +
+	"\tretention\x18\x04 \x01(\v2\x1e.raftogram.events.v1.RetentionR\tretention\"`\n" +
 	"\x0eChannelDeleted\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12/\n" +
@@ -572,7 +733,10 @@ const file_raftogram_events_v1_events_proto_rawDesc = "" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x121\n" +
-	"\x15redacted_at_unix_nano\x18\x04 \x01(\x03R\x12redactedAtUnixNanoBGZEgithub.com/raftogram/raftogram/api/proto/raftogram/events/v1;eventsv1b\x06proto3"
+	"\x15redacted_at_unix_nano\x18\x04 \x01(\x03R\x12redactedAtUnixNano\"e\n" +
+	"\x0fMessagesExpired\x12\"\n" +
+	"\rnow_unix_nano\x18\x01 \x01(\x03R\vnowUnixNano\x12.\n" +
+	"\x13dedup_horizon_nanos\x18\x02 \x01(\x03R\x11dedupHorizonNanosBGZEgithub.com/raftogram/raftogram/api/proto/raftogram/events/v1;eventsv1b\x06proto3"
 
 var (
 	file_raftogram_events_v1_events_proto_rawDescOnce sync.Once
@@ -586,28 +750,33 @@ func file_raftogram_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_raftogram_events_v1_events_proto_rawDescData
 }
 
-var file_raftogram_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_raftogram_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_raftogram_events_v1_events_proto_goTypes = []any{
 	(*Batch)(nil),           // 0: raftogram.events.v1.Batch
 	(*Event)(nil),           // 1: raftogram.events.v1.Event
 	(*ChannelCreated)(nil),  // 2: raftogram.events.v1.ChannelCreated
-	(*MessageSent)(nil),     // 3: raftogram.events.v1.MessageSent
-	(*ChannelUpdated)(nil),  // 4: raftogram.events.v1.ChannelUpdated
-	(*ChannelDeleted)(nil),  // 5: raftogram.events.v1.ChannelDeleted
-	(*MessageRedacted)(nil), // 6: raftogram.events.v1.MessageRedacted
+	(*Retention)(nil),       // 3: raftogram.events.v1.Retention
+	(*MessageSent)(nil),     // 4: raftogram.events.v1.MessageSent
+	(*ChannelUpdated)(nil),  // 5: raftogram.events.v1.ChannelUpdated
+	(*ChannelDeleted)(nil),  // 6: raftogram.events.v1.ChannelDeleted
+	(*MessageRedacted)(nil), // 7: raftogram.events.v1.MessageRedacted
+	(*MessagesExpired)(nil), // 8: raftogram.events.v1.MessagesExpired
 }
 var file_raftogram_events_v1_events_proto_depIdxs = []int32{
 	1, // 0: raftogram.events.v1.Batch.events:type_name -> raftogram.events.v1.Event
 	2, // 1: raftogram.events.v1.Event.channel_created:type_name -> raftogram.events.v1.ChannelCreated
-	3, // 2: raftogram.events.v1.Event.message_sent:type_name -> raftogram.events.v1.MessageSent
-	4, // 3: raftogram.events.v1.Event.channel_updated:type_name -> raftogram.events.v1.ChannelUpdated
-	5, // 4: raftogram.events.v1.Event.channel_deleted:type_name -> raftogram.events.v1.ChannelDeleted
-	6, // 5: raftogram.events.v1.Event.message_redacted:type_name -> raftogram.events.v1.MessageRedacted
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	4, // 2: raftogram.events.v1.Event.message_sent:type_name -> raftogram.events.v1.MessageSent
+	5, // 3: raftogram.events.v1.Event.channel_updated:type_name -> raftogram.events.v1.ChannelUpdated
+	6, // 4: raftogram.events.v1.Event.channel_deleted:type_name -> raftogram.events.v1.ChannelDeleted
+	7, // 5: raftogram.events.v1.Event.message_redacted:type_name -> raftogram.events.v1.MessageRedacted
+	8, // 6: raftogram.events.v1.Event.messages_expired:type_name -> raftogram.events.v1.MessagesExpired
+	3, // 7: raftogram.events.v1.ChannelCreated.retention:type_name -> raftogram.events.v1.Retention
+	3, // 8: raftogram.events.v1.ChannelUpdated.retention:type_name -> raftogram.events.v1.Retention
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_raftogram_events_v1_events_proto_init() }
@@ -621,6 +790,7 @@ func file_raftogram_events_v1_events_proto_init() {
 		(*Event_ChannelUpdated)(nil),
 		(*Event_ChannelDeleted)(nil),
 		(*Event_MessageRedacted)(nil),
+		(*Event_MessagesExpired)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -628,7 +798,7 @@ func file_raftogram_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftogram_events_v1_events_proto_rawDesc), len(file_raftogram_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
