@@ -17,13 +17,13 @@ type UpdateResult struct {
 	Index uint64
 }
 
-// UpdateChannel renames channel id (an empty name changes nothing) on the
-// leader. It is repeated after an attempt whose outcome is unknown (an
+// UpdateChannel renames channel id (an empty name changes nothing) and,
+// with [WithRetention], replaces its retention, on the leader. It is repeated after an attempt whose outcome is unknown (an
 // update is idempotent). It returns ErrNotFound for an unknown channel,
 // ErrInvalidArgument for a malformed id or name, ErrUnimplemented from a
 // node too old to know the call, and ctx's error as Send does.
-func (c *Client) UpdateChannel(ctx context.Context, id, name string) (*UpdateResult, error) {
-	req := &raftogramv1.UpdateChannelRequest{ChannelId: id, Name: name}
+func (c *Client) UpdateChannel(ctx context.Context, id, name string, opts ...ChannelOption) (*UpdateResult, error) {
+	req := &raftogramv1.UpdateChannelRequest{ChannelId: id, Name: name, Retention: channelOpts(opts).retention}
 	var resp *raftogramv1.UpdateChannelResponse
 	err := c.do(ctx, call{op: "UpdateChannel", route: toLeader, retryUnknown: true}, func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error

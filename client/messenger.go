@@ -10,6 +10,7 @@ import (
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -19,9 +20,60 @@ type Channel struct {
 	Name      string
 	CreatedAt time.Time
 	// FirstSequence and LastSequence are the first and last sequence held;
-	// both 0 while the channel is empty.
+	// both 0 while the channel has never held a message. Once retention
+	// removed every message, FirstSequence is the sequence the next one
+	// takes.
 	FirstSequence, LastSequence uint64
 	MessageCount                uint64
+	// Retention is what the channel keeps (the zero value: everything).
+	Retention Retention
+	// TrimmedThrough is the highest sequence retention removed (0: none);
+	// reading after a lower one fails with ErrOutOfRange.
+	TrimmedThrough uint64
+}
+
+// Retention bounds the history a channel keeps, oldest messages first; each
+// limit 0 means none. Count and bytes apply as messages commit; age within
+// the cluster's retention.expire_interval (default 5 s) of the limit.
+type Retention struct {
+	// MaxMessages: keep at most this many messages.
+	MaxMessages uint64
+	// MaxAge: keep a message at most this long (at least 1 s when set).
+	MaxAge time.Duration
+	// MaxBytes: keep at most this many payload bytes; the newest message
+	// always stays.
+	MaxBytes uint64
+}
+
+// ChannelOption is an optional setting of [Client.CreateChannel] and
+// [Client.UpdateChannel].
+type ChannelOption func(*channelOptions)
+
+type channelOptions struct {
+	retention *raftogramv1.Retention
+}
+
+// WithRetention gives the channel these limits: on create instead of the
+// cluster's defaults, on update instead of its present ones (tighter limits
+// trim at once). The zero Retention keeps everything.
+func WithRetention(r Retention) ChannelOption {
+	return func(o *channelOptions) { o.retention = retentionToProto(r) }
+}
+
+func channelOpts(opts []ChannelOption) channelOptions {
+	var o channelOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+func retentionToProto(r Retention) *raftogramv1.Retention {
+	out := &raftogramv1.Retention{MaxMessages: r.MaxMessages, MaxBytes: r.MaxBytes}
+	if r.MaxAge != 0 {
+		out.MaxAge = durationpb.New(r.MaxAge)
+	}
+	return out
 }
 
 // CreateResult is the outcome of [Client.CreateChannel].
@@ -43,8 +95,8 @@ type CreateResult struct {
 // and then fails with ErrUnavailable. It returns ErrInvalidArgument for a
 // malformed id or name, ErrUnavailable when no leader answered before ctx
 // ended (with ctx's error), or ErrClosed.
-func (c *Client) CreateChannel(ctx context.Context, id, name string) (*CreateResult, error) {
-	req := &raftogramv1.CreateChannelRequest{ChannelId: id, Name: name}
+func (c *Client) CreateChannel(ctx context.Context, id, name string, opts ...ChannelOption) (*CreateResult, error) {
+	req := &raftogramv1.CreateChannelRequest{ChannelId: id, Name: name, Retention: channelOpts(opts).retention}
 	var resp *raftogramv1.CreateChannelResponse
 	err := c.do(ctx, call{op: "CreateChannel", route: toLeader, retryUnknown: id != ""}, func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error
@@ -250,7 +302,9 @@ func (c *Client) GetChannel(ctx context.Context, channelID string, opts ReadOpti
 
 func channelFromProto(ch *raftogramv1.Channel) *Channel {
 	c := &Channel{ID: ch.GetChannelId(), Name: ch.GetName(), FirstSequence: ch.GetFirstSequence(),
-		LastSequence: ch.GetLastSequence(), MessageCount: ch.GetMessageCount()}
+		LastSequence: ch.GetLastSequence(), MessageCount: ch.GetMessageCount(), TrimmedThrough: ch.GetTrimmedThrough(),
+		Retention: Retention{MaxMessages: ch.GetRetention().GetMaxMessages(), MaxAge: ch.GetRetention().GetMaxAge().AsDuration(),
+			MaxBytes: ch.GetRetention().GetMaxBytes()}}
 	if ch.GetCreatedAt() != nil {
 		c.CreatedAt = ch.GetCreatedAt().AsTime()
 	}

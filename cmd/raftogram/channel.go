@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/raftogram/raftogram/client"
@@ -20,7 +23,7 @@ var channelGroup = &group{
 		"info":   "show one channel and its message range",
 		"get":    "the same as info",
 		"list":   "list channels in id order",
-		"update": "rename a channel",
+		"update": "rename a channel or change its retention",
 		"delete": "delete a channel and its messages",
 	},
 }
@@ -38,12 +41,83 @@ type jsonChannel struct {
 	FirstSequence uint64    `json:"first_sequence"`
 	LastSequence  uint64    `json:"last_sequence"`
 	MessageCount  uint64    `json:"message_count"`
+	// Retention: the limits, 0 meaning none; max_age in Go duration
+	// syntax ("0s": none).
+	Retention struct {
+		MaxMessages uint64 `json:"max_messages"`
+		MaxAge      string `json:"max_age"`
+		MaxBytes    uint64 `json:"max_bytes"`
+	} `json:"retention"`
+	TrimmedThrough uint64 `json:"trimmed_through"`
 }
 
 // newJSONChannel returns ch as JSON output.
 func newJSONChannel(ch client.Channel) jsonChannel {
-	return jsonChannel{ChannelID: ch.ID, Name: ch.Name, CreatedAt: ch.CreatedAt.UTC(),
-		FirstSequence: ch.FirstSequence, LastSequence: ch.LastSequence, MessageCount: ch.MessageCount}
+	out := jsonChannel{ChannelID: ch.ID, Name: ch.Name, CreatedAt: ch.CreatedAt.UTC(),
+		FirstSequence: ch.FirstSequence, LastSequence: ch.LastSequence, MessageCount: ch.MessageCount,
+		TrimmedThrough: ch.TrimmedThrough}
+	out.Retention.MaxMessages, out.Retention.MaxAge, out.Retention.MaxBytes = ch.Retention.MaxMessages, ch.Retention.MaxAge.String(), ch.Retention.MaxBytes
+	return out
+}
+
+// retentionFlags are the -max-messages, -max-age and -max-bytes flags of
+// channel create and update.
+type retentionFlags struct {
+	maxMessages, maxBytes *uint64
+	maxAge                *time.Duration
+	fs                    *flag.FlagSet
+}
+
+func addRetentionFlags(fs *flag.FlagSet) retentionFlags {
+	return retentionFlags{
+		maxMessages: fs.Uint64("max-messages", 0, "retention: keep at most this many messages (0: no limit)"),
+		maxAge:      fs.Duration("max-age", 0, "retention: keep messages at most this long, e.g. 720h (0: no limit; at least 1s)"),
+		maxBytes:    fs.Uint64("max-bytes", 0, "retention: keep at most this many payload bytes (0: no limit)"),
+		fs:          fs,
+	}
+}
+
+// given reports whether any retention flag was set.
+func (r retentionFlags) given() bool {
+	set := false
+	r.fs.Visit(func(f *flag.Flag) {
+		set = set || f.Name == "max-messages" || f.Name == "max-age" || f.Name == "max-bytes"
+	})
+	return set
+}
+
+// over returns base with the limits whose flags were set replaced.
+func (r retentionFlags) over(base client.Retention) client.Retention {
+	r.fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "max-messages":
+			base.MaxMessages = *r.maxMessages
+		case "max-age":
+			base.MaxAge = *r.maxAge
+		case "max-bytes":
+			base.MaxBytes = *r.maxBytes
+		}
+	})
+	return base
+}
+
+// retentionText is a channel's retention for tables: "-" for none,
+// otherwise the limits set, e.g. "1000 msgs, 24h0m0s, 1048576 B".
+func retentionText(r client.Retention) string {
+	var parts []string
+	if r.MaxMessages > 0 {
+		parts = append(parts, fmt.Sprintf("%d msgs", r.MaxMessages))
+	}
+	if r.MaxAge > 0 {
+		parts = append(parts, r.MaxAge.String())
+	}
+	if r.MaxBytes > 0 {
+		parts = append(parts, fmt.Sprintf("%d B", r.MaxBytes))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // channelCreate is `raftogram channel create [-id ID | ID] [-name NAME]`: it creates
@@ -62,6 +136,7 @@ func channelCreate(ctx context.Context, args []string, env map[string]string, st
 		cmdOptions{timeout: true}, env, stdout, stderr)
 	id := in.fs.String("id", "", "channel id (or give it as the argument; default: the leader picks one)")
 	name := in.fs.String("name", "", "display name of the channel (default: the id)")
+	ret := addRetentionFlags(in.fs)
 	pos, code, ok := in.parse(args, 0, 1)
 	if !ok {
 		return code
@@ -76,7 +151,11 @@ func channelCreate(ctx context.Context, args []string, env map[string]string, st
 		*name = *id
 	}
 	return in.withClient(ctx, func(ctx context.Context, c *client.Client) error {
-		res, err := c.CreateChannel(ctx, *id, *name)
+		var opts []client.ChannelOption
+		if ret.given() {
+			opts = append(opts, client.WithRetention(ret.over(client.Retention{})))
+		}
+		res, err := c.CreateChannel(ctx, *id, *name, opts...)
 		if err != nil {
 			return err
 		}
@@ -129,7 +208,7 @@ func channelShow(ctx context.Context, name string, args []string, env map[string
 		if in.asJSON {
 			err = in.writeJSON(newJSONChannel(*ch))
 		} else {
-			tw := in.table("CHANNEL", "NAME", "CREATED_AT", "FIRST", "LAST", "MESSAGES")
+			tw := in.table("CHANNEL", "NAME", "CREATED_AT", "FIRST", "LAST", "MESSAGES", "RETENTION")
 			writeChannelRow(tw, *ch)
 			err = flushTable(tw)
 		}
@@ -139,7 +218,8 @@ func channelShow(ctx context.Context, name string, args []string, env map[string
 
 // writeChannelRow writes one channel as a table row.
 func writeChannelRow(w io.Writer, ch client.Channel) {
-	fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\n", cell(ch.ID), cell(ch.Name), timeText(ch.CreatedAt), ch.FirstSequence, ch.LastSequence, ch.MessageCount)
+	fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", cell(ch.ID), cell(ch.Name), timeText(ch.CreatedAt), ch.FirstSequence, ch.LastSequence, ch.MessageCount,
+		retentionText(ch.Retention))
 }
 
 // channelList is `raftogram channel list [-page-size N] [-page-token T]
@@ -191,7 +271,7 @@ func channelList(ctx context.Context, args []string, env map[string]string, stdo
 			}
 			err = in.writeJSON(out)
 		} else {
-			tw := in.table("CHANNEL", "NAME", "CREATED_AT", "FIRST", "LAST", "MESSAGES")
+			tw := in.table("CHANNEL", "NAME", "CREATED_AT", "FIRST", "LAST", "MESSAGES", "RETENTION")
 			for _, ch := range chans {
 				writeChannelRow(tw, ch)
 			}
@@ -208,33 +288,47 @@ func channelList(ctx context.Context, args []string, env map[string]string, stdo
 // the channel and prints it. It returns the exit code (1 with "not found"
 // for an unknown channel).
 func channelUpdate(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) int {
-	in := newInvocation("channel update", "ID -name NAME",
-		"Renames channel ID to NAME. Prints CHANNEL, NAME and INDEX (the Raft index of\n"+
-			"the write); with -json one object {channel_id, name, index}. An unknown\n"+
-			"channel is an error (exit 1, \"not found\").",
+	in := newInvocation("channel update", "ID [-name NAME] [-max-messages N] [-max-age D] [-max-bytes N]",
+		"Renames channel ID to NAME and/or changes its retention: the limits given replace\n"+
+			"the channel's (0: no limit), the others stay; tighter limits remove the oldest\n"+
+			"messages at once. Prints CHANNEL, NAME, RETENTION and INDEX (the Raft index of\n"+
+			"the write); with -json one object {channel_id, name, retention, index}. An\n"+
+			"unknown channel is an error (exit 1, \"not found\").",
 		cmdOptions{timeout: true}, env, stdout, stderr)
-	name := in.fs.String("name", "", "the new display name (required)")
+	name := in.fs.String("name", "", "the new display name")
+	ret := addRetentionFlags(in.fs)
 	pos, code, ok := in.parse(args, 1, 1)
 	if !ok {
 		return code
 	}
-	if *name == "" {
-		return in.usageError("-name is required")
+	if *name == "" && !ret.given() {
+		return in.usageError("give -name or a retention limit (-max-messages, -max-age, -max-bytes)")
 	}
 	return in.withClient(ctx, func(ctx context.Context, c *client.Client) error {
-		res, err := c.UpdateChannel(ctx, pos[0], *name)
+		var opts []client.ChannelOption
+		if ret.given() {
+			// The limits not given keep their values: read them first.
+			ch, err := c.GetChannel(ctx, pos[0], client.ReadOptions{})
+			if err != nil {
+				return err
+			}
+			opts = append(opts, client.WithRetention(ret.over(ch.Retention)))
+		}
+		res, err := c.UpdateChannel(ctx, pos[0], *name, opts...)
 		if err != nil {
 			return err
 		}
 		if in.asJSON {
+			j := newJSONChannel(res.Channel)
 			return in.writeJSON(struct {
 				ChannelID string `json:"channel_id"`
 				Name      string `json:"name"`
+				Retention any    `json:"retention"`
 				Index     uint64 `json:"index"`
-			}{res.Channel.ID, res.Channel.Name, res.Index})
+			}{res.Channel.ID, res.Channel.Name, j.Retention, res.Index})
 		}
-		tw := in.table("CHANNEL", "NAME", "INDEX")
-		fmt.Fprintf(tw, "%s\t%s\t%d\n", cell(res.Channel.ID), cell(res.Channel.Name), res.Index)
+		tw := in.table("CHANNEL", "NAME", "RETENTION", "INDEX")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", cell(res.Channel.ID), cell(res.Channel.Name), retentionText(res.Channel.Retention), res.Index)
 		return flushTable(tw)
 	})
 }
@@ -269,4 +363,21 @@ func channelDelete(ctx context.Context, args []string, env map[string]string, st
 		fmt.Fprintf(tw, "%s\t%t\t%d\n", cell(pos[0]), res.Deleted, res.Index)
 		return flushTable(tw)
 	})
+}
+
+// trimmedStart returns where a channel now starts when err says retention
+// removed the messages asked for (ErrOutOfRange with a Trimmed detail).
+func trimmedStart(err error) (uint64, bool) {
+	var e *client.Error
+	if errors.As(err, &e) && errors.Is(err, client.ErrOutOfRange) && e.TrimmedFirstSequence > 0 {
+		return e.TrimmedFirstSequence, true
+	}
+	return 0, false
+}
+
+// flagGiven reports whether the flag name was set on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }

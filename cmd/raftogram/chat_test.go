@@ -87,7 +87,7 @@ func TestCLIModeration(t *testing.T) {
 		runCLI(t, addrs, "send", "mod", fmt.Sprint("m", i), "--author", "alice").expect(t, exitOK, nil, nil)
 	}
 	runCLI(t, addrs, "channel", "update", "mod", "--name", "Moderated").expect(t, exitOK, []string{"Moderated"}, nil)
-	runCLI(t, addrs, "channel", "update", "mod").expect(t, exitUsage, nil, []string{"-name is required"})
+	runCLI(t, addrs, "channel", "update", "mod").expect(t, exitUsage, nil, []string{"give -name or a retention limit"})
 	runCLI(t, addrs, "channel", "update", "nope", "--name", "x").expect(t, exitError, nil, []string{"not found"})
 
 	var red struct {
@@ -131,4 +131,44 @@ func TestCLIModeration(t *testing.T) {
 	}
 	runCLI(t, addrs, "channel", "delete", "mod").expect(t, exitOK, []string{"false"}, nil)
 	runCLI(t, addrs, "channel", "info", "mod").expect(t, exitError, nil, []string{"not found"})
+}
+
+// Retention through the CLI: channel create/update limits, channel info
+// showing them, and history and tail starting where a trimmed channel now
+// starts (with a note) unless -after asks for trimmed messages.
+func TestCLIRetention(t *testing.T) {
+	_, addrs := startCLICluster(t)
+	runCLI(t, addrs, "channel", "create", "recent", "--max-messages", "3").expect(t, exitOK, nil, nil)
+	for i := 1; i <= 5; i++ {
+		runCLI(t, addrs, "send", "recent", fmt.Sprint("m", i), "--author", "alice").expect(t, exitOK, nil, nil)
+	}
+	r := runCLI(t, addrs, "channel", "info", "recent")
+	r.expect(t, exitOK, []string{"RETENTION"}, nil)
+	if rows := tableRows(t, r.stdout); len(rows) != 1 || rows[0][3] != "3" || rows[0][4] != "5" || rows[0][5] != "3" ||
+		!strings.Contains(r.stdout, "3 msgs") {
+		t.Fatalf("channel info of a 3-message channel after 5 sends:\n%s", r.stdout)
+	}
+	r = runCLI(t, addrs, "history", "recent")
+	r.expect(t, exitOK, []string{"m3", "m5"}, []string{"messages before 3 were removed by retention"})
+	runCLI(t, addrs, "history", "recent", "--after", "1").expect(t, exitError, nil, []string{"out of range"})
+
+	// update: the limit given replaces one, the other stays.
+	runCLI(t, addrs, "channel", "update", "recent", "--max-age", "1h").expect(t, exitOK, []string{"3 msgs, 1h0m0s"}, nil)
+	runCLI(t, addrs, "channel", "update", "recent", "--max-messages", "1").expect(t, exitOK, []string{"1 msgs, 1h0m0s"}, nil)
+	var info jsonChannel
+	runCLI(t, addrs, "channel", "info", "recent", "--json").decode(t, &info)
+	if info.FirstSequence != 5 || info.TrimmedThrough != 4 || info.Retention.MaxMessages != 1 || info.Retention.MaxAge != "1h0m0s" {
+		t.Fatalf("channel info --json after tightening to 1 message: %+v", info)
+	}
+	runCLI(t, addrs, "channel", "update", "recent", "--max-age", "10ms").expect(t, exitError, nil, []string{"max_age"})
+	runCLI(t, addrs, "channel", "update", "recent").expect(t, exitUsage, nil, []string{"give -name or a retention limit"})
+
+	tr := startTail(t, addrs, "recent")
+	if got := tr.waitLines(t, 1); !strings.HasPrefix(got[0], "5\t") {
+		t.Fatalf("tail of a trimmed channel: %q", got)
+	}
+	tr.stop(t)
+	if !strings.Contains(tr.stderr.String(), "messages before 5 were removed by retention") {
+		t.Fatalf("tail stderr: %s", tr.stderr.String())
+	}
 }

@@ -54,8 +54,15 @@ func historyCommand(ctx context.Context, args []string, env map[string]string, s
 	}
 	cons, _ := in.readConsistency()
 	return in.withClient(ctx, func(ctx context.Context, c *client.Client) error {
-		h, err := c.ReadHistory(ctx, pos[0], client.ReadOptions{After: *after, Limit: *limit, Consistency: cons, MinIndex: in.minIndex,
-			NewestFirst: *newestFirst, Before: *before, Since: since})
+		opts := client.ReadOptions{After: *after, Limit: *limit, Consistency: cons, MinIndex: in.minIndex,
+			NewestFirst: *newestFirst, Before: *before, Since: since}
+		h, err := c.ReadHistory(ctx, pos[0], opts)
+		if first, ok := trimmedStart(err); ok && !flagGiven(in.fs, "after") {
+			// From the start of a channel retention trimmed: its start now.
+			fmt.Fprintf(stderr, "messages before %d were removed by retention\n", first)
+			opts.After = first - 1
+			h, err = c.ReadHistory(ctx, pos[0], opts)
+		}
 		if err != nil {
 			return err
 		}

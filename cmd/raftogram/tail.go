@@ -66,9 +66,19 @@ func tailCommand(ctx context.Context, args []string, env map[string]string, stdo
 	if err != nil {
 		return in.interrupted(ctx, err)
 	}
-	defer sub.Close()
+	defer func() { sub.Close() }()
 	for {
 		b, err := sub.Recv()
+		if first, ok := trimmedStart(err); ok && !flagGiven(in.fs, "after") {
+			// Retention removed what comes next (the channel was trimmed
+			// before the tail began, or while it lagged): say so, go on.
+			fmt.Fprintf(stderr, "messages before %d were removed by retention; continuing there\n", first)
+			sub.Close()
+			opts = client.SubscribeOptions{After: first - 1, Consistency: opts.Consistency, MinIndex: opts.MinIndex}
+			if sub, err = c.Subscribe(ctx, pos[0], opts); err == nil {
+				continue
+			}
+		}
 		if err != nil {
 			return in.interrupted(ctx, err)
 		}
