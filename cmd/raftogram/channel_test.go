@@ -45,7 +45,7 @@ func TestCLIChannel(t *testing.T) {
 	r = runCLI(t, addrs, "channel", "get", "general")
 	r.expect(t, exitOK, []string{"CHANNEL", "NAME", "CREATED_AT", "FIRST", "LAST", "MESSAGES"}, nil)
 	if rows := tableRows(t, r.stdout); len(rows) != 1 || rows[0][0] != "general" || rows[0][1] != "General" ||
-		!reflect.DeepEqual(rows[0][3:], []string{"1", "2", "2"}) {
+		!reflect.DeepEqual(rows[0][3:], []string{"1", "2", "2", "-"}) {
 		t.Fatalf("get table %q", r.stdout)
 	}
 	var ch jsonChannel
