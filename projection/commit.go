@@ -99,6 +99,7 @@ func (s *Store) commitLocked() error {
 	if s.observer != nil {
 		s.observer.ObserveCommit(time.Since(start))
 	}
+	s.reclaimLocked()
 	if s.commitDelay > 0 {
 		if s.walFrames.Load() > walRestartFrames {
 			s.restartWALLocked()
@@ -295,4 +296,33 @@ func (s *Store) commitIfDue() (time.Time, error) {
 		return due, nil
 	}
 	return time.Time{}, s.commitLocked()
+}
+
+// Reclaiming disk space. The file is in auto_vacuum=INCREMENTAL mode:
+// pages freed by retention, deletions and redactions go to SQLite's free
+// list (and are reused by later writes); after a commit that leaves more
+// than reclaimAbove of them, reclaimLocked gives up to reclaimStep back to
+// the file system with PRAGMA incremental_vacuum, between transactions on
+// the writer. Each step moves a bounded number of pages, so Apply waits at
+// most one step; a large trim is given back over a few commits.
+var (
+	reclaimAbove int64 = 1024 // pages (4 MiB)
+	reclaimStep  int64 = 2048 // pages (8 MiB) per commit
+)
+
+// reclaimLocked runs one incremental vacuum step if the free list is long.
+// A failure is logged, not fatal: the pages stay on the free list, where
+// SQLite reuses them. s.wmu must be held and no transaction open.
+func (s *Store) reclaimLocked() {
+	ctx := context.Background()
+	var free int64
+	if err := s.w.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil || free <= reclaimAbove {
+		return
+	}
+	start := time.Now()
+	if _, err := s.w.ExecContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, reclaimStep)); err != nil {
+		s.log.Warn("incremental vacuum failed; the free pages stay for reuse", "error", err)
+		return
+	}
+	s.log.Debug("reclaimed free pages", "pages", min(free, reclaimStep), "duration", time.Since(start))
 }

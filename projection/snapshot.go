@@ -23,7 +23,9 @@ func (s *Store) Backup(ctx context.Context, dst string) error {
 	if s.w == nil {
 		return fmt.Errorf("backup: %w", s.goneLocked())
 	}
-	db, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)"))
+	// auto_vacuum(2) on this connection makes the copy incremental-vacuum
+	// even when the live file predates it (the live file is unchanged).
+	db, err := sql.Open("sqlite", dsn(s.path, "auto_vacuum(2)", "busy_timeout(5000)"))
 	if err != nil {
 		return fmt.Errorf("backup: open: %w", err)
 	}

@@ -230,7 +230,9 @@ func (s *Store) open(ctx context.Context, check bool) error {
 	}
 	// secure_delete: content a deletion or redaction removes is overwritten
 	// in the file, not left in free pages (erasure requests).
-	w, err := sql.Open("sqlite", dsn(s.path, "busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)",
+	// auto_vacuum(INCREMENTAL), first: a new file is created with it, so
+	// pages that retention and deletions free can be given back (reclaim).
+	w, err := sql.Open("sqlite", dsn(s.path, "auto_vacuum(2)", "busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)",
 		"cache_size(-65536)", "temp_store(MEMORY)", "secure_delete(ON)", autocheckpoint)+"&_txlock=immediate")
 	if err != nil {
 		return fmt.Errorf("open projection %s: %w", s.path, err)
@@ -251,6 +253,10 @@ func (s *Store) open(ctx context.Context, check bool) error {
 			return fmt.Errorf("%w: %s: %w", ErrCorrupt, s.path, err)
 		}
 		return fmt.Errorf("migrate projection %s: %w", s.path, err)
+	}
+	if err := s.convertToIncrementalVacuum(ctx, w); err != nil {
+		w.Close()
+		return fmt.Errorf("open projection %s: %w", s.path, err)
 	}
 	stmts, err := prepareWrites(ctx, w)
 	if err != nil {
@@ -404,3 +410,27 @@ func (s *Store) closeLocked() error {
 	}
 	return nil
 }
+
+// convertToIncrementalVacuum rewrites a file made before auto_vacuum was
+// set (a data directory of an earlier release) once, with VACUUM, so that
+// it too can give freed pages back. It takes as long as copying the file
+// and needs as much free space again; it is logged.
+func (s *Store) convertToIncrementalVacuum(ctx context.Context, w *sql.DB) error {
+	var mode int
+	if err := w.QueryRowContext(ctx, `PRAGMA auto_vacuum`).Scan(&mode); err != nil {
+		return fmt.Errorf("read auto_vacuum: %w", err)
+	}
+	if mode == autoVacuumIncremental {
+		return nil
+	}
+	start := time.Now()
+	s.log.Info("converting the projection to incremental vacuum (once, rewrites the file)", "path", s.path)
+	if _, err := w.ExecContext(ctx, `VACUUM`); err != nil {
+		return fmt.Errorf("convert to incremental vacuum: %w", err)
+	}
+	s.log.Info("projection converted to incremental vacuum", "path", s.path, "duration", time.Since(start))
+	return nil
+}
+
+// autoVacuumIncremental is PRAGMA auto_vacuum's value for INCREMENTAL.
+const autoVacuumIncremental = 2

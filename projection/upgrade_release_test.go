@@ -106,6 +106,21 @@ func checkUpgraded(t *testing.T, path string) {
 	if msgs, _, err := s.History(ctx, "general", 0, 2, 0); err != nil || !msgs[0].Redacted || msgs[1].Redacted {
 		t.Fatalf("history after redaction: %+v %v", msgs, err)
 	}
+	// Retention on old data: the migration counted the payload bytes held
+	// (messages 11-20 hold "message NN", 10 bytes each), so a byte limit
+	// trims exactly; the file was converted to incremental vacuum.
+	mustApply(t, s, Entry{Index: 26, Term: 2, Events: []domain.Event{
+		domain.ChannelUpdated{ChannelID: "general", Retention: &domain.Retention{MaxBytes: 25}}}})
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ch, err := s.Channel(ctx, "general"); err != nil || ch.FirstSequence != 19 || ch.TrimmedThrough != 18 {
+		t.Fatalf("a 25-byte limit on the old data: %+v %v", ch, err)
+	}
+	var mode int
+	if err := s.w.QueryRowContext(ctx, `PRAGMA auto_vacuum`).Scan(&mode); err != nil || mode != autoVacuumIncremental {
+		t.Fatalf("auto_vacuum %d after opening an old file (%v), want %d", mode, err, autoVacuumIncremental)
+	}
 }
 
 // The projection a node of the previous release wrote opens, upgrades and
