@@ -10,8 +10,10 @@ import (
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/domain"
+	"github.com/raftogram/raftogram/fanout"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -233,4 +235,53 @@ func TestSubscribeStartNewHasNoGapUnderLoad(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// Bad retention limits are InvalidArgument on create and update and change
+// nothing; a good one is stored and shown by GetChannel; the node's default
+// applies to a create without one.
+func TestRetentionValidationAndDefaults(t *testing.T) {
+	client, _, _, _ := newTestServerWithOptions(t, true, fanout.New(EncodeMessage),
+		Options{DefaultRetention: domain.Retention{MaxMessages: 50}})
+	ctx := context.Background()
+	for _, r := range []*raftogramv1.Retention{
+		{MaxAge: durationpb.New(10 * time.Millisecond)},
+		{MaxAge: durationpb.New(-time.Hour)},
+		{MaxAge: &durationpb.Duration{Seconds: 1, Nanos: -5}},
+		{MaxMessages: 1 << 63},
+		{MaxBytes: 1 << 63},
+	} {
+		_, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "bad", Name: "bad", Retention: r})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "retention") {
+			t.Errorf("create with %v: %v, want InvalidArgument naming the retention", r, err)
+		}
+		if _, err := client.GetChannel(ctx, &raftogramv1.GetChannelRequest{ChannelId: "bad"}); status.Code(err) != codes.NotFound {
+			t.Fatalf("a refused create left channel bad: %v", err)
+		}
+	}
+	if _, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "dflt", Name: "dflt"}); err != nil {
+		t.Fatal(err)
+	}
+	week := &raftogramv1.Retention{MaxAge: durationpb.New(7 * 24 * time.Hour), MaxBytes: 1 << 30}
+	if _, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "own", Name: "own", Retention: week}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := client.UpdateChannel(ctx, &raftogramv1.UpdateChannelRequest{ChannelId: "own", Retention: &raftogramv1.Retention{MaxAge: durationpb.New(time.Millisecond)}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("update to a 1ms max_age: %v", err)
+	}
+	for id, want := range map[string]string{"dflt": "max_messages:50", "own": "max_age:{seconds:604800} max_bytes:1073741824"} {
+		ch, err := client.GetChannel(ctx, &raftogramv1.GetChannelRequest{ChannelId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(strings.Fields(ch.GetRetention().String()), " "); got != want {
+			t.Errorf("channel %s retention %q, want %q", id, got, want)
+		}
+	}
+	// Clearing: an explicit zero retention keeps everything, defaults or not.
+	resp, err := client.UpdateChannel(ctx, &raftogramv1.UpdateChannelRequest{ChannelId: "dflt", Retention: &raftogramv1.Retention{}})
+	if err != nil || resp.GetChannel().GetRetention().GetMaxMessages() != 0 {
+		t.Fatalf("clearing the retention: %v %v", resp, err)
+	}
 }
