@@ -84,8 +84,9 @@ func fmtTime(ns int64) string { return "+" + time.Duration(ns).Round(time.Millis
 
 // CheckAcked is checker 1: every acknowledged write is in the final log
 // (read from the leader) and in every node's projection, at the sequence
-// it was acknowledged with, with its payload; and no write to an existing
-// channel was refused as NotFound.
+// it was acknowledged with, with its payload, unless retention has since
+// removed that sequence there; and no write to an existing channel was
+// refused as NotFound.
 func CheckAcked(ops []Op, f *Final) Verdict {
 	v := Verdict{Name: CheckAckedDurable}
 	ix := indexLog(f.Log)
@@ -115,13 +116,14 @@ func CheckAcked(ops []Op, f *Final) Verdict {
 		v.Checked++
 		got, ok := ix.bySeq[op.Channel][op.Seq]
 		switch {
+		case op.Seq <= f.Trimmed[op.Channel]: // removed by retention
 		case !ok:
 			v.fail("lost ack: %s acknowledged at %s as %s#%d (client %d), but the final log has no such sequence", op.CMID, fmtTime(op.Return), op.Channel, op.Seq, op.Client)
 		case got.CMID != op.CMID || got.Sum != op.Sum:
 			v.fail("lost ack: %s acknowledged at %s as %s#%d (client %d), but the final log holds %s there", op.CMID, fmtTime(op.Return), op.Channel, op.Seq, op.Client, got.CMID)
 		}
 		for i, d := range f.Nodes {
-			if d.Err != "" {
+			if d.Err != "" || op.Seq <= d.Trimmed[op.Channel] {
 				continue
 			}
 			m, ok := nodeIx[i][op.Channel][op.Seq]
@@ -192,7 +194,9 @@ func CheckDedupOps(ops []Op, f *Final) Verdict {
 				}
 			}
 			for cmid, s := range d.Dedup[ch] {
-				if _, ok := seen[cmid]; !ok {
+				// A trimmed message's dedup row stays (retention's dedup
+				// horizon is forever by default).
+				if _, ok := seen[cmid]; !ok && s > d.Trimmed[ch] {
 					v.fail("%s: dedup row %s/%s -> #%d has no message", d.Node, ch, cmid, s)
 				}
 			}
@@ -202,15 +206,16 @@ func CheckDedupOps(ops []Op, f *Final) Verdict {
 }
 
 // CheckGaplessLog is checker 3: in the final log and in every node's
-// projection each channel holds sequences 1..N exactly once, in order, and
+// projection each channel holds sequences T+1..N exactly once, in order,
+// where T is what retention removed (0 without retention), and
 // channels.last_sequence is N; no channel is missing or unexpected.
 func CheckGaplessLog(f *Final, channels []string) Verdict {
 	v := Verdict{Name: CheckGapless}
-	check := func(where, ch string, seqs []uint64) {
+	check := func(where, ch string, seqs []uint64, base uint64) {
 		v.Checked += len(seqs)
 		for i, s := range seqs {
-			if s != uint64(i+1) {
-				prev := uint64(0)
+			if s != base+uint64(i+1) {
+				prev := base
 				if i > 0 {
 					prev = seqs[i-1]
 				}
@@ -238,7 +243,7 @@ func CheckGaplessLog(f *Final, channels []string) Verdict {
 		for i, m := range ms {
 			seqs[i] = m.Seq
 		}
-		check("leader log", ch, seqs)
+		check("leader log", ch, seqs, f.Trimmed[ch])
 	}
 	want := map[string]bool{}
 	for _, ch := range channels {
@@ -265,8 +270,8 @@ func CheckGaplessLog(f *Final, channels []string) Verdict {
 			for i, m := range ms {
 				seqs[i] = m.Seq
 			}
-			check(d.Node, ch, seqs)
-			if last != uint64(len(ms)) {
+			check(d.Node, ch, seqs, d.Trimmed[ch])
+			if last != d.Trimmed[ch]+uint64(len(ms)) {
 				v.fail("%s: %s last_sequence %d but %d messages", d.Node, ch, last, len(ms))
 			}
 		}
@@ -287,7 +292,12 @@ func CheckReads(ops []Op, segs []Segment, f *Final) Verdict {
 	seen := func(where string, ch string, m MsgRef) {
 		v.Checked++
 		got, ok := ix.bySeq[ch][m.Seq]
-		switch {
+		switch s := sends[m.CMID]; {
+		case m.Seq <= f.Trimmed[ch]:
+			// Retention removed it since: judge it by the send instead.
+			if s == nil || s.Channel != ch || s.Sum != m.Sum || (s.Outcome == OK && s.Seq != m.Seq) {
+				v.fail("%s showed %s#%d as %s, since trimmed, which no send of that channel, payload and sequence wrote", where, ch, m.Seq, m.CMID)
+			}
 		case !ok:
 			v.fail("%s showed %s#%d (%s), absent from the final log", where, ch, m.Seq, m.CMID)
 		case got.CMID != m.CMID || got.Sum != m.Sum:
@@ -338,7 +348,9 @@ func CheckReads(ops []Op, segs []Segment, f *Final) Verdict {
 // After+1, After+2, ... without gap, duplicate or reordering, and none
 // ended with an internal error (the client's verdict on a stream that
 // skipped a sequence); each subscriber resumed from the last sequence it
-// had seen; and each subscriber finally saw its whole channel.
+// had seen, or from where retention said the channel now starts after a
+// subscription ended OutOfRange (SkipTo); and each subscriber finally saw
+// its whole channel.
 func CheckSubs(segs []Segment, f *Final) Verdict {
 	v := Verdict{Name: CheckSubscriptions}
 	by := map[int][]Segment{}
@@ -353,11 +365,21 @@ func CheckSubs(segs []Segment, f *Final) Verdict {
 	for _, id := range ids {
 		ss := by[id]
 		sort.SliceStable(ss, func(i, j int) bool { return ss[i].Start < ss[j].Start })
-		cursor := uint64(0)
+		cursor, skipTo := uint64(0), uint64(0)
 		for _, s := range ss {
 			v.Checked++
 			if s.Code == "Internal" {
 				v.fail("subscriber %d %s subscription on %s at %s (after %d) failed: %s", id, levelName(s.Level), s.Node, fmtTime(s.Start), s.After, s.Err)
+			}
+			if skipTo > cursor && s.After == skipTo {
+				cursor = skipTo // retention removed what came next; the stream said so
+			}
+			skipTo = s.SkipTo
+			switch {
+			case s.SkipTo > 0 && s.Code != "OutOfRange":
+				v.fail("subscriber %d skipped to %d without an OutOfRange: %s", id, s.SkipTo, s.Err)
+			case f.LogErr == "" && s.SkipTo > f.Trimmed[s.Channel]:
+				v.fail("subscriber %d was told %s starts after %d, but the channel was trimmed only through %d in the end", id, s.Channel, s.SkipTo, f.Trimmed[s.Channel])
 			}
 			if s.After != cursor {
 				v.fail("subscriber %d resumed %s after %d, but had seen up to %d", id, s.Channel, s.After, cursor)
@@ -376,7 +398,7 @@ func CheckSubs(segs []Segment, f *Final) Verdict {
 		}
 		if len(ss) > 0 {
 			ch := ss[0].Channel
-			if n := uint64(len(f.Log[ch])); f.LogErr == "" && cursor != n {
+			if n := f.last(ch); f.LogErr == "" && cursor != n {
 				v.fail("subscriber %d of %s ended at #%d; the channel holds %d messages", id, ch, cursor, n)
 			}
 		}

@@ -343,3 +343,61 @@ func TestWriteGaps(t *testing.T) {
 		t.Errorf("write gap %v, want 4s (2s..6s)", fs[0].WriteGap)
 	}
 }
+
+// trimmedFinal is the final state of ch0 after retention removed
+// sequences 1 and 2 everywhere (their dedup rows stay).
+func trimmedFinal() *Final {
+	f := finalOf(map[string][]MsgRef{"ch0": {ref(3, "c"), ref(4, "d")}})
+	f.Trimmed = map[string]uint64{"ch0": 2}
+	for i := range f.Nodes {
+		d := &f.Nodes[i]
+		d.Trimmed = map[string]uint64{"ch0": 2}
+		d.LastSeq["ch0"] = 4
+		d.Dedup["ch0"]["a"], d.Dedup["ch0"]["b"] = 1, 2
+	}
+	return f
+}
+
+// With retention the checkers judge what the channel still holds: acked
+// writes below the trimmed point, reads that saw them before the trim, the
+// dedup rows they left and a subscriber told to skip ahead are all fine;
+// a real gap, a skip without OutOfRange or a resume past the skip are not.
+func TestCheckersUnderstandRetention(t *testing.T) {
+	ops := []Op{
+		send(0, "ch0", "a", 0, 10, OK, 1), send(0, "ch0", "b", 11, 20, OK, 2),
+		send(0, "ch0", "c", 21, 30, OK, 3), send(0, "ch0", "d", 31, 40, OK, 4),
+		read(1, "ch0", 0, 12, 14, "a"), // before the trim
+	}
+	segs := []Segment{
+		{Subscriber: 1, Channel: "ch0", After: 0, Start: 1 * ms, End: 15 * ms, Msgs: []MsgRef{ref(1, "a")},
+			Code: "OutOfRange", Err: "trimmed", SkipTo: 2},
+		{Subscriber: 1, Channel: "ch0", After: 2, Start: 16 * ms, End: 50 * ms, Msgs: []MsgRef{ref(3, "c"), ref(4, "d")}},
+	}
+	f := trimmedFinal()
+	for _, v := range []Verdict{CheckAcked(ops, f), CheckDedupOps(ops, f), CheckGaplessLog(f, []string{"ch0"}),
+		CheckReads(ops, segs, f), CheckSubs(segs, f), CheckConverged(f, nil)} {
+		if !v.OK {
+			t.Errorf("%s failed a correct trimmed history: %v", v.Name, v.Problems)
+		}
+	}
+
+	gap := trimmedFinal()
+	gap.Log["ch0"] = []MsgRef{ref(4, "d")}
+	if v := CheckGaplessLog(gap, []string{"ch0"}); v.OK {
+		t.Error("a gap after the trimmed point passed")
+	}
+	fake := []Op{read(1, "ch0", 0, 12, 14, "z")} // a trimmed sequence no send wrote
+	if v := CheckReads(append(ops[:4:4], fake...), nil, f); v.OK {
+		t.Error("a read of a trimmed sequence with a phantom message passed")
+	}
+	noCode := []Segment{segs[0], segs[1]}
+	noCode[0].Code = ""
+	if v := CheckSubs(noCode, f); v.OK {
+		t.Error("a skip without OutOfRange passed")
+	}
+	tooFar := []Segment{segs[0], segs[1]}
+	tooFar[0].SkipTo, tooFar[1].After, tooFar[1].Msgs = 3, 3, []MsgRef{ref(4, "d")}
+	if v := CheckSubs(tooFar, f); v.OK {
+		t.Error("a skip past the final trimmed point passed")
+	}
+}

@@ -462,6 +462,11 @@ func (s *Subscriber) subscription(ctx context.Context) {
 	seg.End = s.h.Now()
 	if err != nil && !errors.Is(err, client.ErrClosed) && ctx.Err() == nil {
 		seg.Code, seg.Err = codeOf(err), err.Error()
+		var ce *client.Error
+		if errors.As(err, &ce) && ce.TrimmedFirstSequence > s.cursor.Load()+1 {
+			seg.SkipTo = ce.TrimmedFirstSequence - 1
+			s.cursor.Store(seg.SkipTo)
+		}
 	}
 	s.h.AddSegment(seg)
 }

@@ -2,6 +2,7 @@ package torture
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
@@ -32,6 +33,9 @@ type NodeDump struct {
 	AppliedIndex uint64                       `json:"applied_index"`
 	Digest       string                       `json:"digest"`
 	LastSeq      map[string]uint64            `json:"last_seq"`
+	// Trimmed is each channel's trimmed_through: the highest sequence
+	// retention removed (0: none).
+	Trimmed map[string]uint64 `json:"trimmed,omitempty"`
 	Messages     map[string][]FinalMsg        `json:"-"`
 	Dedup        map[string]map[string]uint64 `json:"-"`
 	Err          string                       `json:"err,omitempty"`
@@ -44,6 +48,9 @@ type Final struct {
 	// leader, in order; the reference the checkers compare against.
 	Log    map[string][]MsgRef `json:"-"`
 	LogErr string              `json:"log_err,omitempty"`
+	// Trimmed is, per channel, the sequence Log starts after: what
+	// retention removed (0: Log starts at 1).
+	Trimmed map[string]uint64 `json:"trimmed,omitempty"`
 	Nodes  []NodeDump          `json:"nodes"`
 	// Stop lists problems stopping or restarting the nodes cleanly.
 	Stop []string `json:"stop,omitempty"`
@@ -51,36 +58,45 @@ type Final struct {
 
 // ReadLog reads every message of each channel from the leader (through
 // cl, at LeaderOnly), paging with ReadHistory; the client retries each page
-// on the nodes until d, per channel, has passed.
-func ReadLog(ctx context.Context, cl *client.Client, channels []string, d time.Duration) (map[string][]MsgRef, error) {
-	out := map[string][]MsgRef{}
+// on the nodes until d, per channel, has passed. A channel trimmed by
+// retention is read from where it now starts, and trimmed says where that
+// is (the sequence before its first message).
+func ReadLog(ctx context.Context, cl *client.Client, channels []string, d time.Duration) (log map[string][]MsgRef, trimmed map[string]uint64, err error) {
+	log, trimmed = map[string][]MsgRef{}, map[string]uint64{}
 	for _, ch := range channels {
-		msgs, err := readChannel(ctx, cl, ch, d)
+		msgs, t, err := readChannel(ctx, cl, ch, d)
 		if err != nil {
-			return out, fmt.Errorf("read channel %s: %w", ch, err)
+			return log, trimmed, fmt.Errorf("read channel %s: %w", ch, err)
 		}
-		out[ch] = msgs
+		log[ch], trimmed[ch] = msgs, t
 	}
-	return out, nil
+	return log, trimmed, nil
 }
 
-// readChannel reads one channel whole within d.
-func readChannel(ctx context.Context, cl *client.Client, ch string, d time.Duration) ([]MsgRef, error) {
+// readChannel reads one channel whole within d, from the start retention
+// left it (returned, 0 when untrimmed).
+func readChannel(ctx context.Context, cl *client.Client, ch string, d time.Duration) ([]MsgRef, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var msgs []MsgRef
+	var trimmed uint64
 	for after := uint64(0); ; {
 		res, err := cl.ReadHistory(ctx, ch, client.ReadOptions{After: after, Limit: 1000, Consistency: client.LeaderOnly})
+		var ce *client.Error
+		if errors.As(err, &ce) && ce.TrimmedFirstSequence > 0 && len(msgs) == 0 {
+			after, trimmed = ce.TrimmedFirstSequence-1, ce.TrimmedFirstSequence-1
+			continue
+		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		ms := refs(res.Messages)
 		msgs = append(msgs, ms...)
 		if !res.HasMore {
-			return msgs, nil
+			return msgs, trimmed, nil
 		}
 		if len(ms) == 0 {
-			return nil, fmt.Errorf("ReadHistory of %s after %d: has_more with no messages", ch, after)
+			return nil, 0, fmt.Errorf("ReadHistory of %s after %d: has_more with no messages", ch, after)
 		}
 		after = ms[len(ms)-1].Seq
 	}
@@ -148,12 +164,14 @@ func dumpDB(ctx context.Context, dsn string, d *NodeDump) error {
 		return fmt.Errorf("applied index: %w", err)
 	}
 	d.LastSeq = map[string]uint64{}
+	d.Trimmed = map[string]uint64{}
 	d.Messages = map[string][]FinalMsg{}
 	d.Dedup = map[string]map[string]uint64{}
 	h := sha256.New()
-	err = scanRows(ctx, tx, h, `SELECT channel_id, name, created_at, created_index, last_sequence FROM channels ORDER BY channel_id`,
+	err = scanRows(ctx, tx, h, `SELECT channel_id, name, created_at, created_index, last_sequence, trimmed_through FROM channels ORDER BY channel_id`,
 		func(v []any) {
 			d.LastSeq[asString(v[0])] = uint64(asInt(v[4]))
+			d.Trimmed[asString(v[0])] = uint64(asInt(v[5]))
 		})
 	if err != nil {
 		return fmt.Errorf("channels: %w", err)
@@ -238,4 +256,13 @@ func asInt(v any) int64 {
 		return int64(x)
 	}
 	return -1
+}
+
+// last returns the sequence of the last message of channel ch in the final
+// log (the trimmed point when it holds none).
+func (f *Final) last(ch string) uint64 {
+	if ms := f.Log[ch]; len(ms) > 0 {
+		return ms[len(ms)-1].Seq
+	}
+	return f.Trimmed[ch]
 }

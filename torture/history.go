@@ -113,6 +113,10 @@ type Segment struct {
 	End        int64    `json:"end"`
 	Msgs       []MsgRef `json:"msgs,omitempty"`
 	Err        string   `json:"err,omitempty"`
+	// SkipTo is set when the segment ended because retention had removed
+	// the messages after its cursor: the subscriber resumes after SkipTo
+	// (the channel's first sequence less one), knowing it missed some.
+	SkipTo uint64 `json:"skip_to,omitempty"`
 }
 
 // History is every operation and subscription segment of a run.

@@ -29,6 +29,10 @@ type Options struct {
 	// material generated into Dir/secure ([NewSecurity]); the workload
 	// presents the writer token, the harness's own client the admin token.
 	Secure bool
+	// Retention, when above 0, creates the workload's channels with
+	// retention max_messages = Retention, so they are trimmed while the
+	// faults run; the checkers then judge what the channels still hold.
+	Retention uint64
 
 	CalmWindow       time.Duration // fault-free tail of the run, where throughput is measured
 	MinThroughput    float64       // acked writes per second required in the calm window
@@ -164,7 +168,11 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	for i := range opts.Channels {
 		channels = append(channels, fmt.Sprintf("ch%d", i))
 	}
-	if err := CreateChannels(ctx, cl, channels, 30*time.Second); err != nil {
+	var chOpts []client.ChannelOption
+	if opts.Retention > 0 {
+		chOpts = append(chOpts, client.WithRetention(client.Retention{MaxMessages: opts.Retention}))
+	}
+	if err := CreateChannels(ctx, cl, channels, 30*time.Second, chOpts...); err != nil {
 		return nil, err
 	}
 	allChannels := append([]string{ProbeChannel}, channels...)
@@ -202,15 +210,15 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	} else {
 		sum.AppliedIndex = idx
 	}
-	log, err := ReadLog(ctx, cl, allChannels, 30*time.Second)
-	final.Log = log
+	log, trimmed, err := ReadLog(ctx, cl, allChannels, 30*time.Second)
+	final.Log, final.Trimmed = log, trimmed
 	if err != nil {
 		final.LogErr = err.Error()
 	}
 	// Let the subscribers reach the end of their channels, then stop them.
 	_ = poll(ctx, 20*time.Second, func() error {
 		for _, s := range w.Subscribers() {
-			if s.Cursor() < uint64(len(final.Log[s.Channel])) {
+			if s.Cursor() < final.last(s.Channel) {
 				return fmt.Errorf("subscriber %d at %d", s.ID, s.Cursor())
 			}
 		}
@@ -327,7 +335,7 @@ func restartCheck(ctx context.Context, c *Cluster, cl *client.Client, channels [
 			problems = append(problems, fmt.Sprintf("after restart: applied_index %d is below %s's stored %d", idx, d.Node, d.AppliedIndex))
 		}
 	}
-	again, rerr := ReadLog(ctx, cl, channels, 30*time.Second)
+	again, _, rerr := ReadLog(ctx, cl, channels, 30*time.Second)
 	if rerr != nil {
 		problems = append(problems, "after restart: cannot read the log: "+rerr.Error())
 	} else if final.LogErr == "" {

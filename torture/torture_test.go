@@ -142,3 +142,35 @@ func TestTortureSecure(t *testing.T) {
 		t.Fatalf("final.json holds %d messages, the summary %d", n, sum.FinalLog)
 	}
 }
+
+// TestTortureRetention runs the checkers over channels that retention
+// trims all along (max_messages 40 each) while leaders are killed, paused
+// and partitioned and a follower catches up by snapshot: what the channels
+// still hold must be gapless, identical on every node and hold every
+// acknowledged write above the trimmed point; subscribers that fall behind
+// are told where the channel now starts.
+func TestTortureRetention(t *testing.T) {
+	if testing.Short() {
+		t.Skip("torture runs a real cluster for about a minute; skipped with -short")
+	}
+	const seed = 20261
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	sum, err := Run(ctx, Options{
+		Seed: seed, Duration: 30 * time.Second, Nodes: 3, Writers: 8, Dir: t.TempDir(), Retention: 40,
+		Faults:        []string{FaultKillLeader, FaultPauseLeader, FaultPartitionLeader, FaultSnapshotCatchup},
+		CalmWindow:    5 * time.Second,
+		MinThroughput: 10,
+		Logf:          t.Logf,
+	})
+	if err != nil {
+		t.Fatalf("seed %d: harness error: %v", seed, err)
+	}
+	t.Log("\n" + sum.Format())
+	if !sum.OK {
+		t.Fatalf("retention torture failed with seed %d", seed)
+	}
+	if len(sum.Faults) == 0 || sum.Acked <= 4*40 {
+		t.Fatalf("the run proved nothing: %d faults, %d acked writes (the channels hold 40 each)", len(sum.Faults), sum.Acked)
+	}
+}

@@ -302,13 +302,17 @@ func (w *Workload) StopSubscribers() {
 	w.subWG.Wait()
 }
 
-// CreateChannels creates the channels (and the probe channel) with
-// explicit ids through cl, which retries each until it succeeds; d bounds
-// each channel.
-func CreateChannels(ctx context.Context, cl *client.Client, channels []string, d time.Duration) error {
+// CreateChannels creates the channels (and the probe channel, which never
+// gets opts) with explicit ids through cl, which retries each until it
+// succeeds; d bounds each channel.
+func CreateChannels(ctx context.Context, cl *client.Client, channels []string, d time.Duration, opts ...client.ChannelOption) error {
 	for _, ch := range append([]string{ProbeChannel}, channels...) {
 		cctx, cancel := context.WithTimeout(ctx, d)
-		_, err := cl.CreateChannel(cctx, ch, "torture "+ch)
+		var o []client.ChannelOption
+		if ch != ProbeChannel {
+			o = opts
+		}
+		_, err := cl.CreateChannel(cctx, ch, "torture "+ch, o...)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("create channel %s: %w", ch, err)
