@@ -2,11 +2,11 @@ package torture
 
 import (
 	"context"
-	"errors"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -29,16 +29,16 @@ type FinalMsg struct {
 
 // NodeDump is what one node's projection.db holds after the node stopped.
 type NodeDump struct {
-	Node         string                       `json:"node"`
-	AppliedIndex uint64                       `json:"applied_index"`
-	Digest       string                       `json:"digest"`
-	LastSeq      map[string]uint64            `json:"last_seq"`
+	Node         string            `json:"node"`
+	AppliedIndex uint64            `json:"applied_index"`
+	Digest       string            `json:"digest"`
+	LastSeq      map[string]uint64 `json:"last_seq"`
 	// Trimmed is each channel's trimmed_through: the highest sequence
 	// retention removed (0: none).
-	Trimmed map[string]uint64 `json:"trimmed,omitempty"`
-	Messages     map[string][]FinalMsg        `json:"-"`
-	Dedup        map[string]map[string]uint64 `json:"-"`
-	Err          string                       `json:"err,omitempty"`
+	Trimmed  map[string]uint64            `json:"trimmed,omitempty"`
+	Messages map[string][]FinalMsg        `json:"-"`
+	Dedup    map[string]map[string]uint64 `json:"-"`
+	Err      string                       `json:"err,omitempty"`
 }
 
 // Final is the state read after the run: the log of every channel read
@@ -51,7 +51,7 @@ type Final struct {
 	// Trimmed is, per channel, the sequence Log starts after: what
 	// retention removed (0: Log starts at 1).
 	Trimmed map[string]uint64 `json:"trimmed,omitempty"`
-	Nodes  []NodeDump          `json:"nodes"`
+	Nodes   []NodeDump        `json:"nodes"`
 	// Stop lists problems stopping or restarting the nodes cleanly.
 	Stop []string `json:"stop,omitempty"`
 }
