@@ -80,6 +80,39 @@ func sendsByCMID(ops []Op) map[string]*Op {
 	return out
 }
 
+// redactions says, per channel and sequence, whether a RedactMessage of it
+// was acknowledged (OK), may have applied (Unknown) or definitely did not
+// (Failed, or absent).
+type redactions map[string]map[uint64]Outcome
+
+func redactionsOf(ops []Op) redactions {
+	out := redactions{}
+	for _, op := range ops {
+		if op.Kind != KindRedact || op.Outcome == Failed {
+			continue
+		}
+		if out[op.Channel] == nil {
+			out[op.Channel] = map[uint64]Outcome{}
+		}
+		if out[op.Channel][op.Seq] != OK {
+			out[op.Channel][op.Seq] = op.Outcome
+		}
+	}
+	return out
+}
+
+// may reports whether ch#seq may have been redacted.
+func (r redactions) may(ch string, seq uint64) bool { _, ok := r[ch][seq]; return ok }
+
+// sameOrRedacted reports whether a stored or served message with sum and
+// redacted flag is the one written with want, allowing for a redaction.
+func (r redactions) sameOrRedacted(ch string, seq uint64, sum string, redacted bool, want string) bool {
+	if redacted {
+		return r.may(ch, seq)
+	}
+	return sum == want
+}
+
 func fmtTime(ns int64) string { return "+" + time.Duration(ns).Round(time.Millisecond).String() }
 
 // CheckAcked is checker 1: every acknowledged write is in the final log
@@ -90,6 +123,7 @@ func fmtTime(ns int64) string { return "+" + time.Duration(ns).Round(time.Millis
 func CheckAcked(ops []Op, f *Final) Verdict {
 	v := Verdict{Name: CheckAckedDurable}
 	ix := indexLog(f.Log)
+	red := redactionsOf(ops)
 	nodeIx := make([]map[string]map[uint64]FinalMsg, len(f.Nodes))
 	for i, d := range f.Nodes {
 		nodeIx[i] = map[string]map[uint64]FinalMsg{}
@@ -119,7 +153,7 @@ func CheckAcked(ops []Op, f *Final) Verdict {
 		case op.Seq <= f.Trimmed[op.Channel]: // removed by retention
 		case !ok:
 			v.fail("lost ack: %s acknowledged at %s as %s#%d (client %d), but the final log has no such sequence", op.CMID, fmtTime(op.Return), op.Channel, op.Seq, op.Client)
-		case got.CMID != op.CMID || got.Sum != op.Sum:
+		case got.CMID != op.CMID || !red.sameOrRedacted(op.Channel, op.Seq, got.Sum, got.Redacted, op.Sum):
 			v.fail("lost ack: %s acknowledged at %s as %s#%d (client %d), but the final log holds %s there", op.CMID, fmtTime(op.Return), op.Channel, op.Seq, op.Client, got.CMID)
 		}
 		for i, d := range f.Nodes {
@@ -127,8 +161,16 @@ func CheckAcked(ops []Op, f *Final) Verdict {
 				continue
 			}
 			m, ok := nodeIx[i][op.Channel][op.Seq]
-			if !ok || m.CMID != op.CMID || m.Sum != op.Sum {
+			if !ok || m.CMID != op.CMID || !red.sameOrRedacted(op.Channel, op.Seq, m.Sum, m.Redacted, op.Sum) {
 				v.fail("lost ack on %s: %s acknowledged as %s#%d, but projection.db holds %q there", d.Node, op.CMID, op.Channel, op.Seq, m.CMID)
+			}
+		}
+	}
+	// An acknowledged redaction of a message still held stays applied.
+	for ch, seqs := range red {
+		for seq, o := range seqs {
+			if got, ok := ix.bySeq[ch][seq]; ok && o == OK && !got.Redacted {
+				v.fail("lost redaction: RedactMessage of %s#%d was acknowledged, but the final log serves its payload", ch, seq)
 			}
 		}
 	}
@@ -289,19 +331,26 @@ func CheckReads(ops []Op, segs []Segment, f *Final) Verdict {
 	v := Verdict{Name: CheckReadsValid}
 	ix := indexLog(f.Log)
 	sends := sendsByCMID(ops)
+	red := redactionsOf(ops)
 	seen := func(where string, ch string, m MsgRef) {
 		v.Checked++
 		got, ok := ix.bySeq[ch][m.Seq]
 		switch s := sends[m.CMID]; {
 		case m.Seq <= f.Trimmed[ch]:
 			// Retention removed it since: judge it by the send instead.
-			if s == nil || s.Channel != ch || s.Sum != m.Sum || (s.Outcome == OK && s.Seq != m.Seq) {
+			if s == nil || s.Channel != ch || !red.sameOrRedacted(ch, m.Seq, m.Sum, m.Redacted, s.Sum) || (s.Outcome == OK && s.Seq != m.Seq) {
 				v.fail("%s showed %s#%d as %s, since trimmed, which no send of that channel, payload and sequence wrote", where, ch, m.Seq, m.CMID)
 			}
 		case !ok:
 			v.fail("%s showed %s#%d (%s), absent from the final log", where, ch, m.Seq, m.CMID)
-		case got.CMID != m.CMID || got.Sum != m.Sum:
+		case got.CMID != m.CMID:
 			v.fail("%s showed %s#%d as %s, the final log holds %s", where, ch, m.Seq, m.CMID, got.CMID)
+		case m.Redacted && !got.Redacted:
+			v.fail("%s showed %s#%d redacted, the final log serves its payload", where, ch, m.Seq)
+		case got.Sum != m.Sum && !(got.Redacted && red.may(ch, m.Seq)):
+			v.fail("%s showed %s#%d with another payload than the final log", where, ch, m.Seq)
+		case m.Redacted && !red.may(ch, m.Seq):
+			v.fail("%s showed %s#%d redacted, but no client redacted it", where, ch, m.Seq)
 		}
 		if s := sends[m.CMID]; s != nil && s.Outcome == Failed {
 			v.fail("%s showed %s#%d written by %s, whose send definitely failed (%s)", where, ch, m.Seq, m.CMID, s.Err)
@@ -334,7 +383,7 @@ func CheckReads(ops []Op, segs []Segment, f *Final) Verdict {
 			switch {
 			case s == nil:
 				v.fail("phantom write: final log %s#%d holds %q, which no client sent", ch, m.Seq, m.CMID)
-			case s.Channel != ch || s.Sum != m.Sum:
+			case s.Channel != ch || !red.sameOrRedacted(ch, m.Seq, m.Sum, m.Redacted, s.Sum):
 				v.fail("final log %s#%d holds %s with other channel/payload than sent (%s)", ch, m.Seq, m.CMID, s.Channel)
 			case s.Outcome == Failed:
 				v.fail("final log %s#%d holds %s, whose send definitely failed (%s)", ch, m.Seq, m.CMID, s.Err)

@@ -401,3 +401,32 @@ func TestCheckersUnderstandRetention(t *testing.T) {
 		t.Error("a skip past the final trimmed point passed")
 	}
 }
+
+// A redaction empties a payload on every node: acked writes, reads before
+// and after it and the final log all pass; a payload emptied with no
+// redaction, or an acknowledged redaction not applied, fail.
+func TestCheckersUnderstandRedaction(t *testing.T) {
+	redacted := MsgRef{Seq: 2, CMID: "b", Sum: PayloadSum(nil), Redacted: true}
+	ops := []Op{
+		send(0, "ch0", "a", 0, 10, OK, 1), send(0, "ch0", "b", 11, 20, OK, 2),
+		read(1, "ch0", 0, 21, 22, "a", "b"), // before the redaction
+		{Client: 2, Kind: KindRedact, Channel: "ch0", Seq: 2, Invoke: 23 * ms, Return: 25 * ms, Outcome: OK},
+		{Client: 1, Kind: KindRead, Channel: "ch0", After: 1, Invoke: 26 * ms, Return: 27 * ms, Outcome: OK, Node: "node1", Msgs: []MsgRef{redacted}},
+	}
+	f := finalOf(map[string][]MsgRef{"ch0": {ref(1, "a"), redacted}})
+	for i := range f.Nodes {
+		f.Nodes[i].Messages["ch0"][1].Redacted = true
+	}
+	for _, v := range []Verdict{CheckAcked(ops, f), CheckDedupOps(ops, f), CheckReads(ops, nil, f), CheckConverged(f, nil)} {
+		if !v.OK {
+			t.Errorf("%s failed a correct history with a redaction: %v", v.Name, v.Problems)
+		}
+	}
+	if v := CheckAcked(ops[:3:3], f); v.OK {
+		t.Error("a payload emptied with no redaction passed checker 1")
+	}
+	unapplied := finalOf(map[string][]MsgRef{"ch0": {ref(1, "a"), ref(2, "b")}})
+	if v := CheckAcked(ops[:4:4], unapplied); v.OK {
+		t.Error("an acknowledged redaction missing from the final log passed")
+	}
+}

@@ -307,6 +307,24 @@ func (cl *Client) send(channel, author, cmid string, payload []byte) (*client.Se
 	return cl.cl.Send(ctx, client.SendRequest{ChannelID: channel, AuthorID: author, Payload: payload, ClientMessageID: cmid})
 }
 
+// Redact is one RedactMessage of channel#seq, as a moderator's (retried by
+// the client while its outcome is unknown: a redaction is idempotent).
+func (cl *Client) Redact(channel string, seq uint64) Op {
+	op := Op{Client: cl.ID, Kind: KindRedact, Channel: channel, Seq: seq}
+	ctx, cancel := cl.opContext(sendGiveUp)
+	defer cancel()
+	op.Invoke = cl.h.Now()
+	_, err := cl.cl.RedactMessage(ctx, channel, seq, "torture")
+	op.Return = cl.h.Now()
+	cl.log.take()
+	op.Outcome = outcomeOf(err)
+	if err != nil {
+		op.Err = codeOf(err) + ": " + err.Error()
+	}
+	cl.h.Add(op)
+	return op
+}
+
 // Read is one ReadHistory call at a level the user picks: leader (25 %),
 // linearizable on any node (35 %), at-least the index of its own last
 // write to the channel, read from just before that write so that the
@@ -388,7 +406,7 @@ func (cl *Client) read(channel, level string, opts client.ReadOptions, mustSee u
 func refs(ms []client.Message) []MsgRef {
 	out := make([]MsgRef, len(ms))
 	for i, m := range ms {
-		out[i] = MsgRef{Seq: m.Sequence, CMID: m.ClientMessageID, Author: m.AuthorID, Sum: PayloadSum(m.Payload)}
+		out[i] = MsgRef{Seq: m.Sequence, CMID: m.ClientMessageID, Author: m.AuthorID, Sum: PayloadSum(m.Payload), Redacted: m.Redacted}
 	}
 	return out
 }

@@ -25,6 +25,7 @@ type FinalMsg struct {
 	Author    string `json:"author"`
 	Sum       string `json:"sum"`
 	RaftIndex uint64 `json:"raft_index,omitempty"`
+	Redacted  bool   `json:"redacted,omitempty"`
 }
 
 // NodeDump is what one node's projection.db holds after the node stopped.
@@ -176,11 +177,12 @@ func dumpDB(ctx context.Context, dsn string, d *NodeDump) error {
 	if err != nil {
 		return fmt.Errorf("channels: %w", err)
 	}
-	err = scanRows(ctx, tx, h, `SELECT channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index FROM messages ORDER BY channel_id, sequence`,
+	err = scanRows(ctx, tx, h, `SELECT channel_id, sequence, author_id, payload, client_message_id, created_at, raft_index, redacted FROM messages ORDER BY channel_id, sequence`,
 		func(v []any) {
 			ch := asString(v[0])
 			payload, _ := v[3].([]byte)
-			d.Messages[ch] = append(d.Messages[ch], FinalMsg{Seq: uint64(asInt(v[1])), Author: asString(v[2]), Sum: PayloadSum(payload), CMID: asString(v[4]), RaftIndex: uint64(asInt(v[6]))})
+			d.Messages[ch] = append(d.Messages[ch], FinalMsg{Seq: uint64(asInt(v[1])), Author: asString(v[2]), Sum: PayloadSum(payload),
+				CMID: asString(v[4]), RaftIndex: uint64(asInt(v[6])), Redacted: asInt(v[7]) != 0})
 		})
 	if err != nil {
 		return fmt.Errorf("messages: %w", err)

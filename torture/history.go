@@ -27,8 +27,9 @@ const (
 
 // Op kinds.
 const (
-	KindSend = "send"
-	KindRead = "read"
+	KindSend   = "send"
+	KindRead   = "read"
+	KindRedact = "redact" // a RedactMessage of Channel#Seq
 )
 
 // MsgRef is a message as seen by a client: its sequence, its
@@ -39,6 +40,9 @@ type MsgRef struct {
 	CMID   string `json:"cmid"`
 	Author string `json:"author,omitempty"`
 	Sum    string `json:"sum"`
+	// Redacted: the payload was removed by a RedactMessage (Sum is then
+	// the empty payload's).
+	Redacted bool `json:"redacted,omitempty"`
 }
 
 // PayloadSum is the digest recorded for a payload.

@@ -97,6 +97,8 @@ type Summary struct {
 	Redos        int            `json:"dedup_resends"`
 	Reads        int            `json:"reads"`
 	ReadsOK      int            `json:"reads_ok"`
+	Redactions   int            `json:"redactions"`
+	RedactionsOK int            `json:"redactions_ok"`
 	ReadsByLevel map[string]int `json:"reads_ok_by_level"`
 	SegsByLevel  map[string]int `json:"subscriptions_by_level"`
 	Segments     int            `json:"subscribe_streams"`
@@ -423,6 +425,11 @@ func tally(s *Summary, ops []Op, segs []Segment, f *Final) {
 				s.ReadsOK++
 				s.ReadsByLevel[levelName(op.Level)]++
 			}
+		case KindRedact:
+			s.Redactions++
+			if op.Outcome == OK {
+				s.RedactionsOK++
+			}
 		}
 	}
 	s.Segments = len(segs)
@@ -450,8 +457,8 @@ func (s *Summary) Format() string {
 	}
 	fmt.Fprintf(&b, "ops: %d  sends: %d (acked %d, unknown %d of which %d committed, failed %d; %d attempts, %d dedup resends)\n",
 		s.Ops, s.Sends, s.Acked, s.UnknownSends, s.UnknownInLog, s.FailedSends, s.Attempts, s.Redos)
-	fmt.Fprintf(&b, "reads: %d (%d ok)  subscribe streams: %d delivering %d messages  final log: %d messages  applied_index: %d\n",
-		s.Reads, s.ReadsOK, s.Segments, s.SubMsgs, s.FinalLog, s.AppliedIndex)
+	fmt.Fprintf(&b, "reads: %d (%d ok)  redactions: %d (%d ok)  subscribe streams: %d delivering %d messages  final log: %d messages  applied_index: %d\n",
+		s.Reads, s.ReadsOK, s.Redactions, s.RedactionsOK, s.Segments, s.SubMsgs, s.FinalLog, s.AppliedIndex)
 	fmt.Fprintf(&b, "ok reads by level: %s  subscriptions by level: %s\n", levelCounts(s.ReadsByLevel), levelCounts(s.SegsByLevel))
 	fmt.Fprintf(&b, "calm-window throughput: %.1f acked writes/s\n", s.Throughput)
 	fmt.Fprintf(&b, "faults (%d):\n", len(s.Faults))

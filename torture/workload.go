@@ -136,7 +136,12 @@ func (w *Workload) writer(cl *Client, i int) {
 		if cl.rng.IntN(4) == 0 {
 			ch = w.channels[cl.rng.IntN(len(w.channels))]
 		}
-		if cl.rng.IntN(100) < 70 {
+		if p := cl.rng.IntN(1000); p < 5 {
+			// A moderator's redaction of a message the workload has seen.
+			if k := w.known[ch].Load(); k > 0 {
+				cl.Redact(ch, 1+uint64(cl.rng.IntN(int(k))))
+			}
+		} else if p < 700 {
 			cmid := w.cmid(cl.ID)
 			op := cl.Send(ch, cmid, payload(cl.rng, cmid), cl.rng.IntN(20) == 0)
 			if op.Outcome == OK {
