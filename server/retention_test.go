@@ -119,4 +119,3 @@ func wantTrimmed(t *testing.T, err error, first uint64) {
 	}
 	t.Fatalf("OutOfRange without a Trimmed{first_sequence: %d} detail: %v", first, st.Details())
 }
-
