@@ -196,7 +196,7 @@ func TestCLI(t *testing.T) {
 
 	// channel get and list.
 	r = runCLI(t, env, "", "channel", "get", "general")
-	if rows := r.expect(t, 0, []string{"CREATED_AT", "MESSAGES"}, nil).rows(); len(rows) != 1 || !reflect.DeepEqual(append(rows[0][:2:2], rows[0][3:]...), []string{"general", "General", "1", "2", "2"}) {
+	if rows := r.expect(t, 0, []string{"CREATED_AT", "MESSAGES"}, nil).rows(); len(rows) != 1 || !reflect.DeepEqual(append(rows[0][:2:2], rows[0][3:]...), []string{"general", "General", "1", "2", "2", "-"}) {
 		t.Fatalf("channel get:\n%s", r.stdout)
 	}
 	var ch struct {
