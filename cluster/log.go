@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"log/slog"
 
 	"github.com/hashicorp/go-hclog"
@@ -64,7 +65,8 @@ const (
 	// leadership transfer Close starts, that is the transfer working.
 	handOverDeposedMsg = "peer has newer term, stopping replication"
 	// An inbound RPC arrived after raft stopped and was answered with
-	// raft.ErrTransportShutdown when the transport closed under it.
+	// raft.ErrTransportShutdown when the transport closed under it, or an
+	// idle inbound connection was closed by the stream layer's drain.
 	inboundAbortedMsg = "failed to decode incoming command"
 )
 
@@ -82,7 +84,10 @@ func (n *Node) expectedRaftError(msg string, args []any) bool {
 		return true
 	case inboundAbortedMsg:
 		for i := 0; i+1 < len(args); i += 2 {
-			if err, ok := args[i+1].(error); ok && args[i] == "error" && errors.Is(err, raft.ErrTransportShutdown) {
+			// ErrTransportShutdown: the transport closed under it;
+			// net.ErrClosed: drain closed its connection after raft
+			// stopped.
+			if err, ok := args[i+1].(error); ok && args[i] == "error" && (errors.Is(err, raft.ErrTransportShutdown) || errors.Is(err, net.ErrClosed)) {
 				return true
 			}
 		}

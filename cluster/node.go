@@ -89,6 +89,7 @@ type Node struct {
 	store     *raftboltdb.BoltStore // the log and stable store
 	logs      *logCache             // the log through a cache of recent entries
 	trans     *raft.NetworkTransport
+	stream    *streamLayer // the transport's, drained before the stores close
 	observer  *raft.Observer
 	compactMu sync.Mutex // one CompactLog at a time (compact.go)
 
@@ -178,7 +179,7 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 	if err != nil {
 		return fmt.Errorf("cluster: open snapshot store: %w", err)
 	}
-	n.trans, err = newTransport(cfg.Listener, n.self.RaftAddr, cfg.Peers, cfg.TLS, n.log, &raft.NetworkTransportConfig{
+	n.trans, n.stream, err = newTransport(cfg.Listener, n.self.RaftAddr, cfg.Peers, cfg.TLS, n.log, &raft.NetworkTransportConfig{
 		MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
 	})
 	if err != nil {
@@ -322,6 +323,9 @@ func (n *Node) Close(ctx context.Context) error {
 		close(n.stop)
 		err := n.raft.Shutdown().Error()
 		n.wg.Wait()
+		if n.stream != nil && !n.stream.drain(5*time.Second) {
+			n.log.Warn("raft connection handlers still running 5s after shutdown; closing the stores anyway")
+		}
 		n.closeErr = errors.Join(err, n.closeStores())
 	})
 	return n.closeErr

@@ -42,6 +42,69 @@ type streamLayer struct {
 	log    *slog.Logger
 
 	silentWait time.Duration // how long a new plaintext connection may stay silent; handshakeTimeout when 0
+
+	// The accepted connections whose raft handler has not returned yet.
+	// raft's transport serves each on a goroutine it does not wait for on
+	// Shutdown, and a heartbeat it is handling writes the term to the
+	// stable store; drain lets those end before the stores close.
+	mu       sync.Mutex
+	accepted map[*trackedConn]struct{}
+	handlers sync.WaitGroup
+}
+
+// trackedConn is an accepted connection; raft's handler closes it when it
+// returns.
+type trackedConn struct {
+	net.Conn
+	s    *streamLayer
+	once sync.Once
+}
+
+// Close closes the connection and counts its handler as returned.
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.accepted, c)
+		c.s.mu.Unlock()
+		c.s.handlers.Done()
+	})
+	return err
+}
+
+// track registers an accepted connection.
+func (s *streamLayer) track(c net.Conn) net.Conn {
+	t := &trackedConn{Conn: c, s: s}
+	s.mu.Lock()
+	if s.accepted == nil {
+		s.accepted = map[*trackedConn]struct{}{}
+	}
+	s.accepted[t] = struct{}{}
+	s.handlers.Add(1)
+	s.mu.Unlock()
+	return t
+}
+
+// drain closes every accepted connection (unblocking raft's handlers
+// waiting to read) and waits, at most d, for the handlers to return. Call
+// it after raft's Shutdown (which closes the listener), before closing the
+// stores. It reports whether every handler returned.
+func (s *streamLayer) drain(d time.Duration) bool {
+	s.mu.Lock()
+	for c := range s.accepted {
+		c.Conn.Close() // not c.Close: the handler's own Close counts it done
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.handlers.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
@@ -81,9 +144,9 @@ func (s *streamLayer) Accept() (net.Conn, error) {
 		if wait == 0 {
 			wait = handshakeTimeout
 		}
-		return &firstByteConn{Conn: c, log: s.log, wait: wait}, nil
+		return s.track(&firstByteConn{Conn: c, log: s.log, wait: wait}), nil
 	}
-	return &handshakeConn{Conn: tls.Server(c, s.server), log: s.log}, nil
+	return s.track(&handshakeConn{Conn: tls.Server(c, s.server), log: s.log}), nil
 }
 
 // firstByteConn gives its first read handshakeTimeout to get data, then
@@ -157,11 +220,12 @@ type tcpAddr string
 func (a tcpAddr) Network() string { return "tcp" }
 func (a tcpAddr) String() string  { return string(a) }
 
-// newTransport returns raft's network transport over ln. With pt set it
-// speaks mutual TLS with the members of peers only.
-func newTransport(ln net.Listener, advertise string, peers []Peer, pt PeerTLS, log *slog.Logger, cfg *raft.NetworkTransportConfig) (*raft.NetworkTransport, error) {
+// newTransport returns raft's network transport over ln, and its stream
+// layer (to drain on close). With pt set it speaks mutual TLS with the
+// members of peers only.
+func newTransport(ln net.Listener, advertise string, peers []Peer, pt PeerTLS, log *slog.Logger, cfg *raft.NetworkTransportConfig) (*raft.NetworkTransport, *streamLayer, error) {
 	if _, _, err := net.SplitHostPort(advertise); err != nil {
-		return nil, fmt.Errorf("raft advertise address %q: %w", advertise, err)
+		return nil, nil, fmt.Errorf("raft advertise address %q: %w", advertise, err)
 	}
 	sl := &streamLayer{Listener: ln, advertise: tcpAddr(advertise), log: log}
 	if pt != nil {
@@ -174,5 +238,5 @@ func newTransport(ln net.Listener, advertise string, peers []Peer, pt PeerTLS, l
 		sl.tls, sl.server = pt, pt.PeerServerConfig(ids)
 	}
 	cfg.Stream = sl
-	return raft.NewNetworkTransportWithConfig(cfg), nil
+	return raft.NewNetworkTransportWithConfig(cfg), sl, nil
 }

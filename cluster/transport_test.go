@@ -77,3 +77,61 @@ func TestSilentRaftConnectionIsClosed(t *testing.T) {
 		t.Fatalf("second read %q, %v", b[4:8], err)
 	}
 }
+
+// drain unblocks raft's connection handlers (closing their connections)
+// and returns once each has returned and closed its connection, so the
+// stores never close under a handler still writing the term; a handler
+// that does not return makes it give up after its bound.
+func TestDrainWaitsForConnectionHandlers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl := &streamLayer{Listener: ln, advertise: tcpAddr(ln.Addr().String()), log: slog.New(slog.DiscardHandler)}
+	defer sl.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if _, err := peer.Write([]byte("rpc1")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := sl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A handler like raft's: read until an error, then close.
+	handlerDone := make(chan error, 1)
+	go func() {
+		defer c.Close()
+		_, err := io.Copy(io.Discard, c)
+		handlerDone <- err
+	}()
+	if !sl.drain(5 * time.Second) {
+		t.Fatal("drain gave up on a handler that returns once its connection closes")
+	}
+	select {
+	case <-handlerDone:
+	default:
+		t.Fatal("drain returned before the handler did")
+	}
+
+	// A handler that never closes its connection: drain gives up.
+	stuckPeer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuckPeer.Close()
+	stuck, err := sl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sl.drain(50 * time.Millisecond) {
+		t.Fatal("drain reported done while a handler had not closed its connection")
+	}
+	stuck.Close()
+	if !sl.drain(time.Second) {
+		t.Fatal("drain after the last handler closed")
+	}
+}
