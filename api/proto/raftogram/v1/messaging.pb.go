@@ -9,6 +9,7 @@
 package raftogramv1
 
 import (
+	status "google.golang.org/genproto/googleapis/rpc/status"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1511,11 +1512,177 @@ func (x *NotLeader) GetRaftLeaderId() string {
 	return ""
 }
 
+// PublishRequest is one message sent on a Publish stream; its fields are
+// SendMessageRequest's.
+type PublishRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	// Filled with the principal's name when empty and auth is on; see
+	// SendMessageRequest.author_id.
+	AuthorId string `protobuf:"bytes,2,opt,name=author_id,json=authorId,proto3" json:"author_id,omitempty"`
+	// Opaque bytes, at most limits.max_payload_bytes.
+	Payload []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Required on Publish (1-128 bytes of UTF-8): it matches the response to
+	// the request and makes a resend after a broken stream exactly-once.
+	ClientMessageId string `protobuf:"bytes,4,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PublishRequest) Reset() {
+	*x = PublishRequest{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishRequest) ProtoMessage() {}
+
+func (x *PublishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
+func (*PublishRequest) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PublishRequest) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *PublishRequest) GetAuthorId() string {
+	if x != nil {
+		return x.AuthorId
+	}
+	return ""
+}
+
+func (x *PublishRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *PublishRequest) GetClientMessageId() string {
+	if x != nil {
+		return x.ClientMessageId
+	}
+	return ""
+}
+
+// PublishResponse answers one PublishRequest: status is set when the
+// request was rejected (nothing stored), else sequence, deduplicated and
+// index are SendMessageResponse's.
+type PublishResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request's channel_id and client_message_id, echoed.
+	ChannelId       string `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	ClientMessageId string `protobuf:"bytes,2,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
+	Sequence        uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Always set on success (optional only so JSON clients print false too).
+	Deduplicated *bool  `protobuf:"varint,4,opt,name=deduplicated,proto3,oneof" json:"deduplicated,omitempty"`
+	Index        uint64 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
+	// The rejection of this request alone (code as SendMessage would answer
+	// it, message, details); absent on success.
+	Status        *status.Status `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishResponse) Reset() {
+	*x = PublishResponse{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishResponse) ProtoMessage() {}
+
+func (x *PublishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
+func (*PublishResponse) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PublishResponse) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *PublishResponse) GetClientMessageId() string {
+	if x != nil {
+		return x.ClientMessageId
+	}
+	return ""
+}
+
+func (x *PublishResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *PublishResponse) GetDeduplicated() bool {
+	if x != nil && x.Deduplicated != nil {
+		return *x.Deduplicated
+	}
+	return false
+}
+
+func (x *PublishResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PublishResponse) GetStatus() *status.Status {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 var File_raftogram_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\n" +
-	"\x1craftogram/v1/messaging.proto\x12\fraftogram.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n" +
+	"\x1craftogram/v1/messaging.proto\x12\fraftogram.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"I\n" +
 	"\x14CreateChannelRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
@@ -1628,7 +1795,22 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\t_redacted\"_\n" +
 	"\tNotLeader\x12,\n" +
 	"\x12leader_grpc_target\x18\x01 \x01(\tR\x10leaderGrpcTarget\x12$\n" +
-	"\x0eraft_leader_id\x18\x02 \x01(\tR\fraftLeaderId*\x91\x01\n" +
+	"\x0eraft_leader_id\x18\x02 \x01(\tR\fraftLeaderId\"\x92\x01\n" +
+	"\x0ePublishRequest\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1b\n" +
+	"\tauthor_id\x18\x02 \x01(\tR\bauthorId\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12*\n" +
+	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\"\xf4\x01\n" +
+	"\x0fPublishResponse\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12*\n" +
+	"\x11client_message_id\x18\x02 \x01(\tR\x0fclientMessageId\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12'\n" +
+	"\fdeduplicated\x18\x04 \x01(\bH\x00R\fdeduplicated\x88\x01\x01\x12\x14\n" +
+	"\x05index\x18\x05 \x01(\x04R\x05index\x12*\n" +
+	"\x06status\x18\x06 \x01(\v2\x12.google.rpc.StatusR\x06statusB\x0f\n" +
+	"\r_deduplicated*\x91\x01\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1d\n" +
@@ -1637,7 +1819,7 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\x0eSubscribeStart\x12\x1f\n" +
 	"\x1bSUBSCRIBE_START_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13SUBSCRIBE_START_NEW\x10\x01\x12\x18\n" +
-	"\x14SUBSCRIBE_START_LAST\x10\x022\x85\x06\n" +
+	"\x14SUBSCRIBE_START_LAST\x10\x022\xd1\x06\n" +
 	"\tMessenger\x12X\n" +
 	"\rCreateChannel\x12\".raftogram.v1.CreateChannelRequest\x1a#.raftogram.v1.CreateChannelResponse\x12R\n" +
 	"\vSendMessage\x12 .raftogram.v1.SendMessageRequest\x1a!.raftogram.v1.SendMessageResponse\x12R\n" +
@@ -1648,7 +1830,8 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\fListChannels\x12!.raftogram.v1.ListChannelsRequest\x1a\".raftogram.v1.ListChannelsResponse\x12X\n" +
 	"\rUpdateChannel\x12\".raftogram.v1.UpdateChannelRequest\x1a#.raftogram.v1.UpdateChannelResponse\x12X\n" +
 	"\rDeleteChannel\x12\".raftogram.v1.DeleteChannelRequest\x1a#.raftogram.v1.DeleteChannelResponse\x12X\n" +
-	"\rRedactMessage\x12\".raftogram.v1.RedactMessageRequest\x1a#.raftogram.v1.RedactMessageResponseBCZAgithub.com/raftogram/raftogram/api/proto/raftogram/v1;raftogramv1b\x06proto3"
+	"\rRedactMessage\x12\".raftogram.v1.RedactMessageRequest\x1a#.raftogram.v1.RedactMessageResponse\x12J\n" +
+	"\aPublish\x12\x1c.raftogram.v1.PublishRequest\x1a\x1d.raftogram.v1.PublishResponse(\x010\x01BCZAgithub.com/raftogram/raftogram/api/proto/raftogram/v1;raftogramv1b\x06proto3"
 
 var (
 	file_raftogram_v1_messaging_proto_rawDescOnce sync.Once
@@ -1663,7 +1846,7 @@ func file_raftogram_v1_messaging_proto_rawDescGZIP() []byte {
 }
 
 var file_raftogram_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raftogram_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_raftogram_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_raftogram_v1_messaging_proto_goTypes = []any{
 	(ReadConsistency)(0),          // 0: raftogram.v1.ReadConsistency
 	(SubscribeStart)(0),           // 1: raftogram.v1.SubscribeStart
@@ -1687,44 +1870,50 @@ var file_raftogram_v1_messaging_proto_goTypes = []any{
 	(*RedactMessageRequest)(nil),  // 19: raftogram.v1.RedactMessageRequest
 	(*RedactMessageResponse)(nil), // 20: raftogram.v1.RedactMessageResponse
 	(*NotLeader)(nil),             // 21: raftogram.v1.NotLeader
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*PublishRequest)(nil),        // 22: raftogram.v1.PublishRequest
+	(*PublishResponse)(nil),       // 23: raftogram.v1.PublishResponse
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*status.Status)(nil),         // 25: google.rpc.Status
 }
 var file_raftogram_v1_messaging_proto_depIdxs = []int32{
 	0,  // 0: raftogram.v1.ReadHistoryRequest.consistency:type_name -> raftogram.v1.ReadConsistency
-	22, // 1: raftogram.v1.ReadHistoryRequest.after_time:type_name -> google.protobuf.Timestamp
-	22, // 2: raftogram.v1.Message.created_at:type_name -> google.protobuf.Timestamp
+	24, // 1: raftogram.v1.ReadHistoryRequest.after_time:type_name -> google.protobuf.Timestamp
+	24, // 2: raftogram.v1.Message.created_at:type_name -> google.protobuf.Timestamp
 	7,  // 3: raftogram.v1.ReadHistoryResponse.messages:type_name -> raftogram.v1.Message
 	0,  // 4: raftogram.v1.SubscribeRequest.consistency:type_name -> raftogram.v1.ReadConsistency
 	1,  // 5: raftogram.v1.SubscribeRequest.start:type_name -> raftogram.v1.SubscribeStart
 	7,  // 6: raftogram.v1.SubscribeChunk.messages:type_name -> raftogram.v1.Message
 	0,  // 7: raftogram.v1.GetChannelRequest.consistency:type_name -> raftogram.v1.ReadConsistency
-	22, // 8: raftogram.v1.Channel.created_at:type_name -> google.protobuf.Timestamp
+	24, // 8: raftogram.v1.Channel.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 9: raftogram.v1.ListChannelsRequest.consistency:type_name -> raftogram.v1.ReadConsistency
 	12, // 10: raftogram.v1.ListChannelsResponse.channels:type_name -> raftogram.v1.Channel
 	12, // 11: raftogram.v1.UpdateChannelResponse.channel:type_name -> raftogram.v1.Channel
-	2,  // 12: raftogram.v1.Messenger.CreateChannel:input_type -> raftogram.v1.CreateChannelRequest
-	4,  // 13: raftogram.v1.Messenger.SendMessage:input_type -> raftogram.v1.SendMessageRequest
-	6,  // 14: raftogram.v1.Messenger.ReadHistory:input_type -> raftogram.v1.ReadHistoryRequest
-	9,  // 15: raftogram.v1.Messenger.Subscribe:input_type -> raftogram.v1.SubscribeRequest
-	11, // 16: raftogram.v1.Messenger.GetChannel:input_type -> raftogram.v1.GetChannelRequest
-	13, // 17: raftogram.v1.Messenger.ListChannels:input_type -> raftogram.v1.ListChannelsRequest
-	15, // 18: raftogram.v1.Messenger.UpdateChannel:input_type -> raftogram.v1.UpdateChannelRequest
-	17, // 19: raftogram.v1.Messenger.DeleteChannel:input_type -> raftogram.v1.DeleteChannelRequest
-	19, // 20: raftogram.v1.Messenger.RedactMessage:input_type -> raftogram.v1.RedactMessageRequest
-	3,  // 21: raftogram.v1.Messenger.CreateChannel:output_type -> raftogram.v1.CreateChannelResponse
-	5,  // 22: raftogram.v1.Messenger.SendMessage:output_type -> raftogram.v1.SendMessageResponse
-	8,  // 23: raftogram.v1.Messenger.ReadHistory:output_type -> raftogram.v1.ReadHistoryResponse
-	10, // 24: raftogram.v1.Messenger.Subscribe:output_type -> raftogram.v1.SubscribeChunk
-	12, // 25: raftogram.v1.Messenger.GetChannel:output_type -> raftogram.v1.Channel
-	14, // 26: raftogram.v1.Messenger.ListChannels:output_type -> raftogram.v1.ListChannelsResponse
-	16, // 27: raftogram.v1.Messenger.UpdateChannel:output_type -> raftogram.v1.UpdateChannelResponse
-	18, // 28: raftogram.v1.Messenger.DeleteChannel:output_type -> raftogram.v1.DeleteChannelResponse
-	20, // 29: raftogram.v1.Messenger.RedactMessage:output_type -> raftogram.v1.RedactMessageResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	25, // 12: raftogram.v1.PublishResponse.status:type_name -> google.rpc.Status
+	2,  // 13: raftogram.v1.Messenger.CreateChannel:input_type -> raftogram.v1.CreateChannelRequest
+	4,  // 14: raftogram.v1.Messenger.SendMessage:input_type -> raftogram.v1.SendMessageRequest
+	6,  // 15: raftogram.v1.Messenger.ReadHistory:input_type -> raftogram.v1.ReadHistoryRequest
+	9,  // 16: raftogram.v1.Messenger.Subscribe:input_type -> raftogram.v1.SubscribeRequest
+	11, // 17: raftogram.v1.Messenger.GetChannel:input_type -> raftogram.v1.GetChannelRequest
+	13, // 18: raftogram.v1.Messenger.ListChannels:input_type -> raftogram.v1.ListChannelsRequest
+	15, // 19: raftogram.v1.Messenger.UpdateChannel:input_type -> raftogram.v1.UpdateChannelRequest
+	17, // 20: raftogram.v1.Messenger.DeleteChannel:input_type -> raftogram.v1.DeleteChannelRequest
+	19, // 21: raftogram.v1.Messenger.RedactMessage:input_type -> raftogram.v1.RedactMessageRequest
+	22, // 22: raftogram.v1.Messenger.Publish:input_type -> raftogram.v1.PublishRequest
+	3,  // 23: raftogram.v1.Messenger.CreateChannel:output_type -> raftogram.v1.CreateChannelResponse
+	5,  // 24: raftogram.v1.Messenger.SendMessage:output_type -> raftogram.v1.SendMessageResponse
+	8,  // 25: raftogram.v1.Messenger.ReadHistory:output_type -> raftogram.v1.ReadHistoryResponse
+	10, // 26: raftogram.v1.Messenger.Subscribe:output_type -> raftogram.v1.SubscribeChunk
+	12, // 27: raftogram.v1.Messenger.GetChannel:output_type -> raftogram.v1.Channel
+	14, // 28: raftogram.v1.Messenger.ListChannels:output_type -> raftogram.v1.ListChannelsResponse
+	16, // 29: raftogram.v1.Messenger.UpdateChannel:output_type -> raftogram.v1.UpdateChannelResponse
+	18, // 30: raftogram.v1.Messenger.DeleteChannel:output_type -> raftogram.v1.DeleteChannelResponse
+	20, // 31: raftogram.v1.Messenger.RedactMessage:output_type -> raftogram.v1.RedactMessageResponse
+	23, // 32: raftogram.v1.Messenger.Publish:output_type -> raftogram.v1.PublishResponse
+	23, // [23:33] is the sub-list for method output_type
+	13, // [13:23] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_raftogram_v1_messaging_proto_init() }
@@ -1738,13 +1927,14 @@ func file_raftogram_v1_messaging_proto_init() {
 	file_raftogram_v1_messaging_proto_msgTypes[8].OneofWrappers = []any{}
 	file_raftogram_v1_messaging_proto_msgTypes[16].OneofWrappers = []any{}
 	file_raftogram_v1_messaging_proto_msgTypes[18].OneofWrappers = []any{}
+	file_raftogram_v1_messaging_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftogram_v1_messaging_proto_rawDesc), len(file_raftogram_v1_messaging_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
