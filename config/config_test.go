@@ -148,6 +148,8 @@ func TestValidateRejects(t *testing.T) {
 		{"max_subscriber_backlog_bytes below the payload", func(c *Config) { c.Limits.MaxSubscriberBacklogBytes = c.Limits.MaxPayloadBytes - 1 }, "limits.max_subscriber_backlog_bytes must be at least limits.max_payload_bytes (1048576), got 1048575"},
 		{"max_fanout_window_bytes zero", func(c *Config) { c.Limits.MaxFanoutWindowBytes = 0 }, "limits.max_fanout_window_bytes must be positive"},
 		{"max_log_cache_bytes negative", func(c *Config) { c.Limits.MaxLogCacheBytes = -1 }, "limits.max_log_cache_bytes must be positive"},
+		{"max_publish_inflight zero", func(c *Config) { c.Limits.MaxPublishInflight = 0 }, "limits.max_publish_inflight must be positive"},
+		{"max_publish_inflight_bytes negative", func(c *Config) { c.Limits.MaxPublishInflightBytes = -1 }, "limits.max_publish_inflight_bytes must be positive"},
 
 		// tls
 		{"tls cert without key and CA", func(c *Config) { c.TLS.CertFile = "node.pem" },

@@ -177,6 +177,8 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		PeerCredentials:           peerCredentials(cfg, s.certs),
 		Space:                     alarm,
 		MaxSubscriberBacklogBytes: int64(cfg.Limits.MaxSubscriberBacklogBytes),
+		MaxPublishInflight:        cfg.Limits.MaxPublishInflight,
+		MaxPublishInflightBytes:   cfg.Limits.MaxPublishInflightBytes,
 	}
 	s.api = grpcapi.New(s.node, store, hub, apiOpts)
 	// Interceptors, outermost first: metrics, access log and panic recovery
