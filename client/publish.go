@@ -46,7 +46,7 @@ type Publisher struct {
 	next       uint64           // the number of the next future to send on the current stream
 	unresolved int
 	closed     bool
-	changed    chan struct{}              // closed and replaced at every change below
+	changed    chan struct{}               // closed and replaced at every change below
 	sent       map[string][]*PublishFuture // sent on the current stream, unanswered, by channel and id
 }
 
