@@ -120,7 +120,8 @@ type Limits struct {
 	// connection. YAML limits.max_streams_per_connection,
 	// env RAFTOGRAM_LIMITS_MAX_STREAMS_PER_CONNECTION, default 1024.
 	MaxStreamsPerConnection int `yaml:"max_streams_per_connection" env:"MAX_STREAMS_PER_CONNECTION"`
-	// MaxStreams: concurrent Subscribe streams on the node; one more is
+	// MaxStreams: concurrent Subscribe and Publish streams on the node
+	// (each Publish stream holds at most max_publish_inflight_bytes); one more is
 	// refused with ResourceExhausted. YAML limits.max_streams,
 	// env RAFTOGRAM_LIMITS_MAX_STREAMS, default 16384.
 	MaxStreams int `yaml:"max_streams" env:"MAX_STREAMS"`
