@@ -79,7 +79,7 @@ func (f *PublishFuture) Wait(ctx context.Context) (*SendResult, error) {
 	case <-f.done:
 		return f.res, f.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("Publish: %w", ctx.Err())
+		return nil, fmt.Errorf("publish: %w", ctx.Err())
 	}
 }
 
@@ -114,13 +114,13 @@ func (p *Publisher) PublishAsync(ctx context.Context, m SendRequest) (*PublishFu
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("Publish: %w", ctx.Err())
+			return nil, fmt.Errorf("publish: %w", ctx.Err())
 		}
 		p.mu.Lock()
 	}
 	defer p.mu.Unlock()
 	if p.closed {
-		return nil, fmt.Errorf("Publish: %w", ErrClosed)
+		return nil, fmt.Errorf("publish: %w", ErrClosed)
 	}
 	p.queue = append(p.queue, f)
 	p.unresolved++
@@ -137,14 +137,14 @@ func (p *Publisher) Flush(ctx context.Context) error {
 	for p.base < target {
 		if p.closed {
 			p.mu.Unlock()
-			return fmt.Errorf("Publish: %w", ErrClosed)
+			return fmt.Errorf("publish: %w", ErrClosed)
 		}
 		ch := p.changed
 		p.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("Publish: flush: %w", ctx.Err())
+			return fmt.Errorf("publish: flush: %w", ctx.Err())
 		}
 		p.mu.Lock()
 	}
@@ -172,7 +172,7 @@ func (p *Publisher) changedLocked() {
 // pending then.
 func (p *Publisher) run() {
 	defer close(p.done)
-	defer p.failPending(fmt.Errorf("Publish: %w", ErrClosed), true)
+	defer p.failPending(fmt.Errorf("publish: %w", ErrClosed), true)
 	for {
 		p.mu.Lock()
 		for p.unresolved == 0 {
@@ -306,7 +306,7 @@ func (p *Publisher) answer(r *raftogramv1.PublishResponse) {
 		return
 	}
 	if st := r.GetStatus(); st != nil {
-		p.resolveLocked(f, nil, fmt.Errorf("Publish: %w", fromStatus(status.FromProto(st).Err())))
+		p.resolveLocked(f, nil, fmt.Errorf("publish: %w", fromStatus(status.FromProto(st).Err())))
 	} else {
 		p.resolveLocked(f, &SendResult{Sequence: r.GetSequence(), Deduplicated: r.GetDeduplicated(), Index: r.GetIndex(),
 			ClientMessageID: f.req.GetClientMessageId()}, nil)
