@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftogram/raftogram/client"
+	"github.com/raftogram/raftogram/config"
 	"github.com/raftogram/raftogram/internal/testcluster"
 )
 
@@ -190,4 +191,42 @@ func TestClusterPublishExactlyOnceAcrossLeaderStop(t *testing.T) {
 	for _, ch := range chans {
 		checkChannel(t, c, ch, perChannel)
 	}
+}
+
+// A follower answers a Publish stream NotLeader, with forward_writes on
+// too, and the Publisher follows the hint: given only a follower's
+// address it publishes on the leader.
+func TestClusterPublishThroughFollowerAddress(t *testing.T) {
+	tc := testcluster.Start(t, 3, func(cfg *config.Config) { cfg.ForwardWrites = true })
+	l := tc.Leader()
+	f := follower(tc, l)
+	var notLeader atomic.Int64
+	c := newClient(t, client.Config{Addrs: []string{tc.Addr(f)}, OnRetry: func(r client.Retry) {
+		if r.Op == "Publish" && errors.Is(r.Err, client.ErrNotLeader) && r.Addr == tc.Addr(f) {
+			notLeader.Add(1)
+		}
+	}})
+	ctx := ctxFor(t, 30*time.Second)
+	if _, err := c.CreateChannel(ctx, "general", "General"); err != nil {
+		t.Fatal(err)
+	}
+	p := c.NewPublisher(client.PublisherOptions{})
+	defer p.Close()
+	var fs []*client.PublishFuture
+	for i := 1; i <= 20; i++ {
+		f, err := p.PublishAsync(ctx, client.SendRequest{ChannelID: "general", AuthorID: "a", Payload: fmt.Appendf(nil, "general-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, f)
+	}
+	for i, f := range fs {
+		if res, err := f.Wait(ctx); err != nil || res.Sequence != uint64(i+1) {
+			t.Fatalf("message %d: %+v, %v", i+1, res, err)
+		}
+	}
+	if notLeader.Load() == 0 || c.Leader() != tc.Addr(l) {
+		t.Fatalf("%d NotLeader answers from the follower, client's leader %q; want the follower to refuse and %q to take the stream", notLeader.Load(), c.Leader(), tc.Addr(l))
+	}
+	checkChannel(t, c, "general", 20)
 }
