@@ -97,9 +97,9 @@ type MessengerClient interface {
 	// that status and nothing stored; the stream goes on. Only the leader
 	// serves Publish: other nodes end the stream with FailedPrecondition and
 	// a NotLeader detail (Unavailable while no leader is known), also when
-	// the node stops leading mid-stream. A stream that ends otherwise (lost
-	// connection, Unavailable) leaves the outcome of its unanswered requests
-	// unknown: send them again, in the same order and with the same
+	// the node stops leading mid-stream. However a stream ends (NotLeader,
+	// Unavailable, a lost connection), the outcome of its unanswered requests
+	// is unknown: send them again, in the same order and with the same
 	// client_message_id, on a new stream; deduplication answers the stored
 	// ones with their original sequence (deduplicated=true), so each message
 	// is stored exactly once.
@@ -290,9 +290,9 @@ type MessengerServer interface {
 	// that status and nothing stored; the stream goes on. Only the leader
 	// serves Publish: other nodes end the stream with FailedPrecondition and
 	// a NotLeader detail (Unavailable while no leader is known), also when
-	// the node stops leading mid-stream. A stream that ends otherwise (lost
-	// connection, Unavailable) leaves the outcome of its unanswered requests
-	// unknown: send them again, in the same order and with the same
+	// the node stops leading mid-stream. However a stream ends (NotLeader,
+	// Unavailable, a lost connection), the outcome of its unanswered requests
+	// is unknown: send them again, in the same order and with the same
 	// client_message_id, on a new stream; deduplication answers the stored
 	// ones with their original sequence (deduplicated=true), so each message
 	// is stored exactly once.
