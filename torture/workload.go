@@ -136,7 +136,18 @@ func (w *Workload) writer(cl *Client, i int) {
 		if cl.rng.IntN(4) == 0 {
 			ch = w.channels[cl.rng.IntN(len(w.channels))]
 		}
-		if cl.rng.IntN(100) < 70 {
+		if r := cl.rng.IntN(100); r < 5 {
+			// A burst of 2-8 messages on one Publish stream.
+			cmids := make([]string, 2+cl.rng.IntN(7))
+			for j := range cmids {
+				cmids[j] = w.cmid(cl.ID)
+			}
+			for _, op := range cl.Publish(ch, cmids) {
+				if op.Outcome == OK {
+					w.acked(op)
+				}
+			}
+		} else if r < 70 {
 			cmid := w.cmid(cl.ID)
 			op := cl.Send(ch, cmid, payload(cl.rng, cmid), cl.rng.IntN(20) == 0)
 			if op.Outcome == OK {
