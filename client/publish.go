@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -230,14 +232,22 @@ func (p *Publisher) attempt(ctx context.Context, cc *grpc.ClientConn) error {
 	p.next, p.sent = p.base, map[string][]*PublishFuture{}
 	p.mu.Unlock()
 	sendDone := make(chan struct{})
+	var closedSend atomic.Bool
 	go func() { // owned by this attempt: it returns once ctx is cancelled
 		defer close(sendDone)
-		p.send(ctx, stream)
+		closedSend.Store(p.send(ctx, stream))
 	}()
 	defer func() { cancel(); <-sendDone }()
 	for {
 		r, err := stream.Recv()
 		if err == io.EOF {
+			cancel() // a sender still waiting for messages stops: it did not close
+			<-sendDone
+			if !closedSend.Load() {
+				// The server ended the stream before we closed our side:
+				// whatever it left unanswered is unknown.
+				return status.Error(codes.Unavailable, "publish stream ended by the server with messages unanswered")
+			}
 			return nil
 		}
 		if err != nil {
@@ -249,8 +259,8 @@ func (p *Publisher) attempt(ctx context.Context, cc *grpc.ClientConn) error {
 
 // send sends the stream's messages until ctx ends or Send fails (the
 // receive side then meets the stream's error), and closes its side once
-// nothing is pending.
-func (p *Publisher) send(ctx context.Context, stream grpc.BidiStreamingClient[raftogramv1.PublishRequest, raftogramv1.PublishResponse]) {
+// nothing is pending; it reports whether it did.
+func (p *Publisher) send(ctx context.Context, stream grpc.BidiStreamingClient[raftogramv1.PublishRequest, raftogramv1.PublishResponse]) bool {
 	for {
 		p.mu.Lock()
 		for p.next < p.base {
@@ -262,8 +272,7 @@ func (p *Publisher) send(ctx context.Context, stream grpc.BidiStreamingClient[ra
 		if p.next == p.base+uint64(len(p.queue)) {
 			if p.unresolved == 0 {
 				p.mu.Unlock()
-				stream.CloseSend()
-				return
+				return stream.CloseSend() == nil
 			}
 			ch := p.changed
 			p.mu.Unlock()
@@ -271,7 +280,7 @@ func (p *Publisher) send(ctx context.Context, stream grpc.BidiStreamingClient[ra
 			case <-ch:
 				continue
 			case <-ctx.Done():
-				return
+				return false
 			}
 		}
 		f := p.queue[p.next-p.base]
@@ -280,7 +289,7 @@ func (p *Publisher) send(ctx context.Context, stream grpc.BidiStreamingClient[ra
 		p.sent[k] = append(p.sent[k], f)
 		p.mu.Unlock()
 		if err := stream.Send(f.req); err != nil {
-			return
+			return false
 		}
 	}
 }
