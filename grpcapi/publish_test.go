@@ -226,3 +226,43 @@ func TestPublishOnFollowerIsNotLeader(t *testing.T) {
 		t.Fatalf("Publish on a follower: %v; want FailedPrecondition with a NotLeader detail", err)
 	}
 }
+
+// A client_message_id repeated within one Apply call (queued together
+// behind a running one) is stored once; the repeat answers the same
+// sequence, deduplicated.
+func TestPublishRepeatWithinOneCall(t *testing.T) {
+	client, _, lc, api := newTestServer(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "c", Name: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	lc.mu.Lock()
+	lc.gate = gate
+	lc.mu.Unlock()
+	stream, err := client.Publish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"first", "k", "k"} {
+		if err := stream.Send(pubReq("c", id, "same")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// "first" is applying (held); both "k" wait in the channel's queue.
+	waitFor(t, "three requests read", func() bool { return api.publishRead.Load() == 3 })
+	close(gate)
+	stream.CloseSend()
+	var got []string
+	for range 3 {
+		r, err := stream.Recv()
+		if err != nil || r.GetStatus() != nil {
+			t.Fatalf("%v, %v", r, err)
+		}
+		got = append(got, fmt.Sprintf("%s:%d:%v", r.GetClientMessageId(), r.GetSequence(), r.GetDeduplicated()))
+	}
+	if want := "first:1:false k:2:false k:2:true"; strings.Join(got, " ") != want {
+		t.Fatalf("answers %q, want %q", strings.Join(got, " "), want)
+	}
+}
