@@ -26,10 +26,18 @@ const (
 	// WorkloadMixed: the clients send and read (ReadFraction of the ops are
 	// reads) while Subscribers follow the channels.
 	WorkloadMixed = "mixed"
+	// WorkloadPublish: every client is a client.Publisher keeping Inflight
+	// messages in flight on one Publish stream, each to a random channel;
+	// an op is one message, from PublishAsync to its acknowledgement.
+	WorkloadPublish = "publish"
 )
 
 // Workloads lists the workload names.
-var Workloads = []string{WorkloadSend, WorkloadRead, WorkloadSubscribe, WorkloadMixed}
+var Workloads = []string{WorkloadSend, WorkloadRead, WorkloadSubscribe, WorkloadMixed, WorkloadPublish}
+
+// DefaultInflight is Config.Inflight's default: the server's default
+// Publish window (limits.max_publish_inflight).
+const DefaultInflight = 256
 
 // stampBytes is the size of the send timestamp at the start of a payload.
 const stampBytes = 8
@@ -54,6 +62,7 @@ type Config struct {
 	History      int     // read/mixed: messages preloaded per channel
 	ReadLimit    int     // messages asked per ReadHistory
 	ReadFraction float64 // mixed: share of the clients' ops that are reads
+	Inflight     int     // publish: messages each client keeps in flight; 0 = DefaultInflight
 	// Consistency is the level of reads and subscriptions: "leader" (the
 	// default: the leader serves them all), "linearizable", "at-least" or
 	// "local"; at every level but leader they are spread round-robin over
@@ -110,9 +119,15 @@ func (cfg *Config) Normalize() error {
 		bad("no addresses")
 	}
 	switch cfg.Workload {
-	case WorkloadSend, WorkloadRead, WorkloadSubscribe, WorkloadMixed:
+	case WorkloadSend, WorkloadRead, WorkloadSubscribe, WorkloadMixed, WorkloadPublish:
 	default:
-		bad("unknown workload %q (want send, read, subscribe or mixed)", cfg.Workload)
+		bad("unknown workload %q (want send, read, subscribe, mixed or publish)", cfg.Workload)
+	}
+	switch {
+	case cfg.Inflight < 0:
+		bad("inflight must not be negative, got %d", cfg.Inflight)
+	case cfg.Inflight == 0:
+		cfg.Inflight = DefaultInflight
 	}
 	if cfg.Clients < 1 {
 		bad("clients must be at least 1, got %d", cfg.Clients)

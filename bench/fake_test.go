@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -270,5 +271,28 @@ func TestFakeClusterSanity(t *testing.T) {
 	}
 	if _, err := cl.Send(ctx, client.SendRequest{ChannelID: "nope", AuthorID: "a"}); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("send to a missing channel: %v, want ErrNotFound", err)
+	}
+}
+
+// Publish answers each request as SendMessage would, one at a time, in
+// order; a SendMessage error ends the stream as it would end a call.
+func (n *fakeNode) Publish(stream grpc.BidiStreamingServer[raftogramv1.PublishRequest, raftogramv1.PublishResponse]) error {
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := n.SendMessage(stream.Context(), &raftogramv1.SendMessageRequest{ChannelId: req.GetChannelId(), AuthorId: req.GetAuthorId(),
+			Payload: req.GetPayload(), ClientMessageId: req.GetClientMessageId()})
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&raftogramv1.PublishResponse{ChannelId: req.GetChannelId(), ClientMessageId: req.GetClientMessageId(),
+			Sequence: resp.GetSequence(), Deduplicated: resp.Deduplicated, Index: resp.GetIndex()}); err != nil {
+			return err
+		}
 	}
 }

@@ -36,6 +36,8 @@ type Result struct {
 	Channels int     `json:"channels"`
 	Payload  int     `json:"payload"`
 	Rate     float64 `json:"rate"` // target ops/s; 0 = closed loop
+	// Inflight is the publish workload's messages in flight per client.
+	Inflight int `json:"inflight,omitempty"`
 	// Consistency is the level of reads and subscriptions (leader,
 	// linearizable, at-least, local).
 	Consistency string  `json:"consistency"`

@@ -289,6 +289,9 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		Rate:      cfg.Rate,
 		StartedAt: start.UTC().Format(time.RFC3339),
 	}
+	if cfg.Workload == WorkloadPublish {
+		res.Inflight = cfg.Inflight
+	}
 	if len(subs) > 0 {
 		r.setPhase("drain")
 		res.DeliveryStats = r.drain(hard, subs)
@@ -397,6 +400,10 @@ func diffCounts(end, start map[string]int64) map[string]int64 {
 // worker is one client: a closed loop, or slots from the limiter.
 func (r *runner) worker(stop, hard context.Context, w int, lim *Limiter, st *workerStats) {
 	cfg := r.cfg
+	if cfg.Workload == WorkloadPublish {
+		r.publisher(stop, hard, w, lim, st)
+		return
+	}
 	rng := rand.New(rand.NewPCG(uint64(w)+1, uint64(time.Now().UnixNano())))
 	buf := append([]byte(nil), r.template...)
 	author := fmt.Sprintf("bench-%d", w)

@@ -86,6 +86,26 @@ func TestRunSend(t *testing.T) {
 	}
 }
 
+// The publish workload keeps messages in flight on Publish streams; every
+// acknowledged message is stored once and the result says the window.
+func TestRunPublish(t *testing.T) {
+	c := newFakeCluster(t, "n2", "n1", "n2", "n3")
+	cfg := fakeConfig(c, WorkloadPublish)
+	cfg.Inflight = 16
+	res, _ := runFake(t, cfg)
+	checkCommon(t, res, cfg)
+	if res.Inflight != 16 {
+		t.Errorf("inflight = %d, want 16", res.Inflight)
+	}
+	var stored int
+	for i := range cfg.Channels {
+		stored += len(c.messages(channelID(res.channelPrefixForTest(t, c), i)))
+	}
+	if want := int(res.Ops + res.WarmupOps); stored != want {
+		t.Errorf("cluster stores %d messages, the run acknowledged %d", stored, want)
+	}
+}
+
 // channelPrefixForTest finds the generated prefix from the fake's channels.
 func (r *Result) channelPrefixForTest(t *testing.T, c *fakeCluster) string {
 	t.Helper()

@@ -423,6 +423,9 @@ type call struct {
 	// outcome is unknown (Unavailable, attempt timeout, lost connection):
 	// reads, and writes the server deduplicates.
 	retryUnknown bool
+	// stream: fn runs a long-lived stream, which AttemptTimeout does not
+	// bound.
+	stream bool
 }
 
 // do runs fn against nodes until it succeeds, fails definitely, or ctx
@@ -445,7 +448,7 @@ func (c *Client) do(ctx context.Context, cl call, fn func(ctx context.Context, c
 			return fmt.Errorf("%s: %w", cl.op, err)
 		}
 		cc := n.conn()
-		actx, cancel := c.attemptContext(ctx)
+		actx, cancel := c.attemptContext(ctx, cl.stream)
 		err = fn(actx, cc)
 		cancel()
 		if err == nil {
@@ -539,8 +542,8 @@ func (c *Client) ctxError(op string, ctxErr, last error) error {
 	return fmt.Errorf("%s: %w (last attempt: %w)", op, ctxErr, last)
 }
 
-func (c *Client) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if c.cfg.AttemptTimeout < 0 {
+func (c *Client) attemptContext(ctx context.Context, stream bool) (context.Context, context.CancelFunc) {
+	if c.cfg.AttemptTimeout < 0 || stream {
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, c.cfg.AttemptTimeout)

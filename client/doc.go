@@ -18,6 +18,17 @@
 // attempt whose outcome is unknown is repeated with the same id, which the
 // cluster deduplicates.
 //
+// # Publishing
+//
+// [Client.NewPublisher] returns a [Publisher] that sends messages on one
+// Publish stream to the leader without waiting for each answer:
+// PublishAsync returns a [PublishFuture] at once (waiting only while
+// PublisherOptions.MaxPending are unresolved), Flush waits for everything
+// published so far. Per channel, messages are stored in publish order.
+// When the stream breaks the Publisher follows the leader as Send does and
+// sends the unresolved messages again with the same ids, so each is stored
+// exactly once.
+//
 // # Reads
 //
 // ReadHistory, GetChannel, ListChannels and Subscribe take a [Consistency].

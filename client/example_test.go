@@ -187,3 +187,44 @@ func ExampleClient_Channels() {
 	// list-b
 	// list-c
 }
+
+// Publish many messages without waiting for each: the Publisher keeps up
+// to MaxPending in flight on one stream, follows the leader, and resends
+// what a broken stream left unacknowledged with the same ids.
+func ExampleClient_NewPublisher() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.New(ctx, client.Config{Addrs: addrs})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.CreateChannel(ctx, "telemetry", "Telemetry"); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	p := c.NewPublisher(client.PublisherOptions{MaxPending: 128})
+	defer p.Close()
+	var futures []*client.PublishFuture
+	for i := 1; i <= 1000; i++ {
+		f, err := p.PublishAsync(ctx, client.SendRequest{ChannelID: "telemetry", AuthorID: "sensor-7", Payload: fmt.Appendf(nil, "reading %d", i)})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		futures = append(futures, f)
+	}
+	if err := p.Flush(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	last, err := futures[len(futures)-1].Wait(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("last sequence:", last.Sequence)
+	// Output: last sequence: 1000
+}

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"log/slog"
+	"net"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"

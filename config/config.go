@@ -120,7 +120,8 @@ type Limits struct {
 	// connection. YAML limits.max_streams_per_connection,
 	// env RAFTOGRAM_LIMITS_MAX_STREAMS_PER_CONNECTION, default 1024.
 	MaxStreamsPerConnection int `yaml:"max_streams_per_connection" env:"MAX_STREAMS_PER_CONNECTION"`
-	// MaxStreams: concurrent Subscribe streams on the node; one more is
+	// MaxStreams: concurrent Subscribe and Publish streams on the node
+	// (each Publish stream holds at most max_publish_inflight_bytes); one more is
 	// refused with ResourceExhausted. YAML limits.max_streams,
 	// env RAFTOGRAM_LIMITS_MAX_STREAMS, default 16384.
 	MaxStreams int `yaml:"max_streams" env:"MAX_STREAMS"`
@@ -151,6 +152,17 @@ type Limits struct {
 	// (the rest are read from raft.db). YAML limits.max_log_cache_bytes,
 	// env RAFTOGRAM_LIMITS_MAX_LOG_CACHE_BYTES, default 67108864.
 	MaxLogCacheBytes int `yaml:"max_log_cache_bytes" env:"MAX_LOG_CACHE_BYTES"`
+	// MaxPublishInflight: requests a Publish stream may have read and not
+	// yet answered; the node stops reading the stream while it has this
+	// many. YAML limits.max_publish_inflight,
+	// env RAFTOGRAM_LIMITS_MAX_PUBLISH_INFLIGHT, default 256.
+	MaxPublishInflight int `yaml:"max_publish_inflight" env:"MAX_PUBLISH_INFLIGHT"`
+	// MaxPublishInflightBytes: payload bytes of the read and unanswered
+	// requests of one Publish stream at which the node stops reading it
+	// (one request is always admitted when none is pending). YAML
+	// limits.max_publish_inflight_bytes,
+	// env RAFTOGRAM_LIMITS_MAX_PUBLISH_INFLIGHT_BYTES, default 8388608.
+	MaxPublishInflightBytes int `yaml:"max_publish_inflight_bytes" env:"MAX_PUBLISH_INFLIGHT_BYTES"`
 }
 
 // TLS configures transport security. YAML section tls:, environment
@@ -418,6 +430,8 @@ func Default() Config {
 			MaxSubscriberBacklogBytes: 16 << 20,
 			MaxFanoutWindowBytes:      256 << 20,
 			MaxLogCacheBytes:          64 << 20,
+			MaxPublishInflight:        256,
+			MaxPublishInflightBytes:   8 << 20,
 		},
 		TLS: TLS{
 			ClientCerts:    ClientCertsVerifyIfGiven,

@@ -48,7 +48,8 @@ func TestDefault(t *testing.T) {
 		},
 		Limits: Limits{MaxPayloadBytes: 1048576, MaxMetadataBytes: 65536, MaxConnections: 4096, MaxStreamsPerConnection: 1024,
 			MaxStreams: 16384, IdleConnectionTimeout: 5 * time.Minute, ChannelCreatesPerSecond: 500,
-			MaxSubscriberBacklogBytes: 16 << 20, MaxFanoutWindowBytes: 256 << 20, MaxLogCacheBytes: 64 << 20},
+			MaxSubscriberBacklogBytes: 16 << 20, MaxFanoutWindowBytes: 256 << 20, MaxLogCacheBytes: 64 << 20,
+			MaxPublishInflight: 256, MaxPublishInflightBytes: 8 << 20},
 		TLS:                     TLS{ClientCerts: "verify_if_given", ReloadInterval: 10 * time.Second},
 		Retention:               Retention{ExpireInterval: 5 * time.Second},
 		ShutdownTimeout:         10 * time.Second,
@@ -149,6 +150,8 @@ func TestValidateRejects(t *testing.T) {
 		{"max_subscriber_backlog_bytes below the payload", func(c *Config) { c.Limits.MaxSubscriberBacklogBytes = c.Limits.MaxPayloadBytes - 1 }, "limits.max_subscriber_backlog_bytes must be at least limits.max_payload_bytes (1048576), got 1048575"},
 		{"max_fanout_window_bytes zero", func(c *Config) { c.Limits.MaxFanoutWindowBytes = 0 }, "limits.max_fanout_window_bytes must be positive"},
 		{"max_log_cache_bytes negative", func(c *Config) { c.Limits.MaxLogCacheBytes = -1 }, "limits.max_log_cache_bytes must be positive"},
+		{"max_publish_inflight zero", func(c *Config) { c.Limits.MaxPublishInflight = 0 }, "limits.max_publish_inflight must be positive"},
+		{"max_publish_inflight_bytes negative", func(c *Config) { c.Limits.MaxPublishInflightBytes = -1 }, "limits.max_publish_inflight_bytes must be positive"},
 
 		// tls
 		{"tls cert without key and CA", func(c *Config) { c.TLS.CertFile = "node.pem" },
@@ -739,6 +742,8 @@ func TestLoadEnvSecurity(t *testing.T) {
 		"RAFTOGRAM_LIMITS_MAX_SUBSCRIBER_BACKLOG_BYTES": "2097152",
 		"RAFTOGRAM_LIMITS_MAX_FANOUT_WINDOW_BYTES":      "1000",
 		"RAFTOGRAM_LIMITS_MAX_LOG_CACHE_BYTES":          "2000",
+		"RAFTOGRAM_LIMITS_MAX_PUBLISH_INFLIGHT":         "64",
+		"RAFTOGRAM_LIMITS_MAX_PUBLISH_INFLIGHT_BYTES":   "3000",
 	}
 	cfg, err := Load("", false, environ)
 	if err != nil {
@@ -754,7 +759,8 @@ func TestLoadEnvSecurity(t *testing.T) {
 		t.Errorf("Auth = %+v", cfg.Auth)
 	}
 	if cfg.Limits.MaxStreams != 7 || cfg.Limits.IdleConnectionTimeout != time.Minute || cfg.Limits.MaxSubscriberBacklogBytes != 2<<20 ||
-		cfg.Limits.MaxFanoutWindowBytes != 1000 || cfg.Limits.MaxLogCacheBytes != 2000 {
+		cfg.Limits.MaxFanoutWindowBytes != 1000 || cfg.Limits.MaxLogCacheBytes != 2000 ||
+		cfg.Limits.MaxPublishInflight != 64 || cfg.Limits.MaxPublishInflightBytes != 3000 {
 		t.Errorf("Limits = %+v", cfg.Limits)
 	}
 }

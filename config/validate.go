@@ -231,7 +231,8 @@ func (c Config) Validate() error {
 		v   int
 	}{{"max_connections", c.Limits.MaxConnections}, {"max_streams_per_connection", c.Limits.MaxStreamsPerConnection},
 		{"max_streams", c.Limits.MaxStreams}, {"channel_creates_per_second", c.Limits.ChannelCreatesPerSecond},
-		{"max_fanout_window_bytes", c.Limits.MaxFanoutWindowBytes}, {"max_log_cache_bytes", c.Limits.MaxLogCacheBytes}} {
+		{"max_fanout_window_bytes", c.Limits.MaxFanoutWindowBytes}, {"max_log_cache_bytes", c.Limits.MaxLogCacheBytes},
+		{"max_publish_inflight", c.Limits.MaxPublishInflight}, {"max_publish_inflight_bytes", c.Limits.MaxPublishInflightBytes}} {
 		if l.v <= 0 {
 			add("limits.%s must be positive, got %d", l.key, l.v)
 		}

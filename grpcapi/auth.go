@@ -43,7 +43,16 @@ type rule struct {
 	peerOnly bool        // only other nodes of the cluster
 	action   auth.Action // checked on the request's channel (or cluster-wide for Admin)
 	perCall  bool        // the handler's request decides (ListChannels filters)
+	perItem  bool        // a stream whose refused requests are answered one by one (Publish)
 }
+
+// refusedItem is what authStream.RecvMsg returns for a request of a
+// perItem stream that the policy refuses: the request was read (the
+// message holds it) and the handler answers it alone with err's status.
+type refusedItem struct{ err error }
+
+func (r *refusedItem) Error() string { return r.err.Error() }
+func (r *refusedItem) Unwrap() error { return r.err }
 
 const (
 	messenger = "/raftogram.v1.Messenger/"
@@ -72,6 +81,9 @@ func ruleFor(method string) (rule, bool) {
 		return rule{action: auth.Create}, true
 	case "SendMessage":
 		return rule{action: auth.Publish}, true
+	case "Publish":
+		// Each request as a SendMessage; a refused one is answered alone.
+		return rule{action: auth.Publish, perItem: true}, true
 	case "ReadHistory", "GetChannel", "Subscribe":
 		return rule{action: auth.Read}, true
 	case "ListChannels":
@@ -143,12 +155,19 @@ func (g *Guard) authorize(ctx context.Context, r rule, req any) error {
 	if !g.policy.Allowed(who, r.action, ch) {
 		return permissionDenied("principal %q may not %s channel %q", who.Name, r.action, ch)
 	}
-	if m, ok := req.(*raftogramv1.SendMessageRequest); ok && who.Via != "peer" {
+	var author *string
+	switch m := req.(type) {
+	case *raftogramv1.SendMessageRequest:
+		author = &m.AuthorId
+	case *raftogramv1.PublishRequest:
+		author = &m.AuthorId
+	}
+	if author != nil && who.Via != "peer" {
 		switch {
-		case m.AuthorId == "":
-			m.AuthorId = who.Name
-		case m.AuthorId != who.Name && !g.policy.Allowed(who, auth.Impersonate, ""):
-			return permissionDenied("author_id %q is not principal %q (impersonate not allowed)", m.AuthorId, who.Name)
+		case *author == "":
+			*author = who.Name
+		case *author != who.Name && !g.policy.Allowed(who, auth.Impersonate, ""):
+			return permissionDenied("author_id %q is not principal %q (impersonate not allowed)", *author, who.Name)
 		}
 	}
 	return nil
@@ -218,6 +237,9 @@ func (s *authStream) RecvMsg(m any) error {
 		return err
 	}
 	if err := s.g.authorize(s.ctx, s.r, m); err != nil {
+		if s.r.perItem {
+			return &refusedItem{err: s.g.refuse(s.ctx, s.method, err)}
+		}
 		return s.g.refuse(s.ctx, s.method, err)
 	}
 	return nil

@@ -19,7 +19,8 @@ type Budgets struct {
 	MaxMetadataBytes int
 	// MaxStreamsPerConnection caps concurrent calls on one connection.
 	MaxStreamsPerConnection int
-	// MaxStreams caps concurrent Subscribe streams on the node.
+	// MaxStreams caps concurrent server-streaming calls on the node
+	// (Subscribe, Publish, health Watch).
 	MaxStreams int
 	// IdleConnectionTimeout closes a connection without calls.
 	IdleConnectionTimeout time.Duration
@@ -50,7 +51,7 @@ func (b Budgets) ServerOptions() []grpc.ServerOption {
 			return h(ctx, req)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			if !info.IsServerStream || info.IsClientStream {
+			if !info.IsServerStream {
 				return h(srv, ss)
 			}
 			select {

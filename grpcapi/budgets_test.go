@@ -113,6 +113,14 @@ func TestBudgetStreams(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "limits.max_streams") {
 		t.Fatalf("third stream: %v, want ResourceExhausted naming limits.max_streams", err)
 	}
+	// A Publish stream counts too.
+	pub, err := m.Publish(ctx)
+	if err == nil {
+		_, err = pub.Recv()
+	}
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "limits.max_streams") {
+		t.Fatalf("a Publish stream beyond the limit: %v, want ResourceExhausted naming limits.max_streams", err)
+	}
 	// Unary calls are not streams and still pass.
 	if _, err := m.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{}); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
@@ -98,6 +99,12 @@ type Options struct {
 	// (config retention:); the leader puts it into the event, so every node
 	// applies the leader's defaults.
 	DefaultRetention domain.Retention
+	// MaxPublishInflight and MaxPublishInflightBytes bound the requests a
+	// Publish stream has read and not answered (config
+	// limits.max_publish_inflight, limits.max_publish_inflight_bytes);
+	// DefaultPublishInflight and DefaultPublishInflightBytes when 0.
+	MaxPublishInflight      int
+	MaxPublishInflightBytes int
 }
 
 // Server implements raftogramv1.MessengerServer.
@@ -111,6 +118,12 @@ type Server struct {
 	log     *slog.Logger
 	done    chan struct{}
 	peers   *Peers // connections to the other nodes: forwarding, ReadIndex
+
+	// Publish streams' window, counted for tests: requests admitted,
+	// times a reader found the window full, most unanswered at once.
+	publishRead   atomic.Int64
+	publishStalls atomic.Int64
+	publishPeak   maxGauge
 }
 
 // New returns a Server over the given cluster, store and hub. Close it
@@ -127,6 +140,12 @@ func New(c Cluster, s Store, h Hub, opts Options) *Server {
 	}
 	if opts.StreamCutoff <= 0 {
 		opts.StreamCutoff = 10 * time.Second
+	}
+	if opts.MaxPublishInflight <= 0 {
+		opts.MaxPublishInflight = DefaultPublishInflight
+	}
+	if opts.MaxPublishInflightBytes <= 0 {
+		opts.MaxPublishInflightBytes = DefaultPublishInflightBytes
 	}
 	return &Server{cluster: c, store: s, hub: h, opts: opts, log: opts.Logger, done: make(chan struct{}), peers: NewPeers(opts.PeerCredentials)}
 }

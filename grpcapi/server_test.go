@@ -32,10 +32,21 @@ type localCluster struct {
 	hint   domain.NotLeaderError
 	watch  chan struct{}
 
-	cutOffSince time.Time // when set, LastLeaderContact reports it
+	cutOffSince time.Time     // when set, LastLeaderContact reports it
+	gate        chan struct{} // when set, Apply waits until it is closed
 }
 
 func (c *localCluster) Apply(ctx context.Context, events []domain.Event) ([]domain.Result, error) {
+	c.mu.Lock()
+	gate := c.gate
+	c.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.leader {

@@ -181,6 +181,8 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		MaxSubscriberBacklogBytes: int64(cfg.Limits.MaxSubscriberBacklogBytes),
 		DefaultRetention: domain.Retention{MaxMessages: cfg.Retention.MaxMessages, MaxAge: cfg.Retention.MaxAge,
 			MaxBytes: cfg.Retention.MaxBytes},
+		MaxPublishInflight:      cfg.Limits.MaxPublishInflight,
+		MaxPublishInflightBytes: cfg.Limits.MaxPublishInflightBytes,
 	}
 	s.api = grpcapi.New(s.node, store, hub, apiOpts)
 	// Interceptors, outermost first: metrics, access log and panic recovery

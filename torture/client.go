@@ -301,6 +301,71 @@ func (cl *Client) Send(channel, cmid string, payload []byte, redo bool) Op {
 	return op
 }
 
+// Publish writes n messages to channel through one client.Publisher stream
+// without waiting for each, and records each as a send op: invoked when
+// published, returned when the harness saw its outcome (waiting in publish
+// order, so no earlier than its real return). The Publisher resends what a
+// broken stream left unanswered with the same ids, inside the op. Every
+// stream attempt it moved on from counts as an attempt of unknown outcome
+// of each message pending then (a stream's end says nothing about its
+// unanswered messages, NotLeader included), so a resend that comes back
+// deduplicated has the unknown attempt before it.
+func (cl *Client) Publish(channel string, cmids []string) []Op {
+	ctx, cancel := cl.opContext(sendGiveUp)
+	defer cancel()
+	p := cl.cl.NewPublisher(client.PublisherOptions{MaxPending: len(cmids)})
+	defer p.Close()
+	author := cl.c.author(cl.ID)
+	ops := make([]Op, len(cmids))
+	futures := make([]*client.PublishFuture, len(cmids))
+	errs := make([]error, len(cmids))
+	for i, cmid := range cmids {
+		pl := payload(cl.rng, cmid)
+		ops[i] = Op{Client: cl.ID, Kind: KindSend, Channel: channel, CMID: cmid, Sum: PayloadSum(pl), Invoke: cl.h.Now(), Published: true}
+		futures[i], errs[i] = p.PublishAsync(ctx, client.SendRequest{ChannelID: channel, AuthorID: author, Payload: pl, ClientMessageID: cmid})
+	}
+	results := make([]*client.SendResult, len(cmids))
+	for i, f := range futures {
+		if f != nil {
+			results[i], errs[i] = f.Wait(ctx)
+		}
+		ops[i].Return = cl.h.Now()
+	}
+	logged := cl.log.take()
+	for i := range ops {
+		op := &ops[i]
+		err := errs[i]
+		invoke := op.Invoke
+		anyUnknown := false
+		for _, la := range logged {
+			at := int64(la.at.Sub(cl.h.start))
+			if at < op.Invoke || at > op.Return {
+				continue
+			}
+			op.Attempts = append(op.Attempts, Attempt{Node: cl.nodeID(la.addr), Invoke: invoke, Return: at, Outcome: Unknown,
+				Code: codeOf(la.err), Err: la.err.Error()})
+			invoke, anyUnknown = at, true
+		}
+		last := Attempt{Invoke: invoke, Return: op.Return, Outcome: outcomeOf(err), Code: codeOf(err)}
+		switch {
+		case err == nil:
+			last.Node = cl.nodeID(cl.cl.Leader())
+			last.Seq, last.Dedup = results[i].Sequence, results[i].Deduplicated
+			op.Outcome, op.Seq, op.Index, op.Dedup = OK, results[i].Sequence, results[i].Index, results[i].Deduplicated
+			cl.mine[channel] = SendResultRef{Seq: op.Seq, Index: op.Index}
+		case last.Outcome == Failed && !anyUnknown:
+			last.Err = err.Error()
+			op.Outcome, op.Err = Failed, last.Code+": "+err.Error()
+		default:
+			last.Outcome, last.Err = Unknown, err.Error()
+			op.Outcome, op.Err = Unknown, last.Code+": "+err.Error()
+		}
+		op.Attempts = append(op.Attempts, last)
+		cl.h.Add(*op)
+	}
+	return ops
+}
+
 func (cl *Client) send(channel, author, cmid string, payload []byte) (*client.SendResult, error) {
 	ctx, cancel := cl.opContext(sendGiveUp)
 	defer cancel()

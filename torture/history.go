@@ -85,6 +85,8 @@ type Op struct {
 	Index    uint64    `json:"index,omitempty"` // the Raft index it applied at
 	Dedup    bool      `json:"dedup,omitempty"`
 	Attempts []Attempt `json:"attempts,omitempty"`
+	// Published: sent on a Publish stream (client.Publisher), not by Send.
+	Published bool `json:"published,omitempty"`
 
 	// read
 	Node string `json:"node,omitempty"` // the node that answered (or was asked)

@@ -95,6 +95,7 @@ type Summary struct {
 	FailedSends  int            `json:"failed_sends"`
 	Attempts     int            `json:"send_attempts"`
 	Redos        int            `json:"dedup_resends"`
+	Published    int            `json:"published"` // sends made on a Publish stream
 	Reads        int            `json:"reads"`
 	ReadsOK      int            `json:"reads_ok"`
 	Redactions   int            `json:"redactions"`
@@ -402,6 +403,9 @@ func tally(s *Summary, ops []Op, segs []Segment, f *Final) {
 		switch op.Kind {
 		case KindSend:
 			s.Sends++
+			if op.Published {
+				s.Published++
+			}
 			s.Attempts += len(op.Attempts)
 			for _, a := range op.Attempts {
 				if a.Redo {
@@ -455,8 +459,8 @@ func (s *Summary) Format() string {
 	if s.Secure {
 		fmt.Fprintf(&b, "secure: mutual TLS on Raft, TLS + token auth on gRPC (material in %s)\n", filepath.Join(s.Dir, "secure"))
 	}
-	fmt.Fprintf(&b, "ops: %d  sends: %d (acked %d, unknown %d of which %d committed, failed %d; %d attempts, %d dedup resends)\n",
-		s.Ops, s.Sends, s.Acked, s.UnknownSends, s.UnknownInLog, s.FailedSends, s.Attempts, s.Redos)
+	fmt.Fprintf(&b, "ops: %d  sends: %d (acked %d, unknown %d of which %d committed, failed %d; %d attempts, %d dedup resends; %d on Publish streams)\n",
+		s.Ops, s.Sends, s.Acked, s.UnknownSends, s.UnknownInLog, s.FailedSends, s.Attempts, s.Redos, s.Published)
 	fmt.Fprintf(&b, "reads: %d (%d ok)  redactions: %d (%d ok)  subscribe streams: %d delivering %d messages  final log: %d messages  applied_index: %d\n",
 		s.Reads, s.ReadsOK, s.Redactions, s.RedactionsOK, s.Segments, s.SubMsgs, s.FinalLog, s.AppliedIndex)
 	fmt.Fprintf(&b, "ok reads by level: %s  subscriptions by level: %s\n", levelCounts(s.ReadsByLevel), levelCounts(s.SegsByLevel))

@@ -136,12 +136,23 @@ func (w *Workload) writer(cl *Client, i int) {
 		if cl.rng.IntN(4) == 0 {
 			ch = w.channels[cl.rng.IntN(len(w.channels))]
 		}
-		if p := cl.rng.IntN(1000); p < 5 {
+		if r := cl.rng.IntN(1000); r < 5 {
 			// A moderator's redaction of a message the workload has seen.
 			if k := w.known[ch].Load(); k > 0 {
 				cl.Redact(ch, 1+uint64(cl.rng.IntN(int(k))))
 			}
-		} else if p < 700 {
+		} else if r < 55 {
+			// A burst of 2-8 messages on one Publish stream.
+			cmids := make([]string, 2+cl.rng.IntN(7))
+			for j := range cmids {
+				cmids[j] = w.cmid(cl.ID)
+			}
+			for _, op := range cl.Publish(ch, cmids) {
+				if op.Outcome == OK {
+					w.acked(op)
+				}
+			}
+		} else if r < 700 {
 			cmid := w.cmid(cl.ID)
 			op := cl.Send(ch, cmid, payload(cl.rng, cmid), cl.rng.IntN(20) == 0)
 			if op.Outcome == OK {

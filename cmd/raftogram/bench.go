@@ -75,7 +75,7 @@ func benchParse(args []string, stderr io.Writer) (bench.Config, bool, error) {
 	fs := flag.NewFlagSet("raftogram bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addrs := fs.String("addrs", strings.Join(cfg.Addrs, ","), "comma-separated gRPC addresses of the nodes; the leader is found from any of them")
-	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "send, read, subscribe or mixed")
+	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "send, read, subscribe, mixed or publish (pipelined: each client keeps -inflight messages in flight on one Publish stream)")
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent clients (goroutines) issuing ops")
 	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "gRPC connections per node that the clients and subscribers share")
 	fs.IntVar(&cfg.Channels, "channels", cfg.Channels, "channels; each op picks one uniformly at random")
@@ -91,6 +91,7 @@ func benchParse(args []string, stderr io.Writer) (bench.Config, bool, error) {
 	fs.IntVar(&cfg.History, "history", cfg.History, "read/mixed: messages preloaded into each channel before the run")
 	fs.IntVar(&cfg.ReadLimit, "read-limit", cfg.ReadLimit, "read/mixed: messages asked per ReadHistory")
 	fs.Float64Var(&cfg.ReadFraction, "read-fraction", cfg.ReadFraction, "mixed: share of the clients' ops that are reads")
+	fs.IntVar(&cfg.Inflight, "inflight", bench.DefaultInflight, "publish: messages each client keeps in flight (its Publisher's MaxPending)")
 	fs.StringVar(&cfg.Consistency, "consistency", cfg.Consistency, "read and subscribe level: leader (the leader serves all), linearizable, at-least or local (spread round-robin over every node)")
 	fs.DurationVar(&cfg.AttemptTimeout, "attempt-timeout", cfg.AttemptTimeout, "deadline of one RPC attempt")
 	fs.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "an op still failing after this long, retries included, counts as an error")
@@ -99,7 +100,7 @@ func benchParse(args []string, stderr io.Writer) (bench.Config, bool, error) {
 	pids := fs.String("server-pids", "", "comma-separated PIDs of the node processes, to report their CPU use over the measured window (Linux)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: raftogram bench [flags]\n\n"+
-			"Drives a running cluster with a send, read, subscribe or mixed workload and\n"+
+			"Drives a running cluster with a send, read, subscribe, mixed or publish workload and\n"+
 			"reports throughput, latency percentiles, errors by class and, for subscribers,\n"+
 			"delivery latency and completeness. Progress goes to stderr every second; the\n"+
 			"summary (or with -json one JSON line) goes to stdout. See docs/bench.md.\n\nFlags:\n")

@@ -37,7 +37,7 @@ func TestBenchParseDefaults(t *testing.T) {
 	if strings.Join(cfg.Addrs, ",") != "127.0.0.1:9000,127.0.0.1:9001,127.0.0.1:9002" ||
 		cfg.Clients != 64 || cfg.Channels != 64 || cfg.Payload != 128 || cfg.Duration != 10*time.Second ||
 		cfg.N != 0 || cfg.Warmup != 2*time.Second || cfg.Rate != 0 || cfg.Workload != "send" ||
-		cfg.Conns != 1 || cfg.History != want.History || cfg.Subscribers != 0 || cfg.Label != "" {
+		cfg.Conns != 1 || cfg.History != want.History || cfg.Subscribers != 0 || cfg.Label != "" || cfg.Inflight != bench.DefaultInflight {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	if !strings.HasPrefix(cfg.ChannelPrefix, "bench-") {
@@ -59,7 +59,7 @@ func TestBenchParseFlags(t *testing.T) {
 		"-channel-prefix", "run.7", "-subscribers", "1000", "-history", "50",
 		"-read-limit", "20", "-read-fraction", "0.25", "-op-timeout", "5s",
 		"-attempt-timeout", "1s", "-drain-timeout", "7s", "-setup-timeout", "9s",
-		"-server-pids", "101,202", "-consistency", "at-least",
+		"-server-pids", "101,202", "-consistency", "at-least", "-inflight", "64",
 	}, &stderr)
 	if err != nil {
 		t.Fatalf("benchParse: %v (%s)", err, stderr.String())
@@ -73,7 +73,7 @@ func TestBenchParseFlags(t *testing.T) {
 		cfg.Label != "raftogram tuned" || cfg.ChannelPrefix != "run.7" || cfg.Subscribers != 1000 ||
 		cfg.History != 50 || cfg.ReadLimit != 20 || cfg.ReadFraction != 0.25 || cfg.OpTimeout != 5*time.Second ||
 		cfg.AttemptTimeout != time.Second || cfg.DrainTimeout != 7*time.Second || cfg.SetupTimeout != 9*time.Second ||
-		len(cfg.ServerPIDs) != 2 || cfg.ServerPIDs[0] != 101 || cfg.ServerPIDs[1] != 202 || cfg.Consistency != "at-least" {
+		len(cfg.ServerPIDs) != 2 || cfg.ServerPIDs[0] != 101 || cfg.ServerPIDs[1] != 202 || cfg.Consistency != "at-least" || cfg.Inflight != 64 {
 		t.Errorf("parsed = %+v", cfg)
 	}
 }

@@ -9,6 +9,7 @@
 package raftogramv1
 
 import (
+	status "google.golang.org/genproto/googleapis/rpc/status"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1671,11 +1672,177 @@ func (x *NotLeader) GetRaftLeaderId() string {
 	return ""
 }
 
+// PublishRequest is one message sent on a Publish stream; its fields are
+// SendMessageRequest's.
+type PublishRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ChannelId string                 `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	// Filled with the principal's name when empty and auth is on; see
+	// SendMessageRequest.author_id.
+	AuthorId string `protobuf:"bytes,2,opt,name=author_id,json=authorId,proto3" json:"author_id,omitempty"`
+	// Opaque bytes, at most limits.max_payload_bytes.
+	Payload []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Required on Publish (1-128 bytes of UTF-8): it matches the response to
+	// the request and makes a resend after a broken stream exactly-once.
+	ClientMessageId string `protobuf:"bytes,4,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PublishRequest) Reset() {
+	*x = PublishRequest{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishRequest) ProtoMessage() {}
+
+func (x *PublishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
+func (*PublishRequest) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PublishRequest) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *PublishRequest) GetAuthorId() string {
+	if x != nil {
+		return x.AuthorId
+	}
+	return ""
+}
+
+func (x *PublishRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *PublishRequest) GetClientMessageId() string {
+	if x != nil {
+		return x.ClientMessageId
+	}
+	return ""
+}
+
+// PublishResponse answers one PublishRequest: status is set when the
+// request was rejected (nothing stored), else sequence, deduplicated and
+// index are SendMessageResponse's.
+type PublishResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request's channel_id and client_message_id, echoed.
+	ChannelId       string `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
+	ClientMessageId string `protobuf:"bytes,2,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
+	Sequence        uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Always set on success (optional only so JSON clients print false too).
+	Deduplicated *bool  `protobuf:"varint,4,opt,name=deduplicated,proto3,oneof" json:"deduplicated,omitempty"`
+	Index        uint64 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
+	// The rejection of this request alone (code as SendMessage would answer
+	// it, message, details); absent on success.
+	Status        *status.Status `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishResponse) Reset() {
+	*x = PublishResponse{}
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishResponse) ProtoMessage() {}
+
+func (x *PublishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftogram_v1_messaging_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
+func (*PublishResponse) Descriptor() ([]byte, []int) {
+	return file_raftogram_v1_messaging_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PublishResponse) GetChannelId() string {
+	if x != nil {
+		return x.ChannelId
+	}
+	return ""
+}
+
+func (x *PublishResponse) GetClientMessageId() string {
+	if x != nil {
+		return x.ClientMessageId
+	}
+	return ""
+}
+
+func (x *PublishResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *PublishResponse) GetDeduplicated() bool {
+	if x != nil && x.Deduplicated != nil {
+		return *x.Deduplicated
+	}
+	return false
+}
+
+func (x *PublishResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PublishResponse) GetStatus() *status.Status {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 var File_raftogram_v1_messaging_proto protoreflect.FileDescriptor
 
 const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\n" +
-	"\x1craftogram/v1/messaging.proto\x12\fraftogram.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n" +
+	"\x1craftogram/v1/messaging.proto\x12\fraftogram.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\x80\x01\n" +
 	"\x14CreateChannelRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x12\n" +
@@ -1798,7 +1965,22 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\t_redacted\"_\n" +
 	"\tNotLeader\x12,\n" +
 	"\x12leader_grpc_target\x18\x01 \x01(\tR\x10leaderGrpcTarget\x12$\n" +
-	"\x0eraft_leader_id\x18\x02 \x01(\tR\fraftLeaderId*\x91\x01\n" +
+	"\x0eraft_leader_id\x18\x02 \x01(\tR\fraftLeaderId\"\x92\x01\n" +
+	"\x0ePublishRequest\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12\x1b\n" +
+	"\tauthor_id\x18\x02 \x01(\tR\bauthorId\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12*\n" +
+	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\"\xf4\x01\n" +
+	"\x0fPublishResponse\x12\x1d\n" +
+	"\n" +
+	"channel_id\x18\x01 \x01(\tR\tchannelId\x12*\n" +
+	"\x11client_message_id\x18\x02 \x01(\tR\x0fclientMessageId\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12'\n" +
+	"\fdeduplicated\x18\x04 \x01(\bH\x00R\fdeduplicated\x88\x01\x01\x12\x14\n" +
+	"\x05index\x18\x05 \x01(\x04R\x05index\x12*\n" +
+	"\x06status\x18\x06 \x01(\v2\x12.google.rpc.StatusR\x06statusB\x0f\n" +
+	"\r_deduplicated*\x91\x01\n" +
 	"\x0fReadConsistency\x12 \n" +
 	"\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1d\n" +
@@ -1807,7 +1989,7 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\x0eSubscribeStart\x12\x1f\n" +
 	"\x1bSUBSCRIBE_START_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13SUBSCRIBE_START_NEW\x10\x01\x12\x18\n" +
-	"\x14SUBSCRIBE_START_LAST\x10\x022\x85\x06\n" +
+	"\x14SUBSCRIBE_START_LAST\x10\x022\xd1\x06\n" +
 	"\tMessenger\x12X\n" +
 	"\rCreateChannel\x12\".raftogram.v1.CreateChannelRequest\x1a#.raftogram.v1.CreateChannelResponse\x12R\n" +
 	"\vSendMessage\x12 .raftogram.v1.SendMessageRequest\x1a!.raftogram.v1.SendMessageResponse\x12R\n" +
@@ -1818,7 +2000,8 @@ const file_raftogram_v1_messaging_proto_rawDesc = "" +
 	"\fListChannels\x12!.raftogram.v1.ListChannelsRequest\x1a\".raftogram.v1.ListChannelsResponse\x12X\n" +
 	"\rUpdateChannel\x12\".raftogram.v1.UpdateChannelRequest\x1a#.raftogram.v1.UpdateChannelResponse\x12X\n" +
 	"\rDeleteChannel\x12\".raftogram.v1.DeleteChannelRequest\x1a#.raftogram.v1.DeleteChannelResponse\x12X\n" +
-	"\rRedactMessage\x12\".raftogram.v1.RedactMessageRequest\x1a#.raftogram.v1.RedactMessageResponseBCZAgithub.com/raftogram/raftogram/api/proto/raftogram/v1;raftogramv1b\x06proto3"
+	"\rRedactMessage\x12\".raftogram.v1.RedactMessageRequest\x1a#.raftogram.v1.RedactMessageResponse\x12J\n" +
+	"\aPublish\x12\x1c.raftogram.v1.PublishRequest\x1a\x1d.raftogram.v1.PublishResponse(\x010\x01BCZAgithub.com/raftogram/raftogram/api/proto/raftogram/v1;raftogramv1b\x06proto3"
 
 var (
 	file_raftogram_v1_messaging_proto_rawDescOnce sync.Once
@@ -1833,7 +2016,7 @@ func file_raftogram_v1_messaging_proto_rawDescGZIP() []byte {
 }
 
 var file_raftogram_v1_messaging_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raftogram_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_raftogram_v1_messaging_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_raftogram_v1_messaging_proto_goTypes = []any{
 	(ReadConsistency)(0),          // 0: raftogram.v1.ReadConsistency
 	(SubscribeStart)(0),           // 1: raftogram.v1.SubscribeStart
@@ -1859,49 +2042,55 @@ var file_raftogram_v1_messaging_proto_goTypes = []any{
 	(*RedactMessageRequest)(nil),  // 21: raftogram.v1.RedactMessageRequest
 	(*RedactMessageResponse)(nil), // 22: raftogram.v1.RedactMessageResponse
 	(*NotLeader)(nil),             // 23: raftogram.v1.NotLeader
-	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*PublishRequest)(nil),        // 24: raftogram.v1.PublishRequest
+	(*PublishResponse)(nil),       // 25: raftogram.v1.PublishResponse
+	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*status.Status)(nil),         // 28: google.rpc.Status
 }
 var file_raftogram_v1_messaging_proto_depIdxs = []int32{
 	3,  // 0: raftogram.v1.CreateChannelRequest.retention:type_name -> raftogram.v1.Retention
-	24, // 1: raftogram.v1.Retention.max_age:type_name -> google.protobuf.Duration
+	26, // 1: raftogram.v1.Retention.max_age:type_name -> google.protobuf.Duration
 	0,  // 2: raftogram.v1.ReadHistoryRequest.consistency:type_name -> raftogram.v1.ReadConsistency
-	25, // 3: raftogram.v1.ReadHistoryRequest.after_time:type_name -> google.protobuf.Timestamp
-	25, // 4: raftogram.v1.Message.created_at:type_name -> google.protobuf.Timestamp
+	27, // 3: raftogram.v1.ReadHistoryRequest.after_time:type_name -> google.protobuf.Timestamp
+	27, // 4: raftogram.v1.Message.created_at:type_name -> google.protobuf.Timestamp
 	9,  // 5: raftogram.v1.ReadHistoryResponse.messages:type_name -> raftogram.v1.Message
 	0,  // 6: raftogram.v1.SubscribeRequest.consistency:type_name -> raftogram.v1.ReadConsistency
 	1,  // 7: raftogram.v1.SubscribeRequest.start:type_name -> raftogram.v1.SubscribeStart
 	9,  // 8: raftogram.v1.SubscribeChunk.messages:type_name -> raftogram.v1.Message
 	0,  // 9: raftogram.v1.GetChannelRequest.consistency:type_name -> raftogram.v1.ReadConsistency
-	25, // 10: raftogram.v1.Channel.created_at:type_name -> google.protobuf.Timestamp
+	27, // 10: raftogram.v1.Channel.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 11: raftogram.v1.Channel.retention:type_name -> raftogram.v1.Retention
 	0,  // 12: raftogram.v1.ListChannelsRequest.consistency:type_name -> raftogram.v1.ReadConsistency
 	14, // 13: raftogram.v1.ListChannelsResponse.channels:type_name -> raftogram.v1.Channel
 	3,  // 14: raftogram.v1.UpdateChannelRequest.retention:type_name -> raftogram.v1.Retention
 	14, // 15: raftogram.v1.UpdateChannelResponse.channel:type_name -> raftogram.v1.Channel
-	2,  // 16: raftogram.v1.Messenger.CreateChannel:input_type -> raftogram.v1.CreateChannelRequest
-	6,  // 17: raftogram.v1.Messenger.SendMessage:input_type -> raftogram.v1.SendMessageRequest
-	8,  // 18: raftogram.v1.Messenger.ReadHistory:input_type -> raftogram.v1.ReadHistoryRequest
-	11, // 19: raftogram.v1.Messenger.Subscribe:input_type -> raftogram.v1.SubscribeRequest
-	13, // 20: raftogram.v1.Messenger.GetChannel:input_type -> raftogram.v1.GetChannelRequest
-	15, // 21: raftogram.v1.Messenger.ListChannels:input_type -> raftogram.v1.ListChannelsRequest
-	17, // 22: raftogram.v1.Messenger.UpdateChannel:input_type -> raftogram.v1.UpdateChannelRequest
-	19, // 23: raftogram.v1.Messenger.DeleteChannel:input_type -> raftogram.v1.DeleteChannelRequest
-	21, // 24: raftogram.v1.Messenger.RedactMessage:input_type -> raftogram.v1.RedactMessageRequest
-	5,  // 25: raftogram.v1.Messenger.CreateChannel:output_type -> raftogram.v1.CreateChannelResponse
-	7,  // 26: raftogram.v1.Messenger.SendMessage:output_type -> raftogram.v1.SendMessageResponse
-	10, // 27: raftogram.v1.Messenger.ReadHistory:output_type -> raftogram.v1.ReadHistoryResponse
-	12, // 28: raftogram.v1.Messenger.Subscribe:output_type -> raftogram.v1.SubscribeChunk
-	14, // 29: raftogram.v1.Messenger.GetChannel:output_type -> raftogram.v1.Channel
-	16, // 30: raftogram.v1.Messenger.ListChannels:output_type -> raftogram.v1.ListChannelsResponse
-	18, // 31: raftogram.v1.Messenger.UpdateChannel:output_type -> raftogram.v1.UpdateChannelResponse
-	20, // 32: raftogram.v1.Messenger.DeleteChannel:output_type -> raftogram.v1.DeleteChannelResponse
-	22, // 33: raftogram.v1.Messenger.RedactMessage:output_type -> raftogram.v1.RedactMessageResponse
-	25, // [25:34] is the sub-list for method output_type
-	16, // [16:25] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	28, // 16: raftogram.v1.PublishResponse.status:type_name -> google.rpc.Status
+	2,  // 17: raftogram.v1.Messenger.CreateChannel:input_type -> raftogram.v1.CreateChannelRequest
+	6,  // 18: raftogram.v1.Messenger.SendMessage:input_type -> raftogram.v1.SendMessageRequest
+	8,  // 19: raftogram.v1.Messenger.ReadHistory:input_type -> raftogram.v1.ReadHistoryRequest
+	11, // 20: raftogram.v1.Messenger.Subscribe:input_type -> raftogram.v1.SubscribeRequest
+	13, // 21: raftogram.v1.Messenger.GetChannel:input_type -> raftogram.v1.GetChannelRequest
+	15, // 22: raftogram.v1.Messenger.ListChannels:input_type -> raftogram.v1.ListChannelsRequest
+	17, // 23: raftogram.v1.Messenger.UpdateChannel:input_type -> raftogram.v1.UpdateChannelRequest
+	19, // 24: raftogram.v1.Messenger.DeleteChannel:input_type -> raftogram.v1.DeleteChannelRequest
+	21, // 25: raftogram.v1.Messenger.RedactMessage:input_type -> raftogram.v1.RedactMessageRequest
+	24, // 26: raftogram.v1.Messenger.Publish:input_type -> raftogram.v1.PublishRequest
+	5,  // 27: raftogram.v1.Messenger.CreateChannel:output_type -> raftogram.v1.CreateChannelResponse
+	7,  // 28: raftogram.v1.Messenger.SendMessage:output_type -> raftogram.v1.SendMessageResponse
+	10, // 29: raftogram.v1.Messenger.ReadHistory:output_type -> raftogram.v1.ReadHistoryResponse
+	12, // 30: raftogram.v1.Messenger.Subscribe:output_type -> raftogram.v1.SubscribeChunk
+	14, // 31: raftogram.v1.Messenger.GetChannel:output_type -> raftogram.v1.Channel
+	16, // 32: raftogram.v1.Messenger.ListChannels:output_type -> raftogram.v1.ListChannelsResponse
+	18, // 33: raftogram.v1.Messenger.UpdateChannel:output_type -> raftogram.v1.UpdateChannelResponse
+	20, // 34: raftogram.v1.Messenger.DeleteChannel:output_type -> raftogram.v1.DeleteChannelResponse
+	22, // 35: raftogram.v1.Messenger.RedactMessage:output_type -> raftogram.v1.RedactMessageResponse
+	25, // 36: raftogram.v1.Messenger.Publish:output_type -> raftogram.v1.PublishResponse
+	27, // [27:37] is the sub-list for method output_type
+	17, // [17:27] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_raftogram_v1_messaging_proto_init() }
@@ -1915,13 +2104,14 @@ func file_raftogram_v1_messaging_proto_init() {
 	file_raftogram_v1_messaging_proto_msgTypes[10].OneofWrappers = []any{}
 	file_raftogram_v1_messaging_proto_msgTypes[18].OneofWrappers = []any{}
 	file_raftogram_v1_messaging_proto_msgTypes[20].OneofWrappers = []any{}
+	file_raftogram_v1_messaging_proto_msgTypes[23].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftogram_v1_messaging_proto_rawDesc), len(file_raftogram_v1_messaging_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	Messenger_UpdateChannel_FullMethodName = "/raftogram.v1.Messenger/UpdateChannel"
 	Messenger_DeleteChannel_FullMethodName = "/raftogram.v1.Messenger/DeleteChannel"
 	Messenger_RedactMessage_FullMethodName = "/raftogram.v1.Messenger/RedactMessage"
+	Messenger_Publish_FullMethodName       = "/raftogram.v1.Messenger/Publish"
 )
 
 // MessengerClient is the client API for Messenger service.
@@ -76,6 +77,33 @@ type MessengerClient interface {
 	// stays and reads return the message with redacted=true. Idempotent:
 	// redacted=false when it was redacted already.
 	RedactMessage(ctx context.Context, in *RedactMessageRequest, opts ...grpc.CallOption) (*RedactMessageResponse, error)
+	// Publish appends messages without waiting for each answer: the client
+	// sends requests shaped like SendMessage's (client_message_id required)
+	// and gets one PublishResponse per request, carrying either the result
+	// or a status for that request alone.
+	//
+	// Ordering: per channel, results arrive in the order of the stream, and
+	// the messages the stream stores in a channel get increasing sequences in
+	// that order. Results of different channels may interleave in any order;
+	// match them by (channel_id, client_message_id).
+	//
+	// Flow control: the server reads at most limits.max_publish_inflight
+	// requests ahead of its answers (and stops once the unanswered ones hold
+	// limits.max_publish_inflight_bytes of payload); it stops reading until
+	// answers free room, so the client's sends block (HTTP/2 flow control).
+	//
+	// Errors: a request the server rejects (InvalidArgument, NotFound,
+	// AlreadyExists, PermissionDenied, ResourceExhausted) gets a response with
+	// that status and nothing stored; the stream goes on. Only the leader
+	// serves Publish: other nodes end the stream with FailedPrecondition and
+	// a NotLeader detail (Unavailable while no leader is known), also when
+	// the node stops leading mid-stream. However a stream ends (NotLeader,
+	// Unavailable, a lost connection), the outcome of its unanswered requests
+	// is unknown: send them again, in the same order and with the same
+	// client_message_id, on a new stream; deduplication answers the stored
+	// ones with their original sequence (deduplicated=true), so each message
+	// is stored exactly once.
+	Publish(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishRequest, PublishResponse], error)
 }
 
 type messengerClient struct {
@@ -185,6 +213,19 @@ func (c *messengerClient) RedactMessage(ctx context.Context, in *RedactMessageRe
 	return out, nil
 }
 
+func (c *messengerClient) Publish(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishRequest, PublishResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Messenger_ServiceDesc.Streams[1], Messenger_Publish_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PublishRequest, PublishResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Messenger_PublishClient = grpc.BidiStreamingClient[PublishRequest, PublishResponse]
+
 // MessengerServer is the server API for Messenger service.
 // All implementations must embed UnimplementedMessengerServer
 // for forward compatibility.
@@ -229,6 +270,33 @@ type MessengerServer interface {
 	// stays and reads return the message with redacted=true. Idempotent:
 	// redacted=false when it was redacted already.
 	RedactMessage(context.Context, *RedactMessageRequest) (*RedactMessageResponse, error)
+	// Publish appends messages without waiting for each answer: the client
+	// sends requests shaped like SendMessage's (client_message_id required)
+	// and gets one PublishResponse per request, carrying either the result
+	// or a status for that request alone.
+	//
+	// Ordering: per channel, results arrive in the order of the stream, and
+	// the messages the stream stores in a channel get increasing sequences in
+	// that order. Results of different channels may interleave in any order;
+	// match them by (channel_id, client_message_id).
+	//
+	// Flow control: the server reads at most limits.max_publish_inflight
+	// requests ahead of its answers (and stops once the unanswered ones hold
+	// limits.max_publish_inflight_bytes of payload); it stops reading until
+	// answers free room, so the client's sends block (HTTP/2 flow control).
+	//
+	// Errors: a request the server rejects (InvalidArgument, NotFound,
+	// AlreadyExists, PermissionDenied, ResourceExhausted) gets a response with
+	// that status and nothing stored; the stream goes on. Only the leader
+	// serves Publish: other nodes end the stream with FailedPrecondition and
+	// a NotLeader detail (Unavailable while no leader is known), also when
+	// the node stops leading mid-stream. However a stream ends (NotLeader,
+	// Unavailable, a lost connection), the outcome of its unanswered requests
+	// is unknown: send them again, in the same order and with the same
+	// client_message_id, on a new stream; deduplication answers the stored
+	// ones with their original sequence (deduplicated=true), so each message
+	// is stored exactly once.
+	Publish(grpc.BidiStreamingServer[PublishRequest, PublishResponse]) error
 	mustEmbedUnimplementedMessengerServer()
 }
 
@@ -265,6 +333,9 @@ func (UnimplementedMessengerServer) DeleteChannel(context.Context, *DeleteChanne
 }
 func (UnimplementedMessengerServer) RedactMessage(context.Context, *RedactMessageRequest) (*RedactMessageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RedactMessage not implemented")
+}
+func (UnimplementedMessengerServer) Publish(grpc.BidiStreamingServer[PublishRequest, PublishResponse]) error {
+	return status.Error(codes.Unimplemented, "method Publish not implemented")
 }
 func (UnimplementedMessengerServer) mustEmbedUnimplementedMessengerServer() {}
 func (UnimplementedMessengerServer) testEmbeddedByValue()                   {}
@@ -442,6 +513,13 @@ func _Messenger_RedactMessage_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Messenger_Publish_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MessengerServer).Publish(&grpc.GenericServerStream[PublishRequest, PublishResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Messenger_PublishServer = grpc.BidiStreamingServer[PublishRequest, PublishResponse]
+
 // Messenger_ServiceDesc is the grpc.ServiceDesc for Messenger service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -487,6 +565,12 @@ var Messenger_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Subscribe",
 			Handler:       _Messenger_Subscribe_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Publish",
+			Handler:       _Messenger_Publish_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "raftogram/v1/messaging.proto",
