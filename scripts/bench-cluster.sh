@@ -100,7 +100,8 @@ wait_ready 20 0 || { echo "cluster did not come up with one leader; logs in $dir
 
 addrs="127.0.0.1:$((base + 2000)),127.0.0.1:$((base + 2001)),127.0.0.1:$((base + 2002))"
 status=0
-"$bin" bench -addrs "$addrs" -server-pids "$(IFS=,; echo "${pids[*]}")" "$@" || status=$?
+metrics="http://$(health 1)/metrics,http://$(health 2)/metrics,http://$(health 3)/metrics"
+"$bin" bench -addrs "$addrs" -metrics-urls "$metrics" -server-pids "$(IFS=,; echo "${pids[*]}")" "$@" || status=$?
 if [ "${BENCH_RSS:-0}" = 1 ]; then
   for i in 0 1 2; do echo "node$((i + 1)) $(grep VmHWM "/proc/${pids[$i]}/status")" >&2; done
 fi
