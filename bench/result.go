@@ -80,8 +80,8 @@ type Result struct {
 	// (with -metrics-urls), WriteStagesError why it is missing.
 	WriteStages      []StageStat `json:"write_stages,omitempty"`
 	WriteStagesError string      `json:"write_stages_error,omitempty"`
-	StartedAt          string    `json:"started_at"`
-	Interrupted        bool      `json:"interrupted,omitempty"`
+	StartedAt        string      `json:"started_at"`
+	Interrupted      bool        `json:"interrupted,omitempty"`
 }
 
 // MixedStats splits a mixed run's ops by kind.
