@@ -139,3 +139,12 @@ func (c *logCache) clear() {
 	clear(c.logs)
 	c.first, c.last, c.bytes = 0, 0, 0
 }
+
+// IsMonotonic reports whether the store beneath refuses gaps between
+// appends (raft.MonotonicLogStore; raft-wal does): raft then deletes the
+// whole log after installing a snapshot instead of leaving a gap before
+// the entries that follow it.
+func (c *logCache) IsMonotonic() bool {
+	m, ok := c.store.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
