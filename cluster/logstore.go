@@ -75,6 +75,21 @@ type walStore struct {
 	meta *metadb.BoltMetaDB
 }
 
+// GetLog returns the entry at index, or raft.ErrLogNotFound when index is
+// outside FirstIndex..LastIndex. raft-wal v0.4.0 still serves entries a
+// head truncation (log compaction) removed while they sit in its open
+// segment; raft's contract, and CompactLog's, is that they are gone.
+func (w walStore) GetLog(index uint64, out *raft.Log) error {
+	first, err := w.WAL.FirstIndex()
+	if err != nil {
+		return err
+	}
+	if index < first {
+		return raft.ErrLogNotFound
+	}
+	return w.WAL.GetLog(index, out)
+}
+
 // Close closes the log, then its meta database; it returns the first error.
 func (w walStore) Close() error {
 	return errors.Join(w.WAL.Close(), w.meta.Close())

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,5 +64,55 @@ func TestUnknownLogStoreIsRefused(t *testing.T) {
 	_, _, err := tryOpenSingleNode(t, dir, "sqlite")
 	if err == nil || !strings.Contains(err.Error(), `unknown raft.log_store "sqlite"`) {
 		t.Fatalf("open with log store sqlite: %v", err)
+	}
+}
+
+// Every store answers raft.ErrLogNotFound for entries a compaction (a
+// prefix DeleteRange) removed, also while they still sit in raft-wal's
+// open segment, and keeps serving the rest, across a reopen.
+func TestLogStoreForgetsCompactedEntries(t *testing.T) {
+	for _, ls := range LogStores {
+		t.Run(ls, func(t *testing.T) {
+			dir := t.TempDir()
+			hlog := newHCLogger(slog.New(slog.DiscardHandler), nil)
+			s, err := openLogStore(dir, ls, hlog)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs []*raft.Log
+			for i := uint64(1); i <= 10; i++ {
+				logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}})
+			}
+			if err := s.StoreLogs(logs); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DeleteRange(1, 5); err != nil {
+				t.Fatal(err)
+			}
+			check := func(s logStore) {
+				t.Helper()
+				if first, err := s.FirstIndex(); err != nil || first != 6 {
+					t.Fatalf("first index %d (%v), want 6", first, err)
+				}
+				var l raft.Log
+				for i := uint64(1); i <= 5; i++ {
+					if err := s.GetLog(i, &l); !errors.Is(err, raft.ErrLogNotFound) {
+						t.Fatalf("compacted entry %d: %v (data %v), want ErrLogNotFound", i, err, l.Data)
+					}
+				}
+				if err := s.GetLog(6, &l); err != nil || l.Data[0] != 6 {
+					t.Fatalf("entry 6: %v %v", err, l.Data)
+				}
+			}
+			check(s)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if s, err = openLogStore(dir, ls, hlog); err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			check(s)
+		})
 	}
 }

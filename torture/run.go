@@ -35,6 +35,9 @@ type Options struct {
 	RecoveryBound    time.Duration // a write must succeed this soon after each heal
 	LinearizeTimeout time.Duration // porcupine budget per channel
 	Raft             RaftTuning
+	// LogStore is every node's raft.log_store (boltdb or wal); empty
+	// keeps Raft's (the node's default when Raft does not name one).
+	LogStore string
 
 	Logf func(format string, args ...any)
 }
@@ -66,6 +69,9 @@ func (o *Options) defaults() {
 	}
 	if o.Raft == (RaftTuning{}) {
 		o.Raft = DefaultRaftTuning()
+	}
+	if o.LogStore != "" {
+		o.Raft.LogStore = o.LogStore
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
