@@ -87,6 +87,7 @@ type Summary struct {
 	Writers  int           `json:"writers"`
 	Channels []string      `json:"channels"`
 	Secure   bool          `json:"secure"`
+	LogStore string        `json:"log_store,omitempty"` // raft.log_store when set
 	Dir      string        `json:"dir"`
 
 	Ops          int            `json:"ops"`
@@ -198,7 +199,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	nem.healAll()
 	logf("torture: traffic stopped; healing and reading the final state")
 
-	sum := &Summary{Seed: opts.Seed, Duration: opts.Duration, Nodes: opts.Nodes, Writers: opts.Writers, Channels: allChannels, Secure: opts.Secure, Dir: opts.Dir}
+	sum := &Summary{Seed: opts.Seed, Duration: opts.Duration, Nodes: opts.Nodes, Writers: opts.Writers, Channels: allChannels, Secure: opts.Secure, Dir: opts.Dir, LogStore: opts.Raft.LogStore}
 	live := LivenessInput{Faults: nem.Records(), Bound: opts.RecoveryBound, MinThroughput: opts.MinThroughput, CalmWindow: opts.CalmWindow}
 	live.FinalProbe, live.FinalProbeOK = w.Probe(opts.RecoveryBound)
 
@@ -497,7 +498,7 @@ func (s *Summary) Format() string {
 	}
 	b.WriteString("checkers:\n")
 	b.WriteString(FormatVerdicts(s.Verdicts))
-	fmt.Fprintf(&b, "replay: go run ./torture/cmd/torture -seed %d -duration %v -nodes %d%s\n", s.Seed, s.Duration, s.Nodes, ifs(s.Secure, " -secure"))
+	fmt.Fprintf(&b, "replay: go run ./torture/cmd/torture -seed %d -duration %v -nodes %d%s\n", s.Seed, s.Duration, s.Nodes, ifs(s.Secure, " -secure")+ifs(s.LogStore != "", " -log-store "+s.LogStore))
 	return b.String()
 }
 
