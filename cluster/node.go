@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,12 +19,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/raftogram/raftogram/domain"
+	"go.etcd.io/bbolt"
 )
 
 // File and directory names inside a node's data directory.
 const (
-	LogFileName     = "raft.db"   // raft-boltdb (raft.log_store boltdb): the Raft log and stable store
+	LogFileName     = "raft.db"   // raft-boltdb: the Raft log and stable store
 	SnapshotDirName = "snapshots" // raft's file snapshot store
 	retainSnapshots = 2
 )
@@ -59,9 +62,6 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer receives group-commit measurements; nil records none.
 	Observer Observer
-	// LogStore is the raft log store (config raft.log_store): boltdb
-	// (the default, also when empty) or wal; see LogStores.
-	LogStore string
 	// MaxLogCacheBytes bounds the recent log entries kept in memory
 	// (config limits.max_log_cache_bytes); 64 MiB when 0.
 	MaxLogCacheBytes int
@@ -87,8 +87,8 @@ type Node struct {
 	raft      *raft.Raft
 	raftPtr   atomic.Pointer[raft.Raft] // raft, for goroutines raft starts before NewRaft returns
 	fsm       FSM
-	store     logStore  // the log and stable store (raft-boltdb or raft-wal)
-	logs      *logCache // the log through a cache of recent entries
+	store     *raftboltdb.BoltStore // the log and stable store
+	logs      *logCache             // the log through a cache of recent entries
 	trans     *raft.NetworkTransport
 	observer  *raft.Observer
 	compactMu sync.Mutex // one CompactLog at a time (compact.go)
@@ -156,9 +156,15 @@ func Open(ctx context.Context, cfg Config, fsm FSM) (*Node, error) {
 func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 	cfg := n.cfg
 	hlog := newHCLogger(n.log, n.expectedRaftError)
-	store, err := openLogStore(cfg.DataDir, cfg.LogStore, hlog)
-	if err != nil {
+	if err := checkLogFile(filepath.Join(cfg.DataDir, LogFileName)); err != nil {
 		return fmt.Errorf("cluster: %w", err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, LogFileName),
+		BoltOptions: &bbolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: open raft log %s: %w", filepath.Join(cfg.DataDir, LogFileName), err)
 	}
 	n.store = store
 	// Recent entries are served from memory: the leader reads each one back

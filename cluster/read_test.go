@@ -86,42 +86,8 @@ func TestConcurrentReadsShareRoundsAndSeeEarlierWrites(t *testing.T) {
 // and waits until it leads.
 func openSingleNode(t *testing.T) (*Node, *projection.Store) {
 	t.Helper()
-	return openSingleNodeIn(t, t.TempDir(), LogStoreBoltDB)
-}
-
-// openSingleNodeIn opens a one-node cluster on dir with logStore and waits
-// until it is a ready leader; the test's cleanup closes it.
-func openSingleNodeIn(t *testing.T, dir, logStore string) (*Node, *projection.Store) {
-	t.Helper()
-	n, store, err := tryOpenSingleNode(t, dir, logStore)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	t.Cleanup(func() { n.Close(ctx) })
-	// Leading, and past the barrier a new leader commits when it takes
-	// office (observe), which would otherwise race with the test's entries.
-	// A restarted single node may lead before observe is registered and
-	// miss that observation, so run the barrier here too (it is shared).
-	deadline := time.Now().Add(10 * time.Second)
-	for !n.Status().IsLeader || n.readyTerm.Load() != n.Term() {
-		if n.Status().IsLeader {
-			_ = n.ensureReady(n.Term()) // an error (leadership moved) is retried
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not a ready leader within 10s: %+v, ready term %d", n.Status(), n.readyTerm.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return n, store
-}
-
-// tryOpenSingleNode opens the projection and a one-node cluster on dir
-// with logStore; it returns Open's error (the projection then closed).
-// The test's cleanup closes the projection.
-func tryOpenSingleNode(t *testing.T, dir, logStore string) (*Node, *projection.Store, error) {
-	t.Helper()
-	ctx := context.Background()
+	dir := t.TempDir()
 	store, err := projection.Open(ctx, filepath.Join(dir, projection.FileName), projection.Options{CommitDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -137,17 +103,26 @@ func tryOpenSingleNode(t *testing.T, dir, logStore string) (*Node, *projection.S
 	}
 	n, err := Open(ctx, Config{
 		NodeID: "node1", Peers: []Peer{{ID: "node1", RaftAddr: ln.Addr().String(), GRPCAddr: "127.0.0.1:1"}},
-		DataDir: dir, Listener: ln, LogStore: logStore,
+		DataDir: dir, Listener: ln,
 		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 10 * time.Millisecond,
 		MaxAppendEntries: 64, SnapshotThreshold: 1024, SnapshotInterval: time.Minute, TrailingLogs: 1024,
 		ApplyTimeout: 5 * time.Second,
 	}, f)
 	if err != nil {
-		store.Close()
-		return nil, nil, err
+		t.Fatal(err)
 	}
-	return n, store, nil
+	t.Cleanup(func() { n.Close(ctx) })
+	// Leading, and past the barrier a new leader commits when it takes
+	// office (observe), which would otherwise race with the test's entries.
+	deadline := time.Now().Add(10 * time.Second)
+	for !n.Status().IsLeader || n.readyTerm.Load() != n.Term() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not a ready leader within 10s: %+v, ready term %d", n.Status(), n.readyTerm.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return n, store
 }
 
 // ReadIndex answers an index the state machine reaches: the last write's

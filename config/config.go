@@ -99,12 +99,6 @@ type Raft struct {
 	// and applied. YAML raft.apply_timeout, env RAFTOGRAM_RAFT_APPLY_TIMEOUT,
 	// default 10s.
 	ApplyTimeout time.Duration `yaml:"apply_timeout" env:"APPLY_TIMEOUT"`
-	// LogStore: where the Raft log and stable store live in data_dir,
-	// boltdb (raft-boltdb, the file raft.db) or wal (hashicorp/raft-wal,
-	// the directory raft-wal/). A node refuses to start when data_dir
-	// holds the other store's log. YAML raft.log_store,
-	// env RAFTOGRAM_RAFT_LOG_STORE, default boltdb.
-	LogStore string `yaml:"log_store" env:"LOG_STORE"`
 }
 
 // Limits holds request limits. YAML section limits:, environment variables
@@ -384,7 +378,6 @@ func Default() Config {
 			SnapshotInterval:   2 * time.Minute,
 			TrailingLogs:       10240,
 			ApplyTimeout:       10 * time.Second,
-			LogStore:           "boltdb",
 		},
 		Limits: Limits{
 			MaxPayloadBytes:           1 << 20,

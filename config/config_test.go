@@ -45,7 +45,6 @@ func TestDefault(t *testing.T) {
 			SnapshotInterval:   2 * time.Minute,
 			TrailingLogs:       10240,
 			ApplyTimeout:       10 * time.Second,
-			LogStore:           "boltdb",
 		},
 		Limits: Limits{MaxPayloadBytes: 1048576, MaxMetadataBytes: 65536, MaxConnections: 4096, MaxStreamsPerConnection: 1024,
 			MaxStreams: 16384, IdleConnectionTimeout: 5 * time.Minute, ChannelCreatesPerSecond: 500,
@@ -261,8 +260,6 @@ func TestValidateRejects(t *testing.T) {
 			"raft.max_append_entries must be between 1 and 1024, got 0"},
 		{"max_append_entries 1025", func(c *Config) { c.Raft.MaxAppendEntries = 1025 },
 			"raft.max_append_entries must be between 1 and 1024, got 1025"},
-		{"log_store unknown", func(c *Config) { c.Raft.LogStore = "sqlite" },
-			`raft.log_store must be boltdb or wal, got "sqlite"`},
 		{"snapshot_threshold 0", func(c *Config) { c.Raft.SnapshotThreshold = 0 },
 			"raft.snapshot_threshold must be greater than 0"},
 		{"max_payload_bytes 0", func(c *Config) { c.Limits.MaxPayloadBytes = 0 },
@@ -433,7 +430,6 @@ func TestLoadEnvOverridesFile(t *testing.T) {
 		"RAFTOGRAM_RAFT_ELECTION_TIMEOUT":    "3s",
 		"RAFTOGRAM_RAFT_MAX_APPEND_ENTRIES":  "64",
 		"RAFTOGRAM_RAFT_SNAPSHOT_THRESHOLD":  "100",
-		"RAFTOGRAM_RAFT_LOG_STORE":           "wal",
 		"RAFTOGRAM_LIMITS_MAX_PAYLOAD_BYTES": "65536",
 		"RAFTOGRAM_LOG_LEVEL":                "", // set but empty: treated as unset
 	})
@@ -451,7 +447,6 @@ func TestLoadEnvOverridesFile(t *testing.T) {
 		{"election", cfg.Raft.ElectionTimeout, 3 * time.Second},
 		{"max_append_entries", cfg.Raft.MaxAppendEntries, 64},
 		{"snapshot_threshold", cfg.Raft.SnapshotThreshold, uint64(100)},
-		{"log_store", cfg.Raft.LogStore, "wal"},
 		{"max_payload", cfg.Limits.MaxPayloadBytes, 65536},
 		{"log_level kept from file", cfg.LogLevel, "debug"},
 		{"raft_bind_addr kept from file", cfg.RaftBindAddr, "127.0.0.1:7001"},

@@ -47,8 +47,7 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 //     (heartbeat/election/leader-lease/snapshot interval below 5ms, commit
 //     timeout below 1ms, leader_lease_timeout above heartbeat_timeout,
 //     election_timeout below heartbeat_timeout);
-//   - raft.max_append_entries outside 1..1024, raft.snapshot_threshold 0,
-//     raft.log_store other than boltdb, wal;
+//   - raft.max_append_entries outside 1..1024, raft.snapshot_threshold 0;
 //   - limits.max_payload_bytes outside 1..16777216, max_metadata_bytes
 //     outside 1024..16777216, a non-positive max_connections,
 //     max_streams_per_connection, max_streams, channel_creates_per_second,
@@ -193,9 +192,6 @@ func (c Config) Validate() error {
 	}
 	if r.SnapshotThreshold == 0 {
 		add("raft.snapshot_threshold must be greater than 0, got 0")
-	}
-	if r.LogStore != "boltdb" && r.LogStore != "wal" {
-		add("raft.log_store must be boltdb or wal, got %q", r.LogStore)
 	}
 	if c.Limits.MaxPayloadBytes < 1 || c.Limits.MaxPayloadBytes > maxPayloadLimit {
 		add("limits.max_payload_bytes must be between 1 and %d (16 MiB), got %d", maxPayloadLimit, c.Limits.MaxPayloadBytes)

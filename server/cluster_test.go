@@ -13,7 +13,6 @@ import (
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
-	"github.com/raftogram/raftogram/cluster"
 	"github.com/raftogram/raftogram/config"
 	"github.com/raftogram/raftogram/grpcapi"
 	"google.golang.org/grpc/codes"
@@ -60,11 +59,7 @@ func (c *testCluster) send(ch, cmid string) *raftogramv1.SendMessageResponse {
 }
 
 func TestClusterElectsOneLeaderAndReplicatesWrites(t *testing.T) {
-	forEachLogStore(t, testClusterElectsOneLeaderAndReplicatesWrites)
-}
-
-func testClusterElectsOneLeaderAndReplicatesWrites(t *testing.T, store tune) {
-	c := newTestCluster(t, 3, store)
+	c := newTestCluster(t, 3)
 	l := c.leader()
 	leader := c.client(l)
 	mustCreate(t, leader, "general")
@@ -133,11 +128,7 @@ func TestFollowersAnswerNotLeaderWithHint(t *testing.T) {
 }
 
 func TestLeaderLossReelectsAndKeepsDedup(t *testing.T) {
-	forEachLogStore(t, testLeaderLossReelectsAndKeepsDedup)
-}
-
-func testLeaderLossReelectsAndKeepsDedup(t *testing.T, store tune) {
-	c := newTestCluster(t, 3, store)
+	c := newTestCluster(t, 3)
 	old := c.leader()
 	mustCreate(t, c.client(old), "general")
 	first := mustSend(t, c.client(old), "general", "msg-1")
@@ -166,11 +157,7 @@ func testLeaderLossReelectsAndKeepsDedup(t *testing.T, store tune) {
 }
 
 func TestLaggingFollowerCatchesUpBySnapshot(t *testing.T) {
-	forEachLogStore(t, testLaggingFollowerCatchesUpBySnapshot)
-}
-
-func testLaggingFollowerCatchesUpBySnapshot(t *testing.T, store tune) {
-	c := newTestCluster(t, 3, store, func(cfg *config.Config) {
+	c := newTestCluster(t, 3, func(cfg *config.Config) {
 		cfg.Raft.SnapshotThreshold = 50
 		cfg.Raft.TrailingLogs = 10
 		cfg.Raft.SnapshotInterval = 50 * time.Millisecond
@@ -394,11 +381,7 @@ func TestUnwritableDataDirFailsClearly(t *testing.T) {
 // A node whose projection file is damaged while it is down moves the file
 // aside, rebuilds from its snapshot and log, and converges with the others.
 func TestCorruptProjectionIsRebuiltFromTheLog(t *testing.T) {
-	forEachLogStore(t, testCorruptProjectionIsRebuiltFromTheLog)
-}
-
-func testCorruptProjectionIsRebuiltFromTheLog(t *testing.T, store tune) {
-	c := newTestCluster(t, 3, store, func(cfg *config.Config) {
+	c := newTestCluster(t, 3, func(cfg *config.Config) {
 		cfg.Raft.SnapshotThreshold = 40
 		cfg.Raft.TrailingLogs = 10
 		cfg.Raft.SnapshotInterval = 50 * time.Millisecond
@@ -463,15 +446,5 @@ func TestTruncatedRaftLogFailsToStart(t *testing.T) {
 	_, err = Open(context.Background(), c.cfgs[victim], ls, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "raft.db") {
 		t.Fatalf("start on a truncated raft log: %v, want an error naming raft.db", err)
-	}
-}
-
-// forEachLogStore runs test once per raft.log_store, as a subtest named
-// after it, with a tune that selects it.
-func forEachLogStore(t *testing.T, test func(t *testing.T, store tune)) {
-	for _, ls := range cluster.LogStores {
-		t.Run(ls, func(t *testing.T) {
-			test(t, func(cfg *config.Config) { cfg.Raft.LogStore = ls })
-		})
 	}
 }

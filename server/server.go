@@ -162,7 +162,6 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		MaxAppendEntries: rc.MaxAppendEntries, SnapshotThreshold: rc.SnapshotThreshold,
 		SnapshotInterval: rc.SnapshotInterval, TrailingLogs: rc.TrailingLogs, ApplyTimeout: rc.ApplyTimeout,
 		Logger: log, TLS: peerTLS(s.certs), Observer: m, MaxLogCacheBytes: cfg.Limits.MaxLogCacheBytes,
-		LogStore: rc.LogStore,
 	}, f)
 	if err != nil {
 		ls.GRPC.Close()

@@ -24,7 +24,6 @@ type RaftTuning struct {
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
 	ApplyTimeout       time.Duration
-	LogStore           string // raft.log_store; empty: the node's default (boltdb)
 }
 
 // DefaultRaftTuning is small enough that snapshots and log compaction
@@ -89,9 +88,6 @@ func NewCluster(bin, dir string, n int, raft RaftTuning, sec *Security) (*Cluste
 			cfg.Raft.SnapshotInterval = raft.SnapshotInterval
 			cfg.Raft.TrailingLogs = raft.TrailingLogs
 			cfg.Raft.ApplyTimeout = raft.ApplyTimeout
-			if raft.LogStore != "" {
-				cfg.Raft.LogStore = raft.LogStore
-			}
 			cfg.LogLevel = "info"
 			if sec != nil {
 				sec.configure(i, cfg)

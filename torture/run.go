@@ -35,9 +35,6 @@ type Options struct {
 	RecoveryBound    time.Duration // a write must succeed this soon after each heal
 	LinearizeTimeout time.Duration // porcupine budget per channel
 	Raft             RaftTuning
-	// LogStore is every node's raft.log_store (boltdb or wal); empty
-	// keeps Raft's (the node's default when Raft does not name one).
-	LogStore string
 
 	Logf func(format string, args ...any)
 }
@@ -70,9 +67,6 @@ func (o *Options) defaults() {
 	if o.Raft == (RaftTuning{}) {
 		o.Raft = DefaultRaftTuning()
 	}
-	if o.LogStore != "" {
-		o.Raft.LogStore = o.LogStore
-	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
@@ -87,7 +81,6 @@ type Summary struct {
 	Writers  int           `json:"writers"`
 	Channels []string      `json:"channels"`
 	Secure   bool          `json:"secure"`
-	LogStore string        `json:"log_store,omitempty"` // raft.log_store when set
 	Dir      string        `json:"dir"`
 
 	Ops          int            `json:"ops"`
@@ -199,7 +192,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	nem.healAll()
 	logf("torture: traffic stopped; healing and reading the final state")
 
-	sum := &Summary{Seed: opts.Seed, Duration: opts.Duration, Nodes: opts.Nodes, Writers: opts.Writers, Channels: allChannels, Secure: opts.Secure, Dir: opts.Dir, LogStore: opts.Raft.LogStore}
+	sum := &Summary{Seed: opts.Seed, Duration: opts.Duration, Nodes: opts.Nodes, Writers: opts.Writers, Channels: allChannels, Secure: opts.Secure, Dir: opts.Dir}
 	live := LivenessInput{Faults: nem.Records(), Bound: opts.RecoveryBound, MinThroughput: opts.MinThroughput, CalmWindow: opts.CalmWindow}
 	live.FinalProbe, live.FinalProbeOK = w.Probe(opts.RecoveryBound)
 
@@ -498,7 +491,7 @@ func (s *Summary) Format() string {
 	}
 	b.WriteString("checkers:\n")
 	b.WriteString(FormatVerdicts(s.Verdicts))
-	fmt.Fprintf(&b, "replay: go run ./torture/cmd/torture -seed %d -duration %v -nodes %d%s\n", s.Seed, s.Duration, s.Nodes, ifs(s.Secure, " -secure")+ifs(s.LogStore != "", " -log-store "+s.LogStore))
+	fmt.Fprintf(&b, "replay: go run ./torture/cmd/torture -seed %d -duration %v -nodes %d%s\n", s.Seed, s.Duration, s.Nodes, ifs(s.Secure, " -secure"))
 	return b.String()
 }
 

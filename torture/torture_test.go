@@ -77,57 +77,6 @@ func TestTortureShort(t *testing.T) {
 	}
 }
 
-// TestTortureWAL runs the checkers over a three-node cluster whose nodes
-// keep their raft log in raft-wal (raft.log_store: wal), for 30 seconds of
-// traffic with a fixed seed and the faults that exercise the log store:
-// kills (recovery of an unsynced tail), a wiped follower (an empty log
-// rejoining), snapshot catch-up and crashes during snapshot install (raft
-// clears a monotonic store's log after installing a snapshot), leader
-// partitions (a conflicting tail truncated).
-func TestTortureWAL(t *testing.T) {
-	if testing.Short() {
-		t.Skip("torture runs a real cluster for about a minute; skipped with -short")
-	}
-	const seed = 20261
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	sum, err := Run(ctx, Options{
-		Seed: seed, Duration: 30 * time.Second, Nodes: 3, Writers: 8, Dir: dir, LogStore: "wal",
-		Faults: []string{FaultKillLeader, FaultKillFollower, FaultWipeFollower, FaultSnapshotCatchup,
-			FaultCrashSnapInstall, FaultPartitionLeader},
-		CalmWindow:    5 * time.Second,
-		MinThroughput: 10,
-		Logf:          t.Logf,
-	})
-	if err != nil {
-		t.Fatalf("seed %d: harness error: %v", seed, err)
-	}
-	t.Log("\n" + sum.Format())
-	if !sum.OK {
-		t.Fatalf("wal torture failed with seed %d", seed)
-	}
-	if len(sum.Faults) == 0 || sum.Acked == 0 {
-		t.Fatalf("the run proved nothing: %d faults, %d acked writes", len(sum.Faults), sum.Acked)
-	}
-	for i := range 3 {
-		id := nodeID(i)
-		cfg, err := config.Load(filepath.Join(dir, "config."+id+".yaml"), true, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cfg.Raft.LogStore != "wal" {
-			t.Fatalf("%s ran with raft.log_store %q, want wal", id, cfg.Raft.LogStore)
-		}
-		if _, err := os.Stat(filepath.Join(cfg.DataDir, "raft-wal", "wal-meta.db")); err != nil {
-			t.Fatalf("%s has no raft-wal log: %v", id, err)
-		}
-		if _, err := os.Stat(filepath.Join(cfg.DataDir, "raft.db")); !os.IsNotExist(err) {
-			t.Fatalf("%s has a raft.db beside its wal: %v", id, err)
-		}
-	}
-}
-
 // TestTortureSecure is the secure profile: the short profile's checkers
 // over a three-node cluster with mutual TLS on Raft (through the link
 // proxies), TLS and token auth on gRPC, for 30 seconds of traffic with a

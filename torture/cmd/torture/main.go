@@ -39,7 +39,6 @@ func run() int {
 	minTP := flag.Float64("min-throughput", 20, "acked writes/s required in the fault-free tail")
 	calm := flag.Duration("calm", 10*time.Second, "fault-free tail of the run")
 	keep := flag.Bool("keep", false, "keep the working directory after a passing run")
-	logStore := flag.String("log-store", "", "raft.log_store of every node: boltdb or wal (default: the node's default, boltdb)")
 	secure := flag.Bool("secure", false, "run every node with TLS (mutual on Raft) and token auth; clients use TLS and a token (material in <dir>/secure)")
 	flag.Parse()
 	if *secure && *profile != "" {
@@ -78,7 +77,6 @@ func run() int {
 	sum, err := torture.Run(ctx, torture.Options{
 		Seed: *seed, Duration: *duration, Nodes: *nodes, Writers: *writers, Channels: *channels,
 		Faults: fl, Bin: *bin, Dir: workdir, MinThroughput: *minTP, CalmWindow: *calm, Secure: *secure,
-		LogStore: *logStore,
 		Logf: func(format string, args ...any) {
 			fmt.Printf("%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
 		},
