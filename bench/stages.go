@@ -240,6 +240,9 @@ func (s *stageSampler) finish(ctx context.Context, res *Result) {
 		var after stageScrape
 		if after, s.err = scrapeStages(ctx, s.urls); s.err == nil {
 			res.WriteStages = diffStages(s.before, after)
+			if len(res.WriteStages) == 0 {
+				res.WriteStagesError = "the nodes scraped observed no write stages in the measured window"
+			}
 			return
 		}
 	}

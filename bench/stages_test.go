@@ -81,3 +81,17 @@ func TestWriteStagesReportsAFailedScrape(t *testing.T) {
 		t.Fatalf("stages %+v, error %q; want none and a 404 error", res.WriteStages, res.WriteStagesError)
 	}
 }
+
+func TestWriteStagesSaysWhenNothingWasObserved(t *testing.T) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, exposition("raft", 1, 2, 2, 2, 0.002)) // the same counts at both scrapes
+	}))
+	defer s.Close()
+	st := stageSampler{urls: []string{s.URL}}
+	st.start(context.Background())
+	var res Result
+	st.finish(context.Background(), &res)
+	if len(res.WriteStages) != 0 || !strings.Contains(res.WriteStagesError, "observed no write stages") {
+		t.Fatalf("stages %+v, error %q; want none and the no-observations error", res.WriteStages, res.WriteStagesError)
+	}
+}
