@@ -75,6 +75,9 @@ type Config struct {
 	SetupTimeout   time.Duration // finding the leader, creating channels, preloading, subscribing
 
 	ServerPIDs []int // server processes whose CPU use is reported (Linux)
+	// MetricsURLs are the nodes' /metrics URLs, scraped at the start and
+	// end of the measured window for the write-stage breakdown (stages.go).
+	MetricsURLs []string
 
 	Progress         io.Writer     // a line per ProgressInterval; nil = none
 	ProgressInterval time.Duration // default 1s

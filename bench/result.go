@@ -78,8 +78,12 @@ type Result struct {
 	// ServerCPUPctPerPID splits ServerCPUPct by process, in -server-pids
 	// order.
 	ServerCPUPctPerPID []float64 `json:"server_cpu_pct_per_pid,omitempty"`
-	StartedAt          string    `json:"started_at"`
-	Interrupted        bool      `json:"interrupted,omitempty"`
+	// WriteStages is the server-side write path over the measured window
+	// (with -metrics-urls), WriteStagesError why it is missing.
+	WriteStages      []StageStat `json:"write_stages,omitempty"`
+	WriteStagesError string      `json:"write_stages_error,omitempty"`
+	StartedAt        string      `json:"started_at"`
+	Interrupted      bool        `json:"interrupted,omitempty"`
 }
 
 // MixedStats splits a mixed run's ops by kind.
@@ -196,6 +200,10 @@ func WriteSummary(w io.Writer, r *Result) error {
 		}
 	}
 	b.WriteString("\n")
+	writeStagesSummary(&b, r.WriteStages)
+	if r.WriteStagesError != "" {
+		fmt.Fprintf(&b, "  write stages unavailable: %s\n", r.WriteStagesError)
+	}
 	if r.Interrupted {
 		b.WriteString("  (interrupted: the measured window was cut short)\n")
 	}

@@ -258,10 +258,12 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 		retries int64
 	}
 	measureCh := make(chan atMeasure, 1)
+	stages := &stageSampler{urls: cfg.MetricsURLs}
 	measureTimer := time.AfterFunc(cfg.Warmup, func() {
 		r.setPhase("measure")
 		r.errs.ForgetFirst()
 		e, _ := r.errs.Snapshot()
+		stages.start(ctx)
 		measureCh <- atMeasure{cpu: sampleCPU(cfg.ServerPIDs), errs: e, retries: r.obs.retries.Load()}
 	})
 
@@ -277,6 +279,8 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	if !measureTimer.Stop() {
 		m0 = <-measureCh
 	}
+	var stageRes Result
+	stages.finish(context.WithoutCancel(ctx), &stageRes)
 
 	res := &Result{
 		Target:    "raftogram",
@@ -301,6 +305,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	}
 	r.setPhase("done")
 	res.Interrupted = ctx.Err() != nil
+	res.WriteStages, res.WriteStagesError = stageRes.WriteStages, stageRes.WriteStagesError
 	res.Leader = r.client.Leader()
 	if res.Leader == "" {
 		res.Leader = r.leaders.Leader()

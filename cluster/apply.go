@@ -34,6 +34,9 @@ func (n *Node) Apply(ctx context.Context, events []domain.Event) ([]domain.Resul
 	}
 	select {
 	case r := <-p.done:
+		if r.err == nil {
+			n.observeStage(StageCluster, time.Since(p.queued))
+		}
 		return r.results, r.err
 	case <-n.batcherDone:
 		// The batcher stopped; it may have left p queued. A proposal it did

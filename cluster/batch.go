@@ -27,6 +27,9 @@ const (
 type Observer interface {
 	// ObserveEntryEvents records an entry proposed with n events.
 	ObserveEntryEvents(n int)
+	// ObserveWriteStage records that a write spent d in stage (one of
+	// WriteStages).
+	ObserveWriteStage(stage string, d time.Duration)
 }
 
 // EntriesInFlight returns how many group-commit entries this node has in
@@ -37,6 +40,7 @@ func (n *Node) EntriesInFlight() int { return int(n.inflight.Load()) }
 type proposal struct {
 	events []domain.Event
 	bytes  int
+	queued time.Time           // when Apply queued it
 	done   chan proposalResult // buffered, receives exactly once
 }
 
@@ -46,7 +50,7 @@ type proposalResult struct {
 }
 
 func newProposal(events []domain.Event) *proposal {
-	p := &proposal{events: events, done: make(chan proposalResult, 1)}
+	p := &proposal{events: events, queued: time.Now(), done: make(chan proposalResult, 1)}
 	for _, ev := range events {
 		if m, ok := ev.(domain.MessageSent); ok {
 			p.bytes += len(m.Payload)
@@ -170,10 +174,18 @@ func (b *batcher) commit(batch []*proposal, count int) {
 		fail(batch, fmt.Errorf("cluster apply: %w", err))
 		return
 	}
+	proposed := time.Now()
 	f := b.raft.Apply(data, b.timeout)
 	if err := f.Error(); err != nil {
 		fail(batch, b.mapErr(err))
 		return
+	}
+	if b.observer != nil {
+		inRaft := time.Since(proposed)
+		for _, p := range batch {
+			b.observer.ObserveWriteStage(StageQueue, proposed.Sub(p.queued))
+			b.observer.ObserveWriteStage(StageRaft, inRaft)
+		}
 	}
 	rs, ok := f.Response().([]domain.Result)
 	if !ok || len(rs) != len(all) {

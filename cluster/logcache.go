@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -20,8 +21,9 @@ const defaultLogCacheBytes = 64 << 20
 // and everything else is read from the store beneath. Writes go to the store
 // first: the cache never holds what the store does not.
 type logCache struct {
-	store  raft.LogStore
-	budget int
+	store   raft.LogStore
+	budget  int
+	observe func(time.Duration) // each StoreLogs' time in the store (nil: not measured)
 
 	mu          sync.Mutex
 	logs        map[uint64]*raft.Log
@@ -55,7 +57,11 @@ func (c *logCache) StoreLog(l *raft.Log) error { return c.StoreLogs([]*raft.Log{
 // StoreLogs writes the entries to the store, then caches them; on a store
 // error it drops the cache and returns the error.
 func (c *logCache) StoreLogs(logs []*raft.Log) error {
+	start := time.Now()
 	err := c.store.StoreLogs(logs)
+	if c.observe != nil {
+		c.observe(time.Since(start))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -132,4 +138,13 @@ func (c *logCache) cached() (entries, bytes int) {
 func (c *logCache) clear() {
 	clear(c.logs)
 	c.first, c.last, c.bytes = 0, 0, 0
+}
+
+// IsMonotonic reports whether the store beneath refuses gaps between
+// appends (raft.MonotonicLogStore; raft-wal does): raft then deletes the
+// whole log after installing a snapshot instead of leaving a gap before
+// the entries that follow it.
+func (c *logCache) IsMonotonic() bool {
+	m, ok := c.store.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
 }

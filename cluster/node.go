@@ -85,6 +85,7 @@ type Node struct {
 	log   *slog.Logger
 
 	raft      *raft.Raft
+	raftPtr   atomic.Pointer[raft.Raft] // raft, for goroutines raft starts before NewRaft returns
 	fsm       FSM
 	store     *raftboltdb.BoltStore // the log and stable store
 	logs      *logCache             // the log through a cache of recent entries
@@ -175,6 +176,15 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 		budget = defaultLogCacheBytes
 	}
 	n.logs = newLogCache(store, budget)
+	if cfg.Observer != nil {
+		n.logs.observe = func(d time.Duration) {
+			if n.leads() {
+				n.observeStage(StageLogAppend, d)
+			} else {
+				n.observeStage(StageFollowerAppend, d)
+			}
+		}
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, retainSnapshots, hlog)
 	if err != nil {
 		return fmt.Errorf("cluster: open snapshot store: %w", err)
@@ -227,11 +237,12 @@ func (n *Node) open(ctx context.Context, servers []raft.Server) error {
 		}
 		return false
 	})
-	r, err := raft.NewRaft(rc, n.fsm, n.logs, store, snaps, transport{n.trans})
+	r, err := raft.NewRaft(rc, timedFSM{FSM: n.fsm, n: n}, n.logs, store, snaps, transport{NetworkTransport: n.trans, observe: n.observeReplicate})
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
+	n.raftPtr.Store(r)
 	r.RegisterObserver(n.observer)
 	n.lastTick.Store(time.Now().UnixNano())
 	n.wg.Add(4)

@@ -2,13 +2,28 @@ package cluster
 
 import (
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
 
 // transport is raft's network transport with append pipelines that are
-// always drained (drainedPipeline).
-type transport struct{ *raft.NetworkTransport }
+// always drained (drainedPipeline), reporting the round trip of every
+// append that carries entries to observe (nil: not measured).
+type transport struct {
+	*raft.NetworkTransport
+	observe func(time.Duration)
+}
+
+// AppendEntries sends one append and waits for its answer.
+func (t transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	start := time.Now()
+	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err == nil && t.observe != nil && len(args.Entries) > 0 {
+		t.observe(time.Since(start))
+	}
+	return err
+}
 
 // AppendEntriesPipeline returns the network transport's pipeline to
 // target, wrapped so that its finished appends are always taken.
@@ -17,7 +32,7 @@ func (t transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAdd
 	if err != nil {
 		return nil, err
 	}
-	return newDrainedPipeline(p), nil
+	return newDrainedPipeline(p, t.observe), nil
 }
 
 // drainedPipeline works around a deadlock in hashicorp/raft 1.7's pipeline
@@ -35,14 +50,15 @@ func (t transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAdd
 // decoder's end.
 type drainedPipeline struct {
 	raft.AppendPipeline
+	observe  func(time.Duration) // round trip of each finished append with entries (nil: none)
 	out      chan raft.AppendFuture
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
 }
 
-func newDrainedPipeline(p raft.AppendPipeline) *drainedPipeline {
-	d := &drainedPipeline{AppendPipeline: p, out: make(chan raft.AppendFuture), stop: make(chan struct{}), done: make(chan struct{})}
+func newDrainedPipeline(p raft.AppendPipeline, observe func(time.Duration)) *drainedPipeline {
+	d := &drainedPipeline{AppendPipeline: p, observe: observe, out: make(chan raft.AppendFuture), stop: make(chan struct{}), done: make(chan struct{})}
 	go d.forward()
 	return d
 }
@@ -61,6 +77,9 @@ func (d *drainedPipeline) forward() {
 		}
 		select {
 		case f := <-in:
+			if d.observe != nil && f.Error() == nil && len(f.Request().Entries) > 0 {
+				d.observe(time.Since(f.Start()))
+			}
 			queue = append(queue, f)
 		case out <- head:
 			queue[0] = nil

@@ -32,7 +32,7 @@ type fakeAppendFuture struct {
 // them in order, and that Close closes the network pipeline.
 func TestDrainedPipelineNeverBlocksTheNetworkPipeline(t *testing.T) {
 	inner := &fakePipeline{done: make(chan raft.AppendFuture), closed: make(chan struct{})}
-	d := newDrainedPipeline(inner)
+	d := newDrainedPipeline(inner, nil)
 	for i := range 5 {
 		select {
 		case inner.done <- fakeAppendFuture{n: i}:

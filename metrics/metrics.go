@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/raftogram/raftogram/cluster"
 	"google.golang.org/grpc"
 )
 
@@ -32,6 +33,9 @@ var (
 	latencyBuckets = prometheus.ExponentialBuckets(0.0005, 2, 15) // 0.5 ms .. 8.2 s
 	fastBuckets    = prometheus.ExponentialBuckets(0.0001, 2, 16) // 0.1 ms .. 3.3 s
 	countBuckets   = prometheus.ExponentialBuckets(1, 2, 12)      // 1 .. 2048
+	// stageBuckets resolve the sub-millisecond stages of a lone write:
+	// 10 µs .. 1.3 s in steps of √2.
+	stageBuckets = prometheus.ExponentialBuckets(0.00001, 1.4142135623730951, 35)
 )
 
 // Metrics is one node's registry and the collectors it feeds. Create it
@@ -51,6 +55,8 @@ type Metrics struct {
 	snapshotSecs  prometheus.Histogram
 	deliveryLag   prometheus.Histogram
 	entryEvents   prometheus.Histogram
+	writeStages   *prometheus.HistogramVec
+	stageObs      map[string]prometheus.Observer // writeStages' series by stage, read-only after New
 	snapshotGauge prometheus.Gauge
 
 	node *nodeCollector // reads the parts Watch names
@@ -108,12 +114,20 @@ func New() (*Metrics, error) {
 		Namespace: Namespace, Subsystem: "cluster", Name: "entry_events", Buckets: countBuckets,
 		Help: "Events per raft log entry this node proposed (group commit).",
 	})
+	m.writeStages = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "write_stage_seconds", Buckets: stageBuckets,
+		Help: "Time a write spends in one stage of the write path on this node (stage: queue, raft, log_append, replicate, follower_append, commit, fsm_apply, cluster; see docs/metrics.md).",
+	}, []string{"stage"})
+	m.stageObs = make(map[string]prometheus.Observer, len(cluster.WriteStages))
+	for _, st := range cluster.WriteStages {
+		m.stageObs[st] = m.writeStages.WithLabelValues(st)
+	}
 	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.grpc, m.streams, m.writes, m.writeDuration,
 		m.applyEntries, m.applySeconds, m.commitSeconds, m.snapshotSecs, m.snapshotGauge,
-		m.deliveryLag, m.entryEvents, m.node,
+		m.deliveryLag, m.entryEvents, m.writeStages, m.node,
 	}
 	raft, err := raftSink()
 	if err != nil {
@@ -204,3 +218,13 @@ func (m *Metrics) ObserveDeliveryLag(d time.Duration) { m.deliveryLag.Observe(d.
 // ObserveEntryEvents records a raft entry proposed with n events
 // (cluster.Observer).
 func (m *Metrics) ObserveEntryEvents(n int) { m.entryEvents.Observe(float64(n)) }
+
+// ObserveWriteStage records that a write spent d in stage
+// (cluster.Observer; stage is one of cluster.WriteStages).
+func (m *Metrics) ObserveWriteStage(stage string, d time.Duration) {
+	o, ok := m.stageObs[stage]
+	if !ok {
+		o = m.writeStages.WithLabelValues(stage)
+	}
+	o.Observe(d.Seconds())
+}

@@ -100,7 +100,13 @@ wait_ready 20 0 || { echo "cluster did not come up with one leader; logs in $dir
 
 addrs="127.0.0.1:$((base + 2000)),127.0.0.1:$((base + 2001)),127.0.0.1:$((base + 2002))"
 status=0
-"$bin" bench -addrs "$addrs" -server-pids "$(IFS=,; echo "${pids[*]}")" "$@" || status=$?
+# The write-stage breakdown, when the binary's bench has it (an older
+# binary under scripts/bench-ab.sh may not).
+metrics=()
+if "$bin" bench -h 2>&1 | grep -q -- -metrics-urls; then
+  metrics=(-metrics-urls "http://$(health 1)/metrics,http://$(health 2)/metrics,http://$(health 3)/metrics")
+fi
+"$bin" bench -addrs "$addrs" "${metrics[@]}" -server-pids "$(IFS=,; echo "${pids[*]}")" "$@" || status=$?
 if [ "${BENCH_RSS:-0}" = 1 ]; then
   for i in 0 1 2; do echo "node$((i + 1)) $(grep VmHWM "/proc/${pids[$i]}/status")" >&2; done
 fi

@@ -97,6 +97,7 @@ func benchParse(args []string, stderr io.Writer) (bench.Config, bool, error) {
 	fs.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "an op still failing after this long, retries included, counts as an error")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "subscribe/mixed: how long to wait for subscribers to catch up after the last send")
 	fs.DurationVar(&cfg.SetupTimeout, "setup-timeout", cfg.SetupTimeout, "limit on creating channels (finding the leader), preloading and subscribing")
+	metricsURLs := fs.String("metrics-urls", "", "comma-separated /metrics URLs of the nodes (http://HOST:PORT/metrics on health_bind_addr), scraped at the start and end of the measured window for the write-stage breakdown")
 	pids := fs.String("server-pids", "", "comma-separated PIDs of the node processes, to report their CPU use over the measured window (Linux)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: raftogram bench [flags]\n\n"+
@@ -117,6 +118,7 @@ func benchParse(args []string, stderr io.Writer) (bench.Config, bool, error) {
 		return fail(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	cfg.Addrs = benchSplit(*addrs)
+	cfg.MetricsURLs = benchSplit(*metricsURLs)
 	for _, p := range benchSplit(*pids) {
 		pid, err := strconv.Atoi(p)
 		if err != nil || pid <= 0 {
