@@ -12,6 +12,7 @@
 package fanout
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,10 @@ type Hub struct {
 type channel struct {
 	id   string
 	subs map[*Subscription]struct{}
+	// bells are the subscribers' doorbells, replaced (never modified) by
+	// Subscribe and Close, so a ring after the lock is released reads a
+	// consistent list.
+	bells []chan struct{}
 	// window holds contiguous sequences, oldest first. Its elements are
 	// never modified once published (Publish only appends and reslices), so
 	// Since hands out sub-slices of it without copying.
@@ -190,6 +195,7 @@ func (h *Hub) Subscribe(channelID string) *Subscription {
 		h.channels[channelID] = ch
 	}
 	ch.subs[s] = struct{}{}
+	ch.bells = append(slices.Clip(ch.bells), c)
 	s.mark.Store(ch.total)
 	return s
 }
@@ -202,6 +208,7 @@ func (s *Subscription) Close() {
 	defer h.mu.Unlock()
 	if ch := h.channels[s.channelID]; ch != nil {
 		delete(ch.subs, s)
+		ch.bells = slices.DeleteFunc(slices.Clone(ch.bells), func(c chan struct{}) bool { return c == s.c })
 		if len(ch.subs) == 0 && h.channels[s.channelID] == ch {
 			h.bytes -= int64(ch.bytes)
 			delete(h.channels, s.channelID)
@@ -291,7 +298,18 @@ func (h *Hub) Publish(msgs []domain.Message) {
 			}
 		}
 	}
-	published := time.Since(epoch)
+	// The doorbells ring after the lock is released, so a woken stream's
+	// Since does not wait for (and park behind) the rest of Publish.
+	for _, bells := range h.publish(msgs, wires, time.Since(epoch)) {
+		for _, c := range bells {
+			ring(c)
+		}
+	}
+}
+
+// publish is Publish's part under the lock; it returns the doorbells to
+// ring.
+func (h *Hub) publish(msgs []domain.Message, wires [][]byte, published time.Duration) (ringing [][]chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.clock++
@@ -339,41 +357,43 @@ func (h *Hub) Publish(msgs []domain.Message) {
 				}
 			}
 		}
-		h.ringSoon(ch, published)
+		if bells := h.ringSoon(ch, published); len(bells) > 0 {
+			ringing = append(ringing, bells)
+		}
 	}
+	return ringing
 }
 
-// ringSoon rings ch's subscribers now, or, within the coalescing interval
-// of its last ring, schedules one ring for the interval's end (unless one
-// is scheduled already). h.mu must be held for writing.
-func (h *Hub) ringSoon(ch *channel, now time.Duration) {
+// ringSoon returns ch's doorbells to ring now, or, within the coalescing
+// interval of its last ring, schedules one ring for the interval's end
+// (unless one is scheduled already) and returns nil. h.mu must be held for
+// writing.
+func (h *Hub) ringSoon(ch *channel, now time.Duration) []chan struct{} {
 	if ch.late {
-		return
+		return nil
 	}
 	if wait := ch.rung + h.coalesce - now; h.coalesce > 0 && ch.rung > 0 && wait > 0 {
 		ch.late = true
 		time.AfterFunc(wait, func() { h.ringLate(ch) })
-		return
+		return nil
 	}
-	h.ringAll(ch, now)
+	ch.rung = now
+	return ch.bells
 }
 
 // ringLate is a deferred ring of ringSoon. It rings nothing when ch has
 // lost its last subscriber since (its entry is gone or replaced).
 func (h *Hub) ringLate(ch *channel) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	ch.late = false
+	var bells []chan struct{}
 	if h.channels[ch.id] == ch {
-		h.ringAll(ch, time.Since(epoch))
+		ch.rung = time.Since(epoch)
+		bells = ch.bells
 	}
-}
-
-// ringAll rings every subscriber of ch. h.mu must be held for writing.
-func (h *Hub) ringAll(ch *channel, now time.Duration) {
-	ch.rung = now
-	for s := range ch.subs {
-		ring(s.c)
+	h.mu.Unlock()
+	for _, c := range bells {
+		ring(c)
 	}
 }
 
