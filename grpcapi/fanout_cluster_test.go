@@ -8,6 +8,7 @@ import (
 	"time"
 
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
+	"github.com/raftogram/raftogram/client"
 	"github.com/raftogram/raftogram/config"
 	"github.com/raftogram/raftogram/internal/testcluster"
 	"google.golang.org/grpc"
@@ -45,8 +46,15 @@ func testFanoutAcrossNodes(t *testing.T, coalesce time.Duration) {
 		t.Cleanup(func() { cc.Close() })
 		conns[i] = raftogramv1.NewMessengerClient(cc)
 	}
-	l := tc.Leader()
-	if _, err := conns[l].CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "fan", Name: "Fan"}); err != nil {
+	// The writers go through the client, which finds the leader and retries
+	// a send with the same client_message_id across an election (a busy
+	// machine may have one), so every message commits exactly once.
+	c, err := client.New(ctx, client.Config{Addrs: tc.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.CreateChannel(ctx, "fan", "Fan"); err != nil {
 		t.Fatal(err)
 	}
 	tc.Converged() // every node knows the channel: LOCAL streams do not answer NotFound
@@ -59,13 +67,13 @@ func testFanoutAcrossNodes(t *testing.T, coalesce time.Duration) {
 		wg.Go(func() {
 			for k := range total / writers {
 				p := fmt.Sprintf("w%d-%d", w, k)
-				res, err := conns[l].SendMessage(ctx, &raftogramv1.SendMessageRequest{ChannelId: "fan", AuthorId: "w", Payload: []byte(p), ClientMessageId: p})
+				res, err := c.Send(ctx, client.SendRequest{ChannelID: "fan", AuthorID: "w", Payload: []byte(p), ClientMessageID: p})
 				if err != nil {
 					writerErrs <- fmt.Errorf("send %s: %w", p, err)
 					return
 				}
 				mu.Lock()
-				acked[res.GetSequence()] = p
+				acked[res.Sequence] = p
 				mu.Unlock()
 			}
 		})
