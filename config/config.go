@@ -336,7 +336,7 @@ type Config struct {
 	// Subscribe streams on this node: commits within it are sent as one
 	// chunk per stream (a commit after a quiet spell at least this long is
 	// sent at once). 0 wakes the streams at every commit.
-	// YAML fanout_coalesce, env RAFTOGRAM_FANOUT_COALESCE, default 5ms.
+	// YAML fanout_coalesce, env RAFTOGRAM_FANOUT_COALESCE, default 25ms.
 	FanoutCoalesce time.Duration `yaml:"fanout_coalesce" env:"FANOUT_COALESCE"`
 	// AccessLogSampleRate is the share (0..1) of gRPC calls the access log
 	// records (calls ending Unknown, Internal or DataLoss always are while
@@ -404,7 +404,7 @@ func Default() Config {
 		ShutdownTimeout:         10 * time.Second,
 		LogLevel:                "info",
 		FollowerStreamHeartbeat: time.Second,
-		FanoutCoalesce:          5 * time.Millisecond,
+		FanoutCoalesce:          25 * time.Millisecond,
 		FollowerStreamCutoff:    10 * time.Second,
 		MinFreeBytes:            128 << 20,
 		ReadyzMaxLag:            100,

@@ -54,7 +54,7 @@ func TestDefault(t *testing.T) {
 		LogLevel:                "info",
 		FollowerStreamHeartbeat: time.Second,
 		FollowerStreamCutoff:    10 * time.Second,
-		FanoutCoalesce:          5 * time.Millisecond,
+		FanoutCoalesce:          25 * time.Millisecond,
 		MinFreeBytes:            128 << 20,
 		ReadyzMaxLag:            100,
 	}
