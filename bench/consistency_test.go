@@ -72,6 +72,21 @@ func TestRunSpreadsOverRealCluster(t *testing.T) {
 			if len(d.SubscribersByNode) != 3 {
 				t.Errorf("subscribers by node = %v, want all three nodes", d.SubscribersByNode)
 			}
+			if d.Missing != 0 || len(d.ByNode) != 3 {
+				t.Errorf("missing %d, delivery by node %v; want 0 missing and all three nodes", d.Missing, d.ByNode)
+			}
+			var subs int
+			var delivered int64
+			for n, nd := range d.ByNode {
+				if nd.Subscribers != d.SubscribersByNode[n] || nd.Missing != 0 {
+					t.Errorf("node %s: %+v, %d subscribers by node", n, nd, d.SubscribersByNode[n])
+				}
+				subs += nd.Subscribers
+				delivered += nd.Delivered
+			}
+			if subs != d.Subscribers || delivered != d.Delivered {
+				t.Errorf("by node: %d subscribers, %d delivered; want %d, %d", subs, delivered, d.Subscribers, d.Delivered)
+			}
 		})
 	}
 }

@@ -109,6 +109,11 @@ type DeliveryStats struct {
 	// SubscribersByNode counts the subscribers by the node that served
 	// their first batch (when the nodes report it).
 	SubscribersByNode map[string]int `json:"subscribers_by_node,omitempty"`
+	// ByNode splits the delivery by that node.
+	ByNode map[string]NodeDelivery `json:"delivery_by_node,omitempty"`
+	// Missing counts messages acknowledged to a subscriber's channel that
+	// it never received, summed (Expected minus Delivered).
+	Missing int64 `json:"missing"`
 	// Delivery latency: receive time minus the send time embedded in the
 	// payload (when the sending op called SendMessage; under -rate that may
 	// be after its scheduled start), over messages sent by measured ops,
@@ -121,7 +126,8 @@ type DeliveryStats struct {
 	DeliveryP999Ms  float64 `json:"delivery_p999_ms"`
 	DeliveryMaxMs   float64 `json:"delivery_max_ms"`
 	// Receive time minus the message's created_at (the leader's clock when
-	// it accepted the message): the commit and fan-out part of delivery.
+	// it accepted the message, just before its Raft commit): the commit and
+	// fan-out part of delivery, an upper bound of commit-to-delivery.
 	AcceptDeliveryP50Ms float64 `json:"accept_delivery_p50_ms"`
 	AcceptDeliveryP99Ms float64 `json:"accept_delivery_p99_ms"`
 	DrainS              float64 `json:"drain_s"` // wait after the last send until every subscriber was complete (or gave up)
@@ -177,8 +183,8 @@ func WriteSummary(w io.Writer, r *Result) error {
 		}
 		fmt.Fprintf(&b, "  subscribers  %d (%d ready before warm-up): delivered %d of %d expected; %s\n",
 			d.Subscribers, d.SubscribersReady, d.Delivered, d.Expected, verdict)
-		fmt.Fprintf(&b, "               %d gaps, %d out of order, %d resubscribes, drained in %.3fs\n",
-			d.Gaps, d.OutOfOrder, d.Resubscribes, d.DrainS)
+		fmt.Fprintf(&b, "               %d missing, %d gaps, %d out of order (repeats), %d resubscribes, drained in %.3fs\n",
+			d.Missing, d.Gaps, d.OutOfOrder, d.Resubscribes, d.DrainS)
 		if len(d.SubscribersByNode) > 0 {
 			var parts []string
 			for _, n := range slices.Sorted(maps.Keys(d.SubscribersByNode)) {
@@ -189,8 +195,9 @@ func WriteSummary(w io.Writer, r *Result) error {
 		fmt.Fprintf(&b, "  delivery ms  p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (mean %s, %d samples; send -> receive)\n",
 			fms(d.DeliveryP50Ms), fms(d.DeliveryP90Ms), fms(d.DeliveryP99Ms), fms(d.DeliveryP999Ms), fms(d.DeliveryMaxMs),
 			fms(d.DeliveryMeanMs), d.DeliverySamples)
-		fmt.Fprintf(&b, "  accept->recv p50 %s  p99 %s ms (leader's created_at -> receive)\n",
+		fmt.Fprintf(&b, "  accept->recv p50 %s  p99 %s ms (leader's created_at -> receive: commit + fan-out)\n",
 			fms(d.AcceptDeliveryP50Ms), fms(d.AcceptDeliveryP99Ms))
+		writeByNode(&b, d.ByNode)
 	}
 	fmt.Fprintf(&b, "  cpu          client %.1f%% of one core", r.ClientCPUPct)
 	if r.ServerCPUPct > 0 {

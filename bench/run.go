@@ -865,6 +865,8 @@ func (r *runner) finishDelivery(d *DeliveryStats, subs []*subscriber) {
 	d.DeliveryMaxMs = ms(lat.Max())
 	d.AcceptDeliveryP50Ms = ms(acc.Percentile(50))
 	d.AcceptDeliveryP99Ms = ms(acc.Percentile(99))
+	d.Missing = d.Expected - d.Delivered
+	d.ByNode = deliveryByNode(subs)
 }
 
 // progressLoop writes a line per ProgressInterval until done is closed.

@@ -347,6 +347,12 @@ type Config struct {
 	// Unavailable. YAML follower_stream_cutoff,
 	// env RAFTOGRAM_FOLLOWER_STREAM_CUTOFF, default 10s.
 	FollowerStreamCutoff time.Duration `yaml:"follower_stream_cutoff" env:"FOLLOWER_STREAM_CUTOFF"`
+	// FanoutCoalesce is the least time between two wake-ups of a channel's
+	// Subscribe streams on this node: commits within it are sent as one
+	// chunk per stream (a commit after a quiet spell at least this long is
+	// sent at once). 0 wakes the streams at every commit.
+	// YAML fanout_coalesce, env RAFTOGRAM_FANOUT_COALESCE, default 25ms.
+	FanoutCoalesce time.Duration `yaml:"fanout_coalesce" env:"FANOUT_COALESCE"`
 	// AccessLogSampleRate is the share (0..1) of gRPC calls the access log
 	// records (calls ending Unknown, Internal or DataLoss always are while
 	// it is above 0); 0 turns the access log off. YAML
@@ -441,6 +447,7 @@ func Default() Config {
 		ShutdownTimeout:         10 * time.Second,
 		LogLevel:                "info",
 		FollowerStreamHeartbeat: time.Second,
+		FanoutCoalesce:          25 * time.Millisecond,
 		FollowerStreamCutoff:    10 * time.Second,
 		MinFreeBytes:            128 << 20,
 		ReadyzMaxLag:            100,

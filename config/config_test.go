@@ -56,6 +56,7 @@ func TestDefault(t *testing.T) {
 		LogLevel:                "info",
 		FollowerStreamHeartbeat: time.Second,
 		FollowerStreamCutoff:    10 * time.Second,
+		FanoutCoalesce:          25 * time.Millisecond,
 		MinFreeBytes:            128 << 20,
 		ReadyzMaxLag:            100,
 	}
@@ -246,6 +247,8 @@ func TestValidateRejects(t *testing.T) {
 		{"zero shutdown", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout must be positive, got 0s"},
 		{"zero stream heartbeat", func(c *Config) { c.FollowerStreamHeartbeat = 0 }, "follower_stream_heartbeat must be positive, got 0s"},
 		{"negative stream cutoff", func(c *Config) { c.FollowerStreamCutoff = -time.Second }, "follower_stream_cutoff must be positive, got -1s"},
+		{"negative fanout coalesce", func(c *Config) { c.FanoutCoalesce = -time.Millisecond }, "fanout_coalesce must be between 0 and 1s, got -1ms"},
+		{"fanout coalesce too long", func(c *Config) { c.FanoutCoalesce = 2 * time.Second }, "fanout_coalesce must be between 0 and 1s, got 2s"},
 		{"heartbeat below raft minimum", func(c *Config) {
 			c.Raft.HeartbeatTimeout = time.Millisecond
 			c.Raft.LeaderLeaseTimeout = time.Millisecond
@@ -375,6 +378,7 @@ func TestLoadEnvOnly(t *testing.T) {
 		"RAFTOGRAM_FORWARD_WRITES":            "true",
 		"RAFTOGRAM_FOLLOWER_STREAM_HEARTBEAT": "250ms",
 		"RAFTOGRAM_FOLLOWER_STREAM_CUTOFF":    "3s",
+		"RAFTOGRAM_FANOUT_COALESCE":           "0s",
 		"RAFTOGRAM_GRPC_REFLECTION":           "true",
 		"RAFTOGRAM_MIN_FREE_BYTES":            "0",
 		"RAFTOGRAM_READYZ_MAX_LAG":            "5000",
@@ -400,6 +404,7 @@ func TestLoadEnvOnly(t *testing.T) {
 	want.ForwardWrites = true
 	want.FollowerStreamHeartbeat = 250 * time.Millisecond
 	want.FollowerStreamCutoff = 3 * time.Second
+	want.FanoutCoalesce = 0
 	want.GRPCReflection = true
 	want.MinFreeBytes = 0
 	want.ReadyzMaxLag = 5000

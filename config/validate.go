@@ -19,6 +19,10 @@ const nodeIDPattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`
 // (16 MiB).
 const maxPayloadLimit = 16 << 20
 
+// maxFanoutCoalesce bounds fanout_coalesce: a longer wait would be a delay,
+// not a coalescing window.
+const maxFanoutCoalesce = time.Second
+
 var (
 	nodeIDRe   = regexp.MustCompile(nodeIDPattern)
 	hostnameRe = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$`)
@@ -48,6 +52,7 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 //     (heartbeat/election/leader-lease/snapshot interval below 5ms, commit
 //     timeout below 1ms, leader_lease_timeout above heartbeat_timeout,
 //     election_timeout below heartbeat_timeout);
+//   - fanout_coalesce outside 0..1s;
 //   - raft.max_append_entries outside 1..1024, raft.snapshot_threshold 0;
 //   - limits.max_payload_bytes outside 1..16777216, max_metadata_bytes
 //     outside 1024..16777216, a non-positive max_connections,
@@ -180,6 +185,9 @@ func (c Config) Validate() error {
 		case d.val < d.min:
 			add("%s must be at least %s (hashicorp/raft minimum), got %s", d.key, d.min, d.val)
 		}
+	}
+	if c.FanoutCoalesce < 0 || c.FanoutCoalesce > maxFanoutCoalesce {
+		add("fanout_coalesce must be between 0 and %s, got %s", maxFanoutCoalesce, c.FanoutCoalesce)
 	}
 	if r.HeartbeatTimeout > 0 && r.LeaderLeaseTimeout > r.HeartbeatTimeout {
 		add("raft.leader_lease_timeout %s must not exceed raft.heartbeat_timeout %s", r.LeaderLeaseTimeout, r.HeartbeatTimeout)

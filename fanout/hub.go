@@ -12,6 +12,7 @@
 package fanout
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,9 @@ type Hub struct {
 	// behind its channel's head (0: never); maxWindows caps the bytes of
 	// every window together (0: no cap beyond each window's own).
 	maxBacklog, maxWindows int64
+	// coalesce is the least time between two rings of a channel's
+	// subscribers (0: ring at every Publish); see WithCoalesce.
+	coalesce time.Duration
 
 	mu       sync.RWMutex // Publish, Subscribe, Close write; Since reads
 	channels map[string]*channel
@@ -45,7 +49,12 @@ type Hub struct {
 }
 
 type channel struct {
+	id   string
 	subs map[*Subscription]struct{}
+	// bells are the subscribers' doorbells, replaced (never modified) by
+	// Subscribe and Close, so a ring after the lock is released reads a
+	// consistent list.
+	bells []chan struct{}
 	// window holds contiguous sequences, oldest first. Its elements are
 	// never modified once published (Publish only appends and reslices), so
 	// Since hands out sub-slices of it without copying.
@@ -56,6 +65,10 @@ type channel struct {
 	total uint64
 	prev  uint64 // total before the current Publish call's messages
 	used  uint64 // the hub's clock at the channel's last Publish
+	// rung is when the subscribers were last rung (since epoch); late is
+	// set while a deferred ring is scheduled (WithCoalesce).
+	rung time.Duration
+	late bool
 }
 
 // Item is a published message with its wire encoding.
@@ -98,6 +111,16 @@ func WithMaxBacklog(n int64) Option { return func(h *Hub) { h.maxBacklog = max(n
 // subscribers read the projection instead); n <= 0 means no cap beyond each
 // window's own.
 func WithMaxWindowBytes(n int64) Option { return func(h *Hub) { h.maxWindows = max(n, 0) } }
+
+// WithCoalesce has the hub ring a channel's subscribers at most once per d:
+// a Publish within d of the channel's last ring defers its ring to d after
+// that ring, and the Publish calls in between share it, so each subscriber
+// wakes once and sends every message of those commits as one chunk. A
+// Publish after a quiet spell of at least d rings at once, so a lone
+// message waits for no timer; a message waits at most d for its ring.
+// Backlog checks (WithMaxBacklog) still run at every Publish. d <= 0 rings
+// at every Publish.
+func WithCoalesce(d time.Duration) Option { return func(h *Hub) { h.coalesce = max(d, 0) } }
 
 // Stats is a point-in-time view of a hub.
 type Stats struct {
@@ -168,10 +191,11 @@ func (h *Hub) Subscribe(channelID string) *Subscription {
 	defer h.mu.Unlock()
 	ch := h.channels[channelID]
 	if ch == nil {
-		ch = &channel{subs: make(map[*Subscription]struct{})}
+		ch = &channel{id: channelID, subs: make(map[*Subscription]struct{})}
 		h.channels[channelID] = ch
 	}
 	ch.subs[s] = struct{}{}
+	ch.bells = append(slices.Clip(ch.bells), c)
 	s.mark.Store(ch.total)
 	return s
 }
@@ -184,6 +208,7 @@ func (s *Subscription) Close() {
 	defer h.mu.Unlock()
 	if ch := h.channels[s.channelID]; ch != nil {
 		delete(ch.subs, s)
+		ch.bells = slices.DeleteFunc(slices.Clone(ch.bells), func(c chan struct{}) bool { return c == s.c })
 		if len(ch.subs) == 0 && h.channels[s.channelID] == ch {
 			h.bytes -= int64(ch.bytes)
 			delete(h.channels, s.channelID)
@@ -273,7 +298,18 @@ func (h *Hub) Publish(msgs []domain.Message) {
 			}
 		}
 	}
-	published := time.Since(epoch)
+	// The doorbells ring after the lock is released, so a woken stream's
+	// Since does not wait for (and park behind) the rest of Publish.
+	for _, bells := range h.publish(msgs, wires, time.Since(epoch)) {
+		for _, c := range bells {
+			ring(c)
+		}
+	}
+}
+
+// publish is Publish's part under the lock; it returns the doorbells to
+// ring.
+func (h *Hub) publish(msgs []domain.Message, wires [][]byte, published time.Duration) (ringing [][]chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.clock++
@@ -311,15 +347,53 @@ func (h *Hub) Publish(msgs []domain.Message) {
 	}
 	for _, ch := range touched {
 		h.evictFor(ch)
-		for s := range ch.subs {
-			// Only what was published before this call counts: a
-			// subscriber gets the time between two commits to take a
-			// batch, however large.
-			if mark := s.mark.Load(); h.maxBacklog > 0 && ch.prev > mark && ch.prev-mark > uint64(h.maxBacklog) {
-				s.slowOnce.Do(func() { close(s.slow) })
+		if h.maxBacklog > 0 {
+			for s := range ch.subs {
+				// Only what was published before this call counts: a
+				// subscriber gets the time between two commits to take a
+				// batch, however large.
+				if mark := s.mark.Load(); ch.prev > mark && ch.prev-mark > uint64(h.maxBacklog) {
+					s.slowOnce.Do(func() { close(s.slow) })
+				}
 			}
-			ring(s.c)
 		}
+		if bells := h.ringSoon(ch, published); len(bells) > 0 {
+			ringing = append(ringing, bells)
+		}
+	}
+	return ringing
+}
+
+// ringSoon returns ch's doorbells to ring now, or, within the coalescing
+// interval of its last ring, schedules one ring for the interval's end
+// (unless one is scheduled already) and returns nil. h.mu must be held for
+// writing.
+func (h *Hub) ringSoon(ch *channel, now time.Duration) []chan struct{} {
+	if ch.late {
+		return nil
+	}
+	if wait := ch.rung + h.coalesce - now; h.coalesce > 0 && ch.rung > 0 && wait > 0 {
+		ch.late = true
+		time.AfterFunc(wait, func() { h.ringLate(ch) })
+		return nil
+	}
+	ch.rung = now
+	return ch.bells
+}
+
+// ringLate is a deferred ring of ringSoon. It rings nothing when ch has
+// lost its last subscriber since (its entry is gone or replaced).
+func (h *Hub) ringLate(ch *channel) {
+	h.mu.Lock()
+	ch.late = false
+	var bells []chan struct{}
+	if h.channels[ch.id] == ch {
+		ch.rung = time.Since(epoch)
+		bells = ch.bells
+	}
+	h.mu.Unlock()
+	for _, c := range bells {
+		ring(c)
 	}
 }
 

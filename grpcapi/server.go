@@ -577,14 +577,20 @@ func (s *Server) cutOff(since time.Time) bool {
 func (s *Server) nextChunk(ctx context.Context, sub *fanout.Subscription, channelID string, cursor uint64) (*encodedChunk, uint64, bool, error) {
 	chunk := &encodedChunk{}
 	if items, ok := sub.Since(cursor, MaxLimit, MaxResponseBytes); ok {
+		size := 0
 		for _, it := range items {
 			if it.Wire == nil { // a hub without an Encoder
 				it.Wire = EncodeMessage(it.Message)
 			}
 			chunk.add(it.Wire)
 			cursor = it.Sequence
+			size += len(it.Payload)
 		}
-		return chunk, cursor, false, nil
+		// A full chunk may have left messages behind it in the window
+		// (one large commit, or many while the stream was sending): read
+		// on rather than wait for a doorbell that may not ring again.
+		more := len(items) == MaxLimit || size >= MaxResponseBytes
+		return chunk, cursor, more, nil
 	}
 	// The window may hold messages the projection has not committed yet;
 	// commit them so the read reaches them.

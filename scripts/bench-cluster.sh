@@ -15,6 +15,9 @@
 #   BENCH_NODE_ENV   more environment for every node, e.g.
 #                    "RAFTOGRAM_RAFT_MAX_APPEND_ENTRIES=512"
 #   BENCH_RSS=1      print each node's peak RSS (VmHWM) after the run
+#   BENCH_METRICS    an extended regular expression: after the run, print each
+#                    node's /metrics lines that match it, e.g.
+#                    "^raftogram_fanout_delivery_lag_seconds_count"
 #   BENCH_RESTART=1  after the run, report the data sizes and the snapshots
 #                    the nodes took, stop the cluster (SIGTERM), start it
 #                    again on the same data and time it until every node
@@ -109,6 +112,11 @@ fi
 "$bin" bench -addrs "$addrs" "${metrics[@]}" -server-pids "$(IFS=,; echo "${pids[*]}")" "$@" || status=$?
 if [ "${BENCH_RSS:-0}" = 1 ]; then
   for i in 0 1 2; do echo "node$((i + 1)) $(grep VmHWM "/proc/${pids[$i]}/status")" >&2; done
+fi
+if [ -n "${BENCH_METRICS:-}" ]; then
+  for i in 1 2 3; do
+    curl -fsS "$(health "$i")/metrics" | grep -E "$BENCH_METRICS" | sed "s/^/node$i /" >&2 || true
+  done
 fi
 if [ "${BENCH_RESTART:-0}" = 1 ]; then
   for i in 1 2 3; do

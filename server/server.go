@@ -145,7 +145,8 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	}
 	s.store = store
 	hub := fanout.New(grpcapi.EncodeMessage, fanout.WithObserver(m),
-		fanout.WithMaxBacklog(int64(cfg.Limits.MaxSubscriberBacklogBytes)), fanout.WithMaxWindowBytes(int64(cfg.Limits.MaxFanoutWindowBytes)))
+		fanout.WithMaxBacklog(int64(cfg.Limits.MaxSubscriberBacklogBytes)), fanout.WithMaxWindowBytes(int64(cfg.Limits.MaxFanoutWindowBytes)),
+		fanout.WithCoalesce(cfg.FanoutCoalesce))
 	f, err := fsm.New(store, hub, filepath.Join(cfg.DataDir, TmpDirName), log)
 	if err != nil {
 		ls.Close()
