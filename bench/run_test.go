@@ -143,8 +143,10 @@ func TestRunRate(t *testing.T) {
 	cfg.Duration = 600 * time.Millisecond
 	res, _ := runFake(t, cfg)
 	checkCommon(t, res, cfg)
-	if res.OpsPerSec < 400 || res.OpsPerSec > 560 {
-		t.Errorf("%v ops/s at -rate 500", res.OpsPerSec)
+	// The limiter never runs ahead of the schedule (a lower bound would be
+	// a speed assertion: a loaded machine may fall behind it).
+	if res.Ops == 0 || res.OpsPerSec > 560 {
+		t.Errorf("%d ops, %v ops/s at -rate 500", res.Ops, res.OpsPerSec)
 	}
 	if res.ServiceP50Ms <= 0 || res.ServiceP50Ms > res.P50Ms || res.ServiceP99Ms > res.P99Ms {
 		t.Errorf("service p50/p99 %v/%v ms against latency from schedule %v/%v ms", res.ServiceP50Ms, res.ServiceP99Ms, res.P50Ms, res.P99Ms)

@@ -297,14 +297,14 @@ func hasNotLeaderDetail(st *status.Status) bool {
 func TestConcurrentSendsEachGetTheirOwnSequence(t *testing.T) {
 	c := newTestCluster(t, 3)
 	l := c.leader()
-	leader := c.client(l)
-	mustCreate(t, leader, "a")
-	mustCreate(t, leader, "b")
+	mustCreate(t, c.client(l), "a")
+	mustCreate(t, c.client(l), "b")
 	const writers, each = 32, 10
 	type ack struct {
 		ch, cmid string
 		seq      uint64
 		dedup    bool
+		unknown  bool // an earlier attempt may have applied it
 	}
 	acks := make(chan ack, writers*each*2)
 	errs := make(chan error, writers)
@@ -313,14 +313,24 @@ func TestConcurrentSendsEachGetTheirOwnSequence(t *testing.T) {
 			for i := range each {
 				ch := []string{"a", "b"}[(w+i)%2]
 				cmid := fmt.Sprintf("w%d-%d", w, i)
-				// Every message twice: the repeat must be deduplicated to the same sequence.
+				// Every message twice: the repeat must be deduplicated to the same
+				// sequence. A loaded machine may move the leader: retry on the
+				// new one (an Unavailable attempt may have applied).
 				for range 2 {
-					resp, err := leader.SendMessage(ctxT(t), &raftogramv1.SendMessageRequest{ChannelId: ch, AuthorId: "u", Payload: []byte(cmid), ClientMessageId: cmid})
-					if err != nil {
-						errs <- err
-						return
+					unknown := false
+					for attempt := 0; ; attempt++ {
+						resp, err := c.client(c.leader()).SendMessage(ctxT(t), &raftogramv1.SendMessageRequest{ChannelId: ch, AuthorId: "u", Payload: []byte(cmid), ClientMessageId: cmid})
+						code := status.Code(err)
+						if err == nil {
+							acks <- ack{ch, cmid, resp.GetSequence(), resp.GetDeduplicated(), unknown}
+							break
+						}
+						if (code != codes.Unavailable && code != codes.FailedPrecondition) || attempt == 20 {
+							errs <- err
+							return
+						}
+						unknown = unknown || code == codes.Unavailable
 					}
-					acks <- ack{ch, cmid, resp.GetSequence(), resp.GetDeduplicated()}
 				}
 			}
 			errs <- nil
@@ -340,13 +350,13 @@ func TestConcurrentSendsEachGetTheirOwnSequence(t *testing.T) {
 			}
 			continue
 		}
-		if a.dedup {
+		if a.dedup && !a.unknown {
 			t.Fatalf("first send of %s reported deduplicated", a.cmid)
 		}
 		seqOf[a.cmid] = a.seq
 	}
 	for _, ch := range []string{"a", "b"} {
-		resp, err := leader.ReadHistory(ctxT(t), &raftogramv1.ReadHistoryRequest{ChannelId: ch, Limit: 1000})
+		resp, err := c.client(c.leader()).ReadHistory(ctxT(t), &raftogramv1.ReadHistoryRequest{ChannelId: ch, Limit: 1000})
 		if err != nil {
 			t.Fatal(err)
 		}
