@@ -140,7 +140,7 @@ func CheckAcked(ops []Op, f *Final) Verdict {
 			continue
 		}
 		for _, a := range op.Attempts {
-			if a.Code == "NotFound" {
+			if a.Code == "NotFound" && !f.Recreated[op.Channel] { // the scratch channel is gone between a delete and its re-creation
 				v.fail("write %s to channel %s at %s was refused NotFound by %s: %s", op.CMID, op.Channel, fmtTime(a.Invoke), a.Node, a.Err)
 			}
 		}
@@ -150,14 +150,14 @@ func CheckAcked(ops []Op, f *Final) Verdict {
 		v.Checked++
 		got, ok := ix.bySeq[op.Channel][op.Seq]
 		switch {
-		case op.Seq <= f.Trimmed[op.Channel]: // removed by retention
+		case op.Seq <= f.floor(op.Channel): // removed by retention or a deletion
 		case !ok:
 			v.fail("lost ack: %s acknowledged at %s as %s#%d (client %d), but the final log has no such sequence", op.CMID, fmtTime(op.Return), op.Channel, op.Seq, op.Client)
 		case got.CMID != op.CMID || !red.sameOrRedacted(op.Channel, op.Seq, got.Sum, got.Redacted, op.Sum):
 			v.fail("lost ack: %s acknowledged at %s as %s#%d (client %d), but the final log holds %s there", op.CMID, fmtTime(op.Return), op.Channel, op.Seq, op.Client, got.CMID)
 		}
 		for i, d := range f.Nodes {
-			if d.Err != "" || op.Seq <= d.Trimmed[op.Channel] {
+			if d.Err != "" || op.Seq <= d.floor(op.Channel, f.Recreated[op.Channel]) {
 				continue
 			}
 			m, ok := nodeIx[i][op.Channel][op.Seq]
@@ -184,12 +184,23 @@ func CheckAcked(ops []Op, f *Final) Verdict {
 // node's dedup table agrees with its messages.
 func CheckDedupOps(ops []Op, f *Final) Verdict {
 	v := Verdict{Name: CheckDedup}
+	// A channel's deletion forgets its dedup rows: a resend after it is a
+	// new message of the new incarnation.
+	deleted := func(ch string, from, to int64) bool {
+		for _, d := range ops {
+			if d.Kind == KindDelete && d.Channel == ch && d.Outcome != Failed && d.Invoke < to && d.Return > from {
+				return true
+			}
+		}
+		return false
+	}
 	for _, op := range ops {
 		if op.Kind != KindSend {
 			continue
 		}
 		v.Checked++
 		var seq uint64
+		var seenAt int64
 		seen, unknownBefore := false, false
 		for _, a := range op.Attempts {
 			if a.Outcome != OK {
@@ -199,6 +210,7 @@ func CheckDedupOps(ops []Op, f *Final) Verdict {
 				continue
 			}
 			switch {
+			case seen && deleted(op.Channel, seenAt, a.Return):
 			case !seen && a.Dedup && !unknownBefore && !a.Redo:
 				v.fail("%s: first attempt at %s came back deduplicated (seq %d) though no earlier attempt could have applied it", op.CMID, fmtTime(a.Invoke), a.Seq)
 			case seen && a.Seq != seq:
@@ -207,7 +219,7 @@ func CheckDedupOps(ops []Op, f *Final) Verdict {
 				v.fail("%s: resend after success at %s was not flagged deduplicated (seq %d)", op.CMID, fmtTime(a.Invoke), a.Seq)
 			}
 			if !seen {
-				seq, seen = a.Seq, true
+				seq, seen, seenAt = a.Seq, true, a.Invoke
 			}
 		}
 	}
@@ -285,7 +297,11 @@ func CheckGaplessLog(f *Final, channels []string) Verdict {
 		for i, m := range ms {
 			seqs[i] = m.Seq
 		}
-		check("leader log", ch, seqs, f.Trimmed[ch])
+		base := f.Trimmed[ch]
+		if f.Recreated[ch] {
+			base = firstOr(seqs, 1) - 1
+		}
+		check("leader log", ch, seqs, base)
 	}
 	want := map[string]bool{}
 	for _, ch := range channels {
@@ -312,8 +328,12 @@ func CheckGaplessLog(f *Final, channels []string) Verdict {
 			for i, m := range ms {
 				seqs[i] = m.Seq
 			}
-			check(d.Node, ch, seqs, d.Trimmed[ch])
-			if last != d.Trimmed[ch]+uint64(len(ms)) {
+			base := d.Trimmed[ch]
+			if f.Recreated[ch] {
+				base = firstOr(seqs, last+1) - 1
+			}
+			check(d.Node, ch, seqs, base)
+			if last != base+uint64(len(ms)) {
 				v.fail("%s: %s last_sequence %d but %d messages", d.Node, ch, last, len(ms))
 			}
 		}
@@ -583,4 +603,12 @@ func FormatVerdicts(vs []Verdict) string {
 		}
 	}
 	return b.String()
+}
+
+// firstOr returns seqs[0], or or when seqs is empty.
+func firstOr(seqs []uint64, or uint64) uint64 {
+	if len(seqs) > 0 {
+		return seqs[0]
+	}
+	return or
 }

@@ -430,3 +430,42 @@ func TestCheckersUnderstandRedaction(t *testing.T) {
 		t.Error("an acknowledged redaction missing from the final log passed")
 	}
 }
+
+// A channel deleted and created again (Final.Recreated): sends refused
+// NotFound while it was gone, acked messages of the old incarnation, a
+// resend after the deletion that got a new sequence, and a final log that
+// starts after the old last sequence all pass; a gap in the new
+// incarnation does not.
+func TestCheckersUnderstandDeletion(t *testing.T) {
+	refused := send(2, "scr", "x", 31, 32, Failed, 0)
+	refused.Attempts[0].Code = "NotFound"
+	resent := send(0, "scr", "a", 0, 10, OK, 1)
+	again := Attempt{Node: "node1", Invoke: 40 * ms, Return: 41 * ms, Outcome: OK, Seq: 3, Redo: true}
+	resent.Attempts = append(resent.Attempts, again)
+	ops := []Op{
+		resent,
+		send(1, "scr", "b", 11, 20, OK, 2),
+		{Client: 3, Kind: KindDelete, Channel: "scr", Invoke: 25 * ms, Return: 35 * ms, Outcome: OK},
+		refused,
+		send(1, "scr", "c", 42, 50, OK, 4),
+	}
+	f := finalOf(map[string][]MsgRef{"scr": {ref(3, "a"), ref(4, "c")}})
+	f.Recreated = map[string]bool{"scr": true}
+	for i := range f.Nodes {
+		f.Nodes[i].LastSeq["scr"] = 4
+	}
+	for _, v := range []Verdict{CheckAcked(ops, f), CheckDedupOps(ops, f), CheckGaplessLog(f, []string{"scr"}), CheckReads(ops, nil, f), CheckConverged(f, nil)} {
+		if !v.OK {
+			t.Errorf("%s failed a correct history with a deletion: %v", v.Name, v.Problems)
+		}
+	}
+	gap := finalOf(map[string][]MsgRef{"scr": {ref(3, "a"), ref(5, "c")}})
+	gap.Recreated = f.Recreated
+	if v := CheckGaplessLog(gap, []string{"scr"}); v.OK {
+		t.Error("a gap in the new incarnation passed")
+	}
+	noDelete := []Op{ops[0], ops[1], ops[4]}
+	if v := CheckDedupOps(noDelete, f); v.OK {
+		t.Error("one id with two sequences and no deletion between passed")
+	}
+}

@@ -390,6 +390,27 @@ func (cl *Client) Redact(channel string, seq uint64) Op {
 	return op
 }
 
+// DeleteAndCreate deletes channel and creates it again (the client retries
+// both while their outcome is unknown, until the give-up), recording the
+// deletion as one op; while the channel is gone, sends to it fail NotFound.
+func (cl *Client) DeleteAndCreate(channel string) {
+	op := Op{Client: cl.ID, Kind: KindDelete, Channel: channel}
+	ctx, cancel := cl.opContext(sendGiveUp)
+	defer cancel()
+	op.Invoke = cl.h.Now()
+	_, err := cl.cl.DeleteChannel(ctx, channel)
+	if err == nil {
+		_, err = cl.cl.CreateChannel(ctx, channel, "torture "+channel)
+	}
+	op.Return = cl.h.Now()
+	cl.log.take()
+	op.Outcome = outcomeOf(err)
+	if err != nil {
+		op.Err = codeOf(err) + ": " + err.Error()
+	}
+	cl.h.Add(op)
+}
+
 // Read is one ReadHistory call at a level the user picks: leader (25 %),
 // linearizable on any node (35 %), at-least the index of its own last
 // write to the channel, read from just before that write so that the

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -52,7 +53,11 @@ type Final struct {
 	// Trimmed is, per channel, the sequence Log starts after: what
 	// retention removed (0: Log starts at 1).
 	Trimmed map[string]uint64 `json:"trimmed,omitempty"`
-	Nodes   []NodeDump        `json:"nodes"`
+	// Recreated names the channels that were deleted and created again
+	// during the run: what they hold starts wherever their current
+	// incarnation does.
+	Recreated map[string]bool `json:"recreated,omitempty"`
+	Nodes     []NodeDump      `json:"nodes"`
 	// Stop lists problems stopping or restarting the nodes cleanly.
 	Stop []string `json:"stop,omitempty"`
 }
@@ -267,4 +272,29 @@ func (f *Final) last(ch string) uint64 {
 		return ms[len(ms)-1].Seq
 	}
 	return f.Trimmed[ch]
+}
+
+// floor returns the highest sequence of channel ch whose absence from the
+// final log is excused: what retention trimmed, or for a channel deleted
+// and created again everything before its first message now (all of it
+// when it holds none).
+func (f *Final) floor(ch string) uint64 {
+	if !f.Recreated[ch] {
+		return f.Trimmed[ch]
+	}
+	if ms := f.Log[ch]; len(ms) > 0 {
+		return ms[0].Seq - 1
+	}
+	return math.MaxUint64
+}
+
+// floor is Final.floor for one node's projection.
+func (d *NodeDump) floor(ch string, recreated bool) uint64 {
+	if !recreated {
+		return d.Trimmed[ch]
+	}
+	if ms := d.Messages[ch]; len(ms) > 0 {
+		return ms[0].Seq - 1
+	}
+	return math.MaxUint64
 }

@@ -30,6 +30,7 @@ const (
 	KindSend   = "send"
 	KindRead   = "read"
 	KindRedact = "redact" // a RedactMessage of Channel#Seq
+	KindDelete = "delete" // a DeleteChannel of Channel (then created again)
 )
 
 // MsgRef is a message as seen by a client: its sequence, its

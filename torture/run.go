@@ -99,6 +99,7 @@ type Summary struct {
 	Reads        int            `json:"reads"`
 	ReadsOK      int            `json:"reads_ok"`
 	Redactions   int            `json:"redactions"`
+	Deletions    int            `json:"deletions"`
 	RedactionsOK int            `json:"redactions_ok"`
 	ReadsByLevel map[string]int `json:"reads_ok_by_level"`
 	SegsByLevel  map[string]int `json:"subscriptions_by_level"`
@@ -178,7 +179,10 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if err := CreateChannels(ctx, cl, channels, 30*time.Second, chOpts...); err != nil {
 		return nil, err
 	}
-	allChannels := append([]string{ProbeChannel}, channels...)
+	if err := CreateChannels(ctx, cl, []string{ScratchChannel}, 30*time.Second); err != nil {
+		return nil, err
+	}
+	allChannels := append([]string{ProbeChannel, ScratchChannel}, channels...)
 
 	h := NewHistory()
 	w := NewWorkload(c, h, channels, opts.Seed)
@@ -207,7 +211,11 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	live := LivenessInput{Faults: nem.Records(), Bound: opts.RecoveryBound, MinThroughput: opts.MinThroughput, CalmWindow: opts.CalmWindow}
 	live.FinalProbe, live.FinalProbeOK = w.Probe(opts.RecoveryBound)
 
-	final := &Final{}
+	final := &Final{Recreated: map[string]bool{ScratchChannel: true}}
+	// A deletion may have been the scratch channel's last operation.
+	if err := CreateChannels(ctx, cl, []string{ScratchChannel}, 30*time.Second); err != nil {
+		final.Stop = append(final.Stop, "cannot create the scratch channel again: "+err.Error())
+	}
 	if idx, err := c.WaitConverged(ctx, 60*time.Second); err != nil {
 		final.Stop = append(final.Stop, "nodes did not converge after healing: "+err.Error())
 	} else {
@@ -242,7 +250,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		CheckDedupOps(ops, final),
 		CheckGaplessLog(final, allChannels),
 		CheckReads(ops, segs, final),
-		CheckLinear(ops, final, allChannels, opts.LinearizeTimeout, filepath.Join(opts.Dir, "porcupine")),
+		CheckLinear(ops, final, append([]string{ProbeChannel}, channels...), opts.LinearizeTimeout, filepath.Join(opts.Dir, "porcupine")),
 		CheckSubs(segs, final),
 		CheckRYW(ops),
 		CheckConverged(final, c.Anomalies()),
@@ -429,6 +437,8 @@ func tally(s *Summary, ops []Op, segs []Segment, f *Final) {
 				s.ReadsOK++
 				s.ReadsByLevel[levelName(op.Level)]++
 			}
+		case KindDelete:
+			s.Deletions++
 		case KindRedact:
 			s.Redactions++
 			if op.Outcome == OK {
@@ -461,8 +471,8 @@ func (s *Summary) Format() string {
 	}
 	fmt.Fprintf(&b, "ops: %d  sends: %d (acked %d, unknown %d of which %d committed, failed %d; %d attempts, %d dedup resends; %d on Publish streams)\n",
 		s.Ops, s.Sends, s.Acked, s.UnknownSends, s.UnknownInLog, s.FailedSends, s.Attempts, s.Redos, s.Published)
-	fmt.Fprintf(&b, "reads: %d (%d ok)  redactions: %d (%d ok)  subscribe streams: %d delivering %d messages  final log: %d messages  applied_index: %d\n",
-		s.Reads, s.ReadsOK, s.Redactions, s.RedactionsOK, s.Segments, s.SubMsgs, s.FinalLog, s.AppliedIndex)
+	fmt.Fprintf(&b, "reads: %d (%d ok)  redactions: %d (%d ok)  deletions: %d  subscribe streams: %d delivering %d messages  final log: %d messages  applied_index: %d\n",
+		s.Reads, s.ReadsOK, s.Redactions, s.RedactionsOK, s.Deletions, s.Segments, s.SubMsgs, s.FinalLog, s.AppliedIndex)
 	fmt.Fprintf(&b, "ok reads by level: %s  subscriptions by level: %s\n", levelCounts(s.ReadsByLevel), levelCounts(s.SegsByLevel))
 	fmt.Fprintf(&b, "calm-window throughput: %.1f acked writes/s\n", s.Throughput)
 	fmt.Fprintf(&b, "faults (%d):\n", len(s.Faults))

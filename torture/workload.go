@@ -15,6 +15,11 @@ import (
 // recovery; it is checked like every other channel.
 const ProbeChannel = "probe"
 
+// ScratchChannel is deleted and created again now and then while writers
+// send to it (Workload.writer); the checkers know its history may have
+// been deleted (Final.Recreated).
+const ScratchChannel = "scratch"
+
 // Workload drives the clients: writers that also read, flooders the
 // nemesis switches on, and subscribers.
 type Workload struct {
@@ -136,7 +141,16 @@ func (w *Workload) writer(cl *Client, i int) {
 		if cl.rng.IntN(4) == 0 {
 			ch = w.channels[cl.rng.IntN(len(w.channels))]
 		}
-		if r := cl.rng.IntN(1000); r < 5 {
+		if q := cl.rng.IntN(1000); q < 30 {
+			// The scratch channel: mostly sends, now and then a moderator
+			// deletes it (and creates it again).
+			if q < 2 {
+				cl.DeleteAndCreate(ScratchChannel)
+			} else {
+				cmid := w.cmid(cl.ID)
+				cl.Send(ScratchChannel, cmid, payload(cl.rng, cmid), cl.rng.IntN(20) == 0)
+			}
+		} else if r := cl.rng.IntN(1000); r < 5 {
 			// A moderator's redaction of a message the workload has seen.
 			if k := w.known[ch].Load(); k > 0 {
 				cl.Redact(ch, 1+uint64(cl.rng.IntN(int(k))))
