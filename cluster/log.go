@@ -68,13 +68,17 @@ const (
 	// raft.ErrTransportShutdown when the transport closed under it, or an
 	// idle inbound connection was closed by the stream layer's drain.
 	inboundAbortedMsg = "failed to decode incoming command"
+	// The drain closed an inbound connection while its handler was
+	// answering an RPC that arrived as raft stopped.
+	inboundUnansweredMsg = "failed to flush response"
 )
 
 // expectedRaftError reports whether an error line raft logs (msg with its
 // key/value args) is the expected effect of this node stopping cleanly, so
 // it is debug rather than an error: the hand-over's "newer term" line, and
-// inbound RPCs cut by the transport's shutdown. The same lines at any other
-// time (another node deposed this one; a peer sent garbage) stay errors.
+// inbound RPCs cut by the transport's shutdown or the stream layer's drain.
+// The same lines at any other time (another node deposed this one; a peer
+// sent garbage) stay errors.
 func (n *Node) expectedRaftError(msg string, args []any) bool {
 	if !n.stopping.Load() {
 		return false
@@ -82,7 +86,7 @@ func (n *Node) expectedRaftError(msg string, args []any) bool {
 	switch msg {
 	case handOverDeposedMsg:
 		return true
-	case inboundAbortedMsg:
+	case inboundAbortedMsg, inboundUnansweredMsg:
 		for i := 0; i+1 < len(args); i += 2 {
 			// ErrTransportShutdown: the transport closed under it;
 			// net.ErrClosed: drain closed its connection after raft

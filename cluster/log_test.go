@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 
@@ -26,12 +27,18 @@ func TestStopEffectsAreDebugOnlyWhileStopping(t *testing.T) {
 	log.Error(inboundAbortedMsg, "error", raft.ErrTransportShutdown)
 	log.Error(inboundAbortedMsg, "error", errors.New("msgpack decode error"))
 	log.Error("failed to appendEntries to", "peer", "node2")
+	// The stream layer's drain closing inbound connections.
+	closed := &net.OpError{Op: "write", Net: "tcp", Err: net.ErrClosed}
+	log.Error(inboundAbortedMsg, "error", closed)
+	log.Error(inboundUnansweredMsg, "error", closed)
+	log.Error(inboundUnansweredMsg, "error", errors.New("broken pipe"))
 
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 6 {
-		t.Fatalf("logged %d lines, want 6:\n%s", len(lines), buf.String())
+	if len(lines) != 9 {
+		t.Fatalf("logged %d lines, want 9:\n%s", len(lines), buf.String())
 	}
-	for i, want := range []string{"level=ERROR", "level=ERROR", "level=DEBUG", "level=DEBUG", "level=ERROR", "level=ERROR"} {
+	for i, want := range []string{"level=ERROR", "level=ERROR", "level=DEBUG", "level=DEBUG", "level=ERROR", "level=ERROR",
+		"level=DEBUG", "level=DEBUG", "level=ERROR"} {
 		if !strings.Contains(lines[i], want) || !strings.Contains(lines[i], "component=raft") {
 			t.Errorf("line %d = %q, want %s and component=raft", i, lines[i], want)
 		}

@@ -7,9 +7,11 @@
 #
 #   make build && scripts/bench-curves.sh            # about 5 minutes
 #   DURATION=10s scripts/bench-curves.sh
+#   BENCH_CURVES_ARGS="-workload publish -inflight 64" scripts/bench-curves.sh   # pipelined
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-8s}
+read -r -a extra <<<"${BENCH_CURVES_ARGS:-}"
 out=${OUT:-bench-curves.jsonl}
 : >"$out"
 
@@ -17,7 +19,7 @@ cell() { # axis clients channels payload
   local axis=$1 c=$2 k=$3 p=$4
   echo "[$(date -u +%H:%M:%S)] $axis: clients=$c channels=$k payload=$p" >&2
   scripts/bench-cluster.sh -json -label "$axis" -clients "$c" -channels "$k" -payload "$p" \
-    -duration "$duration" 2>/dev/null >>"$out" || echo "cell failed: $axis $c $k $p" >&2
+    -duration "$duration" "${extra[@]}" 2>/dev/null >>"$out" || echo "cell failed: $axis $c $k $p" >&2
 }
 
 for c in 1 4 16 64 256; do cell clients "$c" 64 128; done
