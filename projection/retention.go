@@ -139,8 +139,11 @@ func (a *applier) expire(ev domain.MessagesExpired) (domain.Result, error) {
 	var total uint64
 	for _, id := range ids {
 		st, err := a.state(id)
-		if err != nil || st == nil {
-			return domain.Result{}, errors.Join(err, fmt.Errorf("expire: channel %q vanished", id))
+		switch {
+		case err != nil:
+			return domain.Result{}, err
+		case st == nil: // listed in this transaction a moment ago
+			return domain.Result{}, fmt.Errorf("expire: channel %q listed but not found", id)
 		}
 		cutoff := now - int64(st.ret.MaxAge)
 		var keep uint64

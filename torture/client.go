@@ -375,11 +375,32 @@ func (cl *Client) send(channel, author, cmid string, payload []byte) (*client.Se
 // Redact is one RedactMessage of channel#seq, as a moderator's (retried by
 // the client while its outcome is unknown: a redaction is idempotent).
 func (cl *Client) Redact(channel string, seq uint64) Op {
-	op := Op{Client: cl.ID, Kind: KindRedact, Channel: channel, Seq: seq}
+	return cl.moderate(Op{Client: cl.ID, Kind: KindRedact, Channel: channel, Seq: seq}, func(ctx context.Context) error {
+		_, err := cl.cl.RedactMessage(ctx, channel, seq, "torture")
+		return err
+	})
+}
+
+// DeleteAndCreate deletes channel and creates it again (the client retries
+// both while their outcome is unknown, until the give-up), recording the
+// deletion as one op; while the channel is gone, sends to it fail NotFound.
+func (cl *Client) DeleteAndCreate(channel string) Op {
+	return cl.moderate(Op{Client: cl.ID, Kind: KindDelete, Channel: channel}, func(ctx context.Context) error {
+		if _, err := cl.cl.DeleteChannel(ctx, channel); err != nil {
+			return err
+		}
+		_, err := cl.cl.CreateChannel(ctx, channel, "torture "+channel)
+		return err
+	})
+}
+
+// moderate runs call within the send give-up and records op with its
+// times and outcome.
+func (cl *Client) moderate(op Op, call func(context.Context) error) Op {
 	ctx, cancel := cl.opContext(sendGiveUp)
 	defer cancel()
 	op.Invoke = cl.h.Now()
-	_, err := cl.cl.RedactMessage(ctx, channel, seq, "torture")
+	err := call(ctx)
 	op.Return = cl.h.Now()
 	cl.log.take()
 	op.Outcome = outcomeOf(err)
@@ -388,27 +409,6 @@ func (cl *Client) Redact(channel string, seq uint64) Op {
 	}
 	cl.h.Add(op)
 	return op
-}
-
-// DeleteAndCreate deletes channel and creates it again (the client retries
-// both while their outcome is unknown, until the give-up), recording the
-// deletion as one op; while the channel is gone, sends to it fail NotFound.
-func (cl *Client) DeleteAndCreate(channel string) {
-	op := Op{Client: cl.ID, Kind: KindDelete, Channel: channel}
-	ctx, cancel := cl.opContext(sendGiveUp)
-	defer cancel()
-	op.Invoke = cl.h.Now()
-	_, err := cl.cl.DeleteChannel(ctx, channel)
-	if err == nil {
-		_, err = cl.cl.CreateChannel(ctx, channel, "torture "+channel)
-	}
-	op.Return = cl.h.Now()
-	cl.log.take()
-	op.Outcome = outcomeOf(err)
-	if err != nil {
-		op.Err = codeOf(err) + ": " + err.Error()
-	}
-	cl.h.Add(op)
 }
 
 // Read is one ReadHistory call at a level the user picks: leader (25 %),

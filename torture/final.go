@@ -279,22 +279,21 @@ func (f *Final) last(ch string) uint64 {
 // and created again everything before its first message now (all of it
 // when it holds none).
 func (f *Final) floor(ch string) uint64 {
-	if !f.Recreated[ch] {
-		return f.Trimmed[ch]
-	}
-	if ms := f.Log[ch]; len(ms) > 0 {
-		return ms[0].Seq - 1
-	}
-	return math.MaxUint64
+	return floorOf(f.Trimmed[ch], f.Recreated[ch], len(f.Log[ch]) > 0, func() uint64 { return f.Log[ch][0].Seq })
 }
 
 // floor is Final.floor for one node's projection.
 func (d *NodeDump) floor(ch string, recreated bool) uint64 {
-	if !recreated {
-		return d.Trimmed[ch]
+	return floorOf(d.Trimmed[ch], recreated, len(d.Messages[ch]) > 0, func() uint64 { return d.Messages[ch][0].Seq })
+}
+
+func floorOf(trimmed uint64, recreated, held bool, first func() uint64) uint64 {
+	switch {
+	case !recreated:
+		return trimmed
+	case held:
+		return first() - 1
+	default:
+		return math.MaxUint64
 	}
-	if ms := d.Messages[ch]; len(ms) > 0 {
-		return ms[0].Seq - 1
-	}
-	return math.MaxUint64
 }

@@ -79,11 +79,7 @@ func addRetentionFlags(fs *flag.FlagSet) retentionFlags {
 
 // given reports whether any retention flag was set.
 func (r retentionFlags) given() bool {
-	set := false
-	r.fs.Visit(func(f *flag.Flag) {
-		set = set || f.Name == "max-messages" || f.Name == "max-age" || f.Name == "max-bytes"
-	})
-	return set
+	return flagGiven(r.fs, "max-messages") || flagGiven(r.fs, "max-age") || flagGiven(r.fs, "max-bytes")
 }
 
 // over returns base with the limits whose flags were set replaced.
