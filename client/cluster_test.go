@@ -80,6 +80,9 @@ func TestClusterSendReadSubscribe(t *testing.T) {
 	if !errors.Is(err, client.ErrAlreadyExists) || !errors.As(err, &e) || !strings.Contains(e.Message, "another payload") {
 		t.Fatalf("send reusing an id with another payload: %v", err)
 	}
+	// Local answers from whatever the chosen node has applied: wait until
+	// every node has everything, so each level must see all 21 messages.
+	tc.Converged()
 	for _, cons := range []client.Consistency{client.ConsistencyDefault, client.LeaderOnly, client.Linearizable, client.Local} {
 		h, err := c.ReadHistory(ctx, "general", client.ReadOptions{After: 5, Limit: 10, Consistency: cons, MinIndex: lastIndex})
 		// Leader-only answers look as they did before levels existed: no

@@ -11,7 +11,7 @@ import (
 // channel create, get and list against a three-node cluster, in tables and
 // JSON, including the idempotent create, paging and a not-found.
 func TestCLIChannel(t *testing.T) {
-	_, addrs := startCLICluster(t)
+	tc, addrs := startCLICluster(t)
 	before := time.Now().UTC().Add(-time.Minute)
 
 	// create: -id or the argument, idempotent; flags after the argument.
@@ -48,6 +48,9 @@ func TestCLIChannel(t *testing.T) {
 		!reflect.DeepEqual(rows[0][3:], []string{"1", "2", "2", "-"}) {
 		t.Fatalf("get table %q", r.stdout)
 	}
+	// A Local read answers from whichever node it reaches: let every node
+	// apply both sends first.
+	tc.Converged()
 	var ch jsonChannel
 	runCLI(t, addrs, "channel", "get", "general", "--json", "--consistency", "local").decode(t, &ch)
 	if ch.ChannelID != "general" || ch.FirstSequence != 1 || ch.LastSequence != 2 || ch.MessageCount != 2 || ch.CreatedAt.Before(before) {
