@@ -138,11 +138,19 @@ type SendResult struct {
 	ClientMessageID string
 }
 
-// NewClientMessageID returns a random client message id: 16 bytes from
-// crypto/rand in hex.
+// NewClientMessageID returns a new client message id: 32 hex digits laid
+// out as a UUIDv7 (the Unix time in milliseconds, then 74 bits from
+// crypto/rand). Ids made later sort later, so a channel's dedup index grows
+// at its end instead of at a random page: once a channel holds many
+// messages, applying one costs each node up to half less than with fully
+// random ids (BenchmarkApplyClientIDs in package projection).
 func NewClientMessageID() string {
 	var b [16]byte
-	rand.Read(b[:])
+	rand.Read(b[6:])
+	ms := uint64(time.Now().UnixMilli())
+	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	b[6] = b[6]&0x0f | 0x70 // version 7
+	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
 	return hex.EncodeToString(b[:])
 }
 

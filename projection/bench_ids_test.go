@@ -1,0 +1,67 @@
+package projection
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/raftogram/raftogram/domain"
+)
+
+// BenchmarkApplyClientIDs applies batches of 64 sends spread over 64
+// channels, committing as the server does (CommitDelay 100 ms), with the
+// client message ids a client generates: random hex (every insert lands on
+// a random page of the dedup index) against time-ordered hex (a millisecond
+// clock first, so inserts land at the end). ns/op is per message; run long
+// enough that the dedup index outgrows a few pages:
+//
+//	go test -run '^$' -bench ApplyClientIDs -benchtime 300000x ./projection
+func BenchmarkApplyClientIDs(b *testing.B) {
+	random := func(uint64) string {
+		var id [16]byte
+		rand.Read(id[:])
+		return hex.EncodeToString(id[:])
+	}
+	ordered := func(i uint64) string {
+		var id [16]byte
+		binary.BigEndian.PutUint64(id[:8], uint64(time.Unix(0, int64(i)*int64(time.Millisecond)/8).UnixMilli())<<16)
+		rand.Read(id[6:])
+		return hex.EncodeToString(id[:])
+	}
+	for _, gen := range []struct {
+		name string
+		id   func(uint64) string
+	}{{"random", random}, {"time-ordered", ordered}} {
+		b.Run(gen.name, func(b *testing.B) {
+			s, err := Open(context.Background(), filepath.Join(b.TempDir(), FileName), Options{CommitDelay: 100 * time.Millisecond})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			var setup []Entry
+			for c := range 64 {
+				setup = append(setup, create(uint64(c+1), fmt.Sprintf("c%d", c), "x"))
+			}
+			mustApply(b, s, setup...)
+			payload := make([]byte, 128)
+			index := uint64(len(setup))
+			b.ResetTimer()
+			for i := 0; i < b.N; i += 64 {
+				batch := make([]Entry, 0, 64)
+				for j := 0; j < 64; j++ {
+					index++
+					batch = append(batch, Entry{Index: index, Term: 1, Events: []domain.Event{domain.MessageSent{
+						ChannelID: fmt.Sprintf("c%d", j), AuthorID: "bench", Payload: payload,
+						ClientMessageID: gen.id(index), CreatedAt: time.Unix(0, int64(index)),
+					}}})
+				}
+				mustApply(b, s, batch...)
+			}
+		})
+	}
+}
