@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -160,7 +161,7 @@ func TestJWTAlgorithms(t *testing.T) {
 		{"EdDSA", pubPEM("ed.pem", edPub), jwt.SigningMethodEdDSA, edPriv},
 	} {
 		t.Run(tc.alg, func(t *testing.T) {
-			a, err := NewAuthenticator(config.Auth{JWT: config.JWT{VerifyKeyFile: tc.key, Algorithm: tc.alg}}, &Policy{cur: &rules{}}, nil, nil)
+			a, err := NewAuthenticator(config.Auth{JWT: config.JWT{VerifyKeyFile: tc.key, Algorithm: tc.alg}}, &Policy{cur: &rules{}}, nil, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -185,7 +186,129 @@ func TestJWTAlgorithms(t *testing.T) {
 	if err := os.WriteFile(short, []byte("too short"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewAuthenticator(config.Auth{JWT: config.JWT{VerifyKeyFile: short, Algorithm: "HS256"}}, &Policy{cur: &rules{}}, nil, nil); err == nil || !strings.Contains(err.Error(), "at least 32 bytes") {
+	if _, err := NewAuthenticator(config.Auth{JWT: config.JWT{VerifyKeyFile: short, Algorithm: "HS256"}}, &Policy{cur: &rules{}}, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "at least 32 bytes") {
 		t.Fatalf("short HS256 secret: %v", err)
 	}
+}
+
+// Rotating JWT keys: key_file may hold several PEM keys (a token verifies
+// with any), is picked up by Watch when it changes and by Reload (SIGHUP),
+// and a file that does not load keeps the keys in use.
+func TestJWTKeyRotation(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "jwt.pub")
+	type pair struct {
+		pub  []byte
+		sign ed25519.PrivateKey
+	}
+	newPair := func() pair {
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pair{pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), priv}
+	}
+	old, next := newPair(), newPair()
+	write := func(parts ...[]byte) {
+		t.Helper()
+		if err := os.WriteFile(f, bytes.Join(parts, nil), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	token := func(p pair) string {
+		t.Helper()
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"sub": "svc", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(p.sign)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	oldTok, nextTok := token(old), token(next)
+	write(old.pub)
+	authn, err := NewAuthenticator(config.Auth{JWT: config.JWT{VerifyKeyFile: f, Algorithm: "EdDSA"}}, &Policy{cur: &rules{}}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(tok string) error {
+		who, err := authn.Authenticate(Credentials{Bearer: tok})
+		if err == nil && (who.Name != "svc" || who.Via != "jwt") {
+			t.Fatalf("principal %+v", who)
+		}
+		return err
+	}
+	if err := check(oldTok); err != nil {
+		t.Fatalf("token of the configured key: %v", err)
+	}
+	if err := check(nextTok); domain.ErrorCode(err) != domain.EUNAUTHENTICATED || !strings.Contains(err.Error(), "bad signature") {
+		t.Fatalf("token of a key not configured yet: %v", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); authn.Watch(ctx, 10*time.Millisecond) }()
+	defer func() { cancel(); <-done }()
+
+	// Step 1 of a rotation: publish the new key beside the old one.
+	write(old.pub, next.pub)
+	deadline := time.Now().Add(10 * time.Second)
+	for check(nextTok) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Watch did not pick up the second key")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := check(oldTok); err != nil {
+		t.Fatalf("old key's token during the overlap: %v", err)
+	}
+
+	// Files that do not load are refused and change nothing.
+	for name, body := range map[string][]byte{
+		"no key":            []byte("not pem\n"),
+		"broken key":        append(append([]byte{}, next.pub...), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte("junk")})...),
+		"missing":           nil,
+		"RSA key for EdDSA": rsaPublicPEM(t),
+	} {
+		if body == nil {
+			os.Remove(f)
+		} else {
+			write(body)
+		}
+		if err := authn.Reload(); err == nil {
+			t.Fatalf("%s: Reload accepted it", name)
+		}
+		if check(oldTok) != nil || check(nextTok) != nil {
+			t.Fatalf("%s: the keys in use changed after a failed reload", name)
+		}
+	}
+
+	// Step 2: drop the old key (SIGHUP path).
+	write(next.pub)
+	if err := authn.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(oldTok); domain.ErrorCode(err) != domain.EUNAUTHENTICATED {
+		t.Fatalf("token of the retired key: %v", err)
+	}
+	if err := check(nextTok); err != nil {
+		t.Fatalf("token of the new key: %v", err)
+	}
+}
+
+// rsaPublicPEM returns an RSA public key in PEM, which an EdDSA key_file
+// must refuse.
+func rsaPublicPEM(t *testing.T) []byte {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }

@@ -1,11 +1,16 @@
 package auth
 
 import (
+	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/raftogram/raftogram/config"
@@ -35,14 +40,19 @@ type Authenticator struct {
 	clientCerts bool
 	peers       []string
 	peerID      PeerIdentifier
+	log         *slog.Logger
 }
 
 // NewAuthenticator returns the authenticator cfg describes, checking tokens
 // against policy and recognizing the nodes peers by their certificates
-// through pid. It returns an error when the JWT key cannot be read or
-// parsed for its algorithm.
-func NewAuthenticator(cfg config.Auth, policy *Policy, pid PeerIdentifier, peers []string) (*Authenticator, error) {
-	a := &Authenticator{policy: policy, clientCerts: cfg.CertAuth, peers: peers, peerID: pid}
+// through pid; log (nil discards) takes what Reload and Watch report. It
+// returns an error when jwt.key_file cannot be read, holds no key, or holds
+// one that does not parse for jwt.algorithm.
+func NewAuthenticator(cfg config.Auth, policy *Policy, pid PeerIdentifier, peers []string, log *slog.Logger) (*Authenticator, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Authenticator{policy: policy, clientCerts: cfg.CertAuth, peers: peers, peerID: pid, log: log}
 	if cfg.JWT.VerifyKeyFile != "" {
 		v, err := newJWTVerifier(cfg.JWT)
 		if err != nil {
@@ -51,6 +61,47 @@ func NewAuthenticator(cfg config.Auth, policy *Policy, pid PeerIdentifier, peers
 		a.jwt = v
 	}
 	return a, nil
+}
+
+// Reload re-reads jwt.key_file now (the SIGHUP path) and swaps its keys
+// in. It returns nil without JWTs configured, and the error of a file that
+// does not load, whose previous keys stay in use.
+func (a *Authenticator) Reload() error {
+	if a.jwt == nil {
+		return nil
+	}
+	if err := a.jwt.reload(); err != nil {
+		return err
+	}
+	a.log.Info("jwt keys reloaded", "key_file", a.jwt.cfg.VerifyKeyFile, "keys", len(a.jwt.keys.Load().set.Keys))
+	return nil
+}
+
+// Watch polls jwt.key_file every interval and reloads it when it changes,
+// until ctx ends. A failed reload is logged; the previous keys stay. It
+// returns at once without JWTs configured.
+func (a *Authenticator) Watch(ctx context.Context, interval time.Duration) {
+	if a.jwt == nil {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	last := a.jwt.keys.Load().stamp
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fi, err := os.Stat(a.jwt.cfg.VerifyKeyFile)
+		if err != nil || fileStamp(fi) == last {
+			continue
+		}
+		last = fileStamp(fi)
+		if err := a.Reload(); err != nil {
+			a.log.Error("auth jwt.key_file changed but does not load; keeping the previous keys", "error", err)
+		}
+	}
 }
 
 func unauthenticated(format string, args ...any) error {
@@ -103,36 +154,30 @@ func identities(c *x509.Certificate) []string {
 	return ids
 }
 
-// jwtVerifier checks JWT bearer tokens.
+// jwtVerifier checks JWT bearer tokens against the keys of jwt.key_file,
+// which reload swaps atomically.
 type jwtVerifier struct {
 	cfg    config.JWT
-	key    any
+	keys   atomic.Pointer[jwtKeys]
 	parser *jwt.Parser
 }
 
+// jwtKeys are the verification keys read from jwt.key_file and the file's
+// size and modification time when it was read.
+type jwtKeys struct {
+	set   jwt.VerificationKeySet
+	stamp string
+}
+
 func newJWTVerifier(cfg config.JWT) (*jwtVerifier, error) {
-	b, err := os.ReadFile(cfg.VerifyKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("auth: jwt.key_file: %w", err)
-	}
-	v := &jwtVerifier{cfg: cfg}
 	switch cfg.Algorithm {
-	case "HS256":
-		secret := []byte(strings.TrimSpace(string(b)))
-		if len(secret) < 32 {
-			return nil, fmt.Errorf("auth: jwt.key_file %s: an HS256 secret needs at least 32 bytes, got %d", cfg.VerifyKeyFile, len(secret))
-		}
-		v.key = secret
-	case "RS256":
-		if v.key, err = jwt.ParseRSAPublicKeyFromPEM(b); err != nil {
-			return nil, fmt.Errorf("auth: jwt.key_file %s: %w", cfg.VerifyKeyFile, err)
-		}
-	case "EdDSA":
-		if v.key, err = jwt.ParseEdPublicKeyFromPEM(b); err != nil {
-			return nil, fmt.Errorf("auth: jwt.key_file %s: %w", cfg.VerifyKeyFile, err)
-		}
+	case "HS256", "RS256", "EdDSA":
 	default:
 		return nil, fmt.Errorf("auth: jwt.algorithm %q is unknown", cfg.Algorithm)
+	}
+	v := &jwtVerifier{cfg: cfg}
+	if err := v.reload(); err != nil {
+		return nil, err
 	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{cfg.Algorithm}), jwt.WithExpirationRequired()}
 	if cfg.Issuer != "" {
@@ -145,9 +190,64 @@ func newJWTVerifier(cfg config.JWT) (*jwtVerifier, error) {
 	return v, nil
 }
 
+// reload reads jwt.key_file and swaps its keys in. For HS256 the file is
+// one shared secret of at least 32 bytes; for RS256 and EdDSA it holds one
+// or more PEM public keys (several while keys rotate: a token verifies
+// with any of them). A file that is unreadable, holds no key, or holds a
+// key that does not parse for the algorithm is an error, and the keys in
+// use stay.
+func (v *jwtVerifier) reload() error {
+	f := v.cfg.VerifyKeyFile
+	fi, err := os.Stat(f)
+	if err != nil {
+		return fmt.Errorf("auth: jwt.key_file: %w", err)
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return fmt.Errorf("auth: jwt.key_file: %w", err)
+	}
+	var keys []jwt.VerificationKey
+	if v.cfg.Algorithm == "HS256" {
+		secret := []byte(strings.TrimSpace(string(b)))
+		if len(secret) < 32 {
+			return fmt.Errorf("auth: jwt.key_file %s: an HS256 secret needs at least 32 bytes, got %d", f, len(secret))
+		}
+		keys = append(keys, secret)
+	} else {
+		for rest := b; ; {
+			var block *pem.Block
+			if block, rest = pem.Decode(rest); block == nil {
+				break
+			}
+			one := pem.EncodeToMemory(block)
+			var key jwt.VerificationKey
+			if v.cfg.Algorithm == "RS256" {
+				key, err = jwt.ParseRSAPublicKeyFromPEM(one)
+			} else {
+				key, err = jwt.ParseEdPublicKeyFromPEM(one)
+			}
+			if err != nil {
+				return fmt.Errorf("auth: jwt.key_file %s: key %d: %w", f, len(keys)+1, err)
+			}
+			keys = append(keys, key)
+		}
+		if len(keys) == 0 {
+			return fmt.Errorf("auth: jwt.key_file %s: no PEM public key in it", f)
+		}
+	}
+	v.keys.Store(&jwtKeys{set: jwt.VerificationKeySet{Keys: keys}, stamp: fileStamp(fi)})
+	return nil
+}
+
+// fileStamp is what tells a changed file from the one read before.
+func fileStamp(fi os.FileInfo) string {
+	return fmt.Sprintf("%d:%d", fi.Size(), fi.ModTime().UnixNano())
+}
+
 func (v *jwtVerifier) verify(token string) (Principal, error) {
 	claims := jwt.MapClaims{}
-	_, err := v.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return v.key, nil })
+	set := v.keys.Load().set
+	_, err := v.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return set, nil })
 	if err != nil {
 		switch {
 		case errors.Is(err, jwt.ErrTokenExpired):

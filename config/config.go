@@ -247,8 +247,11 @@ func (a Auth) Enabled() bool {
 // JWT configures JWT bearer tokens. YAML auth.jwt, env RAFTOGRAM_AUTH_JWT_*.
 type JWT struct {
 	// VerifyKeyFile: the verification key: for HS256 the shared secret (the
-	// file's bytes, surrounding whitespace trimmed), for RS256 and EdDSA a
-	// PEM public key. YAML auth.jwt.key_file, env RAFTOGRAM_AUTH_JWT_KEY_FILE.
+	// file's bytes, surrounding whitespace trimmed), for RS256 and EdDSA one
+	// or more PEM public keys (a token verifies with any: keys rotate by
+	// adding the new one, then removing the old). Reloaded when it changes
+	// (polled every tls.reload_interval) and on SIGHUP. YAML
+	// auth.jwt.key_file, env RAFTOGRAM_AUTH_JWT_KEY_FILE.
 	VerifyKeyFile string `yaml:"key_file" env:"KEY_FILE"`
 	// Algorithm: HS256, RS256 or EdDSA; tokens signed otherwise are
 	// refused. YAML auth.jwt.algorithm, env RAFTOGRAM_AUTH_JWT_ALGORITHM.

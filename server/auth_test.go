@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -296,5 +297,55 @@ func TestAuthIdentity(t *testing.T) {
 	}
 	if _, err := client.New(ctx, client.Config{Addrs: []string{"127.0.0.1:1"}, Token: writerToken}); !errors.Is(err, client.ErrInvalidArgument) {
 		t.Fatalf("a token without TLS: %v, want ErrInvalidArgument", err)
+	}
+}
+
+// TestJWTKeyReload: the node's Reload (the SIGHUP path) swaps in a new
+// jwt.key_file; tokens of the old secret are refused from then on, and a
+// key file that does not load leaves the current key in use.
+func TestJWTKeyReload(t *testing.T) {
+	pki := newTestPKI(t)
+	c := newTestCluster(t, 1, pki.tune, authTune(t, pki.dir))
+	c.leader()
+	pool := x509.NewCertPool()
+	pool.AddCert(pki.ca.Cert)
+	conn, err := grpc.NewClient(c.cfgs[0].GRPCBindAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	m := raftogramv1.NewMessengerClient(conn)
+	if _, err := m.CreateChannel(bearerCtx(t, adminToken), &raftogramv1.CreateChannelRequest{ChannelId: "room-1", Name: "Room"}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(secret string) error {
+		tok := signJWT(t, []byte(secret), jwt.SigningMethodHS256, jwt.MapClaims{"sub": "room-bot", "iss": "test-issuer", "aud": "raftogram", "exp": time.Now().Add(time.Hour).Unix()})
+		_, err := m.SendMessage(bearerCtx(t, tok), &raftogramv1.SendMessageRequest{ChannelId: "room-1", Payload: []byte("hi")})
+		return err
+	}
+	const rotated = "the-next-shared-secret-of-32-bytes-or-more"
+	if err := send(jwtSecret); err != nil {
+		t.Fatalf("token of the configured secret: %v", err)
+	}
+	if err := send(rotated); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("token of a secret not configured yet: %v", err)
+	}
+	keyFile := c.cfgs[0].Auth.JWT.VerifyKeyFile
+	write(t, keyFile, []byte("short"))
+	if err := c.servers[0].Reload(); err == nil || !strings.Contains(err.Error(), "at least 32 bytes") {
+		t.Fatalf("Reload of a short secret: %v", err)
+	}
+	if err := send(jwtSecret); err != nil {
+		t.Fatalf("the current secret after a failed reload: %v", err)
+	}
+	write(t, keyFile, []byte(rotated))
+	if err := c.servers[0].Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(rotated); err != nil {
+		t.Fatalf("token of the rotated secret: %v", err)
+	}
+	if err := send(jwtSecret); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("token of the retired secret: %v", err)
 	}
 }

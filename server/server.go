@@ -82,8 +82,9 @@ type Server struct {
 	admin  *grpcapi.Admin
 	grpc   *grpc.Server
 	http   *http.Server
-	certs  *certs.Store // nil without tls
-	policy *auth.Policy // nil without auth
+	certs  *certs.Store        // nil without tls
+	policy *auth.Policy        // nil without auth
+	authn  *auth.Authenticator // nil without auth
 
 	stopWatch context.CancelFunc
 
@@ -129,7 +130,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		return nil, err
 	}
 	var guard []grpc.ServerOption
-	if s.policy, guard, err = loadAuth(cfg, s.certs, log); err != nil {
+	if s.policy, s.authn, guard, err = loadAuth(cfg, s.certs, log); err != nil {
 		ls.Close()
 		return nil, err
 	}

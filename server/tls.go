@@ -108,8 +108,8 @@ func isLoopback(addr string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-// Reload re-reads the node's certificate, key and CAs and its auth rules
-// file now (the SIGHUP path; the files are also polled). It returns an
+// Reload re-reads the node's certificate, key and CAs, its auth rules file
+// and its JWT key file now (the SIGHUP path; the files are also polled). It returns an
 // error when neither tls nor auth is configured, or the errors of the
 // files that do not load, whose previous contents stay in use.
 func (s *Server) Reload() error {
@@ -121,12 +121,13 @@ func (s *Server) Reload() error {
 		errs = append(errs, s.certs.Reload())
 	}
 	if s.policy != nil {
-		errs = append(errs, s.policy.Reload())
+		errs = append(errs, s.policy.Reload(), s.authn.Reload())
 	}
 	return errors.Join(errs...)
 }
 
-// watchFiles polls the TLS files and the auth rules file until ctx ends.
+// watchFiles polls the TLS files, the auth rules file and the JWT key file
+// until ctx ends.
 func (s *Server) watchFiles(ctx context.Context) {
 	if s.certs != nil {
 		s.wg.Add(1)
@@ -141,31 +142,36 @@ func (s *Server) watchFiles(ctx context.Context) {
 			defer s.wg.Done()
 			s.policy.Watch(ctx, s.cfg.TLS.ReloadInterval)
 		}()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.authn.Watch(ctx, s.cfg.TLS.ReloadInterval)
+		}()
 	}
 }
 
-// loadAuth returns the policy and the gRPC interceptors of cfg.Auth, or
-// nils when auth is off. It returns an error listing what is wrong with
-// the rules or the JWT key.
-func loadAuth(cfg config.Config, st *certs.Store, log *slog.Logger) (*auth.Policy, []grpc.ServerOption, error) {
+// loadAuth returns the policy, the authenticator and the gRPC interceptors
+// of cfg.Auth, or nils when auth is off. It returns an error listing what
+// is wrong with the rules or the JWT key.
+func loadAuth(cfg config.Config, st *certs.Store, log *slog.Logger) (*auth.Policy, *auth.Authenticator, []grpc.ServerOption, error) {
 	if !cfg.Auth.Enabled() {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	policy, err := auth.NewPolicy(cfg.Auth, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ids := make([]string, len(cfg.Cluster.Peers))
 	for i, p := range cfg.Cluster.Peers {
 		ids[i] = p.NodeID
 	}
-	authn, err := auth.NewAuthenticator(cfg.Auth, policy, st, ids)
+	authn, err := auth.NewAuthenticator(cfg.Auth, policy, st, ids, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	log.Info("auth on: every call authenticates and is authorized",
 		"tokens", len(cfg.Auth.Tokens), "rules_file", cfg.Auth.RulesFile, "jwt", cfg.Auth.JWT.Algorithm, "client_certs", cfg.Auth.CertAuth)
-	return policy, grpcapi.NewGuard(authn, policy, log).ServerOptions(), nil
+	return policy, authn, grpcapi.NewGuard(authn, policy, log).ServerOptions(), nil
 }
 
 // peerTLS returns st as the Raft transport's TLS, or a nil interface when

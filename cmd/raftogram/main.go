@@ -165,9 +165,8 @@ func serve(ctx context.Context, args []string, env map[string]string, stdout, st
 	return 0
 }
 
-// reloadOnSIGHUP re-reads the node's TLS files and auth rules on every
-// SIGHUP until the
-// returned function is called.
+// reloadOnSIGHUP re-reads the node's TLS files, auth rules and JWT keys on
+// every SIGHUP until the returned function is called.
 func reloadOnSIGHUP(srv *server.Server, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
