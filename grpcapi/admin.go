@@ -45,12 +45,13 @@ type Recent interface {
 type Admin struct {
 	raftogramv1.UnimplementedAdminServer
 
-	node    AdminNode
-	store   Digester
-	recent  Recent
-	peers   *Peers // connections to the other nodes' Admin services
-	version string
-	log     *slog.Logger
+	node     AdminNode
+	store    Digester
+	recent   Recent
+	peers    *Peers // connections to the other nodes' Admin services
+	ownPeers bool   // peers is not Options.Peers: Close closes it
+	version  string
+	log      *slog.Logger
 }
 
 // NewAdmin returns the Admin service of node and its projection store,
@@ -61,12 +62,19 @@ func NewAdmin(node AdminNode, store Digester, recent Recent, opts Options) *Admi
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Admin{node: node, store: store, recent: recent, peers: NewPeers(opts.PeerCredentials), version: opts.Version, log: log}
+	peers, owned := opts.peerPool()
+	return &Admin{node: node, store: store, recent: recent, peers: peers, ownPeers: owned, version: opts.Version, log: log}
 }
 
-// Close closes the connections GetClusterStatus opened to the peers. It
-// returns the errors met closing them.
-func (a *Admin) Close() error { return a.peers.Close() }
+// Close closes the connections GetClusterStatus opened to the peers unless
+// they are the shared Options.Peers. It returns the errors met closing
+// them.
+func (a *Admin) Close() error {
+	if !a.ownPeers {
+		return nil
+	}
+	return a.peers.Close()
+}
 
 // GetNodeStatus returns this node's role, the leader it knows, its indexes,
 // its version, how long ago it last heard from a leader and its figures

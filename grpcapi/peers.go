@@ -11,9 +11,10 @@ import (
 )
 
 // Peers holds one gRPC client connection per peer address, created on first
-// use and kept for the life of the node: followers use them to forward
-// writes to the leader and to ask it for read indexes. It is safe for
-// concurrent use.
+// use and kept for the life of the node. A node has one, shared by
+// everything that calls another node: followers forwarding writes and
+// asking the leader for read indexes, Admin's cluster view, and the
+// free-space polls. It is safe for concurrent use.
 type Peers struct {
 	creds  func(addr string) (credentials.TransportCredentials, error)
 	mu     sync.Mutex

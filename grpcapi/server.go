@@ -18,7 +18,6 @@ import (
 	"github.com/raftogram/raftogram/projection"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -83,10 +82,12 @@ type Options struct {
 	StreamCutoff time.Duration
 	// Version is the node's build, reported by Admin.GetNodeStatus.
 	Version string
-	// PeerCredentials returns the transport credentials for dialing the
-	// peer whose gRPC address is addr (mutual TLS with the node's
-	// certificate when tls is on); plaintext when nil.
-	PeerCredentials func(addr string) (credentials.TransportCredentials, error)
+	// Peers is the node's one pool of connections to the other nodes
+	// (dialed with mutual TLS when tls is on, see NewPeers), shared by
+	// write forwarding, read indexes and Admin's cluster view; its owner
+	// closes it after the Server and Admin. nil: each makes and closes a
+	// plaintext pool of its own.
+	Peers *Peers
 	// Space is the node's free-space alarm: writes are refused with
 	// ResourceExhausted while it is raised, and Peer.DiskSpace reports it.
 	// nil: no alarm.
@@ -111,13 +112,14 @@ type Options struct {
 type Server struct {
 	raftogramv1.UnimplementedMessengerServer
 
-	cluster Cluster
-	store   Store
-	hub     Hub
-	opts    Options
-	log     *slog.Logger
-	done    chan struct{}
-	peers   *Peers // connections to the other nodes: forwarding, ReadIndex
+	cluster  Cluster
+	store    Store
+	hub      Hub
+	opts     Options
+	log      *slog.Logger
+	done     chan struct{}
+	peers    *Peers // connections to the other nodes: forwarding, ReadIndex
+	ownPeers bool   // peers is this Server's own (not Options.Peers): Close closes it
 
 	// Publish streams' window, counted for tests: requests admitted,
 	// times a reader found the window full, most unanswered at once.
@@ -147,14 +149,27 @@ func New(c Cluster, s Store, h Hub, opts Options) *Server {
 	if opts.MaxPublishInflightBytes <= 0 {
 		opts.MaxPublishInflightBytes = DefaultPublishInflightBytes
 	}
-	return &Server{cluster: c, store: s, hub: h, opts: opts, log: opts.Logger, done: make(chan struct{}), peers: NewPeers(opts.PeerCredentials)}
+	peers, owned := opts.peerPool()
+	return &Server{cluster: c, store: s, hub: h, opts: opts, log: opts.Logger, done: make(chan struct{}), peers: peers, ownPeers: owned}
 }
 
-// Close closes the server's connections to other nodes; call it once no
-// handler runs any more (after the gRPC server stopped). It returns the
-// first error met closing them.
+// peerPool returns opts.Peers, or a new pool (owned: the caller closes
+// it) when there is none.
+func (opts Options) peerPool() (p *Peers, owned bool) {
+	if opts.Peers != nil {
+		return opts.Peers, false
+	}
+	return NewPeers(nil), true
+}
+
+// Close closes the server's connections to other nodes unless they are the
+// shared Options.Peers; call it once no handler runs any more (after the
+// gRPC server stopped). It returns the errors met closing them.
 func (s *Server) Close() error {
 	s.Shutdown()
+	if !s.ownPeers {
+		return nil
+	}
 	return s.peers.Close()
 }
 

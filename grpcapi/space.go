@@ -2,7 +2,6 @@ package grpcapi
 
 import (
 	"context"
-	"google.golang.org/grpc/credentials"
 	"log/slog"
 	"strings"
 	"sync"
@@ -45,14 +44,14 @@ type SpacePoller struct {
 }
 
 // StartSpacePoller starts measuring into alarm and polling peers (this
-// node, self, is skipped; they are dialed with creds, plaintext when nil)
-// while node leads or forward is set, until Close.
-func StartSpacePoller(alarm *diskspace.Alarm, node SpaceNode, self string, peers []PeerAddr, forward bool, creds func(addr string) (credentials.TransportCredentials, error), log *slog.Logger) *SpacePoller {
+// node, self, is skipped; they are reached through conns, which the caller
+// closes after Close) while node leads or forward is set, until Close.
+func StartSpacePoller(alarm *diskspace.Alarm, node SpaceNode, self string, peers []PeerAddr, forward bool, conns *Peers, log *slog.Logger) *SpacePoller {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &SpacePoller{alarm: alarm, node: node, self: self, peers: peers, forward: forward, conns: NewPeers(creds), log: log, cancel: cancel}
+	p := &SpacePoller{alarm: alarm, node: node, self: self, peers: peers, forward: forward, conns: conns, log: log, cancel: cancel}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -119,10 +118,10 @@ func (p *SpacePoller) pollOnce(ctx context.Context) {
 	wg.Wait()
 }
 
-// Close stops polling and measuring and closes the connections to peers.
-// It returns the first error met closing them.
+// Close stops polling and measuring; it returns nil (the connections are
+// the caller's).
 func (p *SpacePoller) Close() error {
 	p.cancel()
 	p.wg.Wait()
-	return p.conns.Close()
+	return nil
 }

@@ -90,6 +90,7 @@ type Server struct {
 
 	health *grpcapi.Health      // grpc.health.v1.Health
 	space  *grpcapi.SpacePoller // the free-space alarm's measurements and peer polls
+	peers  *grpcapi.Peers       // the one pool of gRPC connections to the other nodes
 
 	serveErr chan error
 	wg       sync.WaitGroup
@@ -174,11 +175,14 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 		return nil, err
 	}
 	alarm := diskspace.New(diskspace.Options{NodeID: cfg.NodeID, Dir: cfg.DataDir, MinFree: cfg.MinFreeBytes})
-	s.space = grpcapi.StartSpacePoller(alarm, s.node, cfg.NodeID, spacePeers(cfg), cfg.ForwardWrites, peerCredentials(cfg, s.certs), log)
+	// One pool of gRPC connections to the other nodes for forwarding, read
+	// indexes, the cluster view and the free-space polls; closed last.
+	s.peers = grpcapi.NewPeers(peerCredentials(cfg, s.certs))
+	s.space = grpcapi.StartSpacePoller(alarm, s.node, cfg.NodeID, spacePeers(cfg), cfg.ForwardWrites, s.peers, log)
 	apiOpts := grpcapi.Options{
 		MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, Logger: log, Version: o.version,
 		ForwardWrites: cfg.ForwardWrites, StreamHeartbeat: cfg.FollowerStreamHeartbeat, StreamCutoff: cfg.FollowerStreamCutoff,
-		PeerCredentials:           peerCredentials(cfg, s.certs),
+		Peers:                     s.peers,
 		Space:                     alarm,
 		MaxSubscriberBacklogBytes: int64(cfg.Limits.MaxSubscriberBacklogBytes),
 		DefaultRetention: domain.Retention{MaxMessages: cfg.Retention.MaxMessages, MaxAge: cfg.Retention.MaxAge,
@@ -351,7 +355,7 @@ func (s *Server) Close() error {
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("health server shutdown: %w", err))
 		}
-		errs = append(errs, s.admin.Close()) // after the status page's last /cluster
+		errs = append(errs, s.admin.Close(), s.peers.Close()) // after the status page's last /cluster
 		s.wg.Wait()
 		errs = append(errs, s.store.Close())
 		s.stopErr = errors.Join(errs...)
