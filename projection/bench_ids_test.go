@@ -5,12 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/raftogram/raftogram/domain"
 )
 
 // BenchmarkApplyClientIDs applies batches of 64 sends spread over 64
@@ -43,25 +40,7 @@ func BenchmarkApplyClientIDs(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			var setup []Entry
-			for c := range 64 {
-				setup = append(setup, create(uint64(c+1), fmt.Sprintf("c%d", c), "x"))
-			}
-			mustApply(b, s, setup...)
-			payload := make([]byte, 128)
-			index := uint64(len(setup))
-			b.ResetTimer()
-			for i := 0; i < b.N; i += 64 {
-				batch := make([]Entry, 0, 64)
-				for j := 0; j < 64; j++ {
-					index++
-					batch = append(batch, Entry{Index: index, Term: 1, Events: []domain.Event{domain.MessageSent{
-						ChannelID: fmt.Sprintf("c%d", j), AuthorID: "bench", Payload: payload,
-						ClientMessageID: gen.id(index), CreatedAt: time.Unix(0, int64(index)),
-					}}})
-				}
-				mustApply(b, s, batch...)
-			}
+			applySpread(b, s, gen.id)
 		})
 	}
 }

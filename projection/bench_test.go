@@ -15,7 +15,13 @@ import (
 // BenchmarkApplyBatch applies batches of 64 sends with dedup ids spread over
 // 64 channels, as a busy leader's FSM does. ns/op is per message.
 func BenchmarkApplyBatch(b *testing.B) {
-	s := mustOpen(b)
+	applySpread(b, mustOpen(b), func(index uint64) string { return fmt.Sprintf("m%d", index) })
+}
+
+// applySpread creates 64 channels in s, then applies b.N sends in batches
+// of 64 entries, one send to each channel, with the client message ids id
+// returns for their log indexes.
+func applySpread(b *testing.B, s *Store, id func(index uint64) string) {
 	var setup []Entry
 	for c := range 64 {
 		setup = append(setup, create(uint64(c+1), fmt.Sprintf("c%d", c), "x"))
@@ -30,7 +36,7 @@ func BenchmarkApplyBatch(b *testing.B) {
 			index++
 			batch = append(batch, Entry{Index: index, Term: 1, Events: []domain.Event{domain.MessageSent{
 				ChannelID: fmt.Sprintf("c%d", j), AuthorID: "bench", Payload: payload,
-				ClientMessageID: fmt.Sprintf("m%d", index), CreatedAt: time.Unix(0, int64(index)),
+				ClientMessageID: id(index), CreatedAt: time.Unix(0, int64(index)),
 			}}})
 		}
 		mustApply(b, s, batch...)
