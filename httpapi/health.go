@@ -21,7 +21,7 @@ type Node interface {
 // Health is the JSON body of GET /health. The leader_* fields are omitted
 // while no leader is known. applied_index is the last entry applied to the
 // projection; committed_index the last one committed to its file, which
-// trails applied_index by at most the projection's commit delay (100 ms by
+// trails applied_index by at most the projection's commit delay (250 ms by
 // default) while the node applies.
 type Health struct {
 	NodeID         string `json:"node_id"`

@@ -29,7 +29,7 @@ const DefaultReadyMaxLag = 100
 
 // Commit stall bounds: how long the projection's committed index may stay
 // below an applied index it has seen before /readyz, and then /livez, fail.
-// The projection commits within 100 ms of applying.
+// The projection commits within 250 ms of applying.
 const (
 	readyCommitStall = 5 * time.Second
 	liveCommitStall  = 30 * time.Second
