@@ -13,7 +13,9 @@ STATICCHECK_VERSION := v0.8.2
 BUF                 := $(TOOLS_BIN)/buf-$(BUF_VERSION)/buf
 STATICCHECK         := $(TOOLS_BIN)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 # The released commit 'buf breaking' compares api/proto with (buf.yaml says which rules
-# apply to which file). Move it forward at each release; it needs the git history.
+# apply to which file). Move it forward at each release; it needs the git history
+# (buf clones .git; depth=100000 reaches the baseline however far main has moved:
+# buf's default depth stopped finding it ~190 commits on).
 PROTO_BASELINE      := e2e9d13
 PROTOS := api/proto/raftogram/v1/messaging.proto api/proto/raftogram/v1/admin.proto api/proto/raftogram/peer/v1/peer.proto api/proto/raftogram/events/v1/events.proto
 
@@ -39,7 +41,7 @@ staticcheck: $(STATICCHECK)
 ## buf-check: lint api/proto and check it against the released commit (buf.yaml).
 buf-check: $(BUF)
 	$(BUF) lint
-	$(BUF) breaking --against '.git#ref=$(PROTO_BASELINE)' --against-config buf.yaml
+	$(BUF) breaking --against '.git#ref=$(PROTO_BASELINE),depth=100000' --against-config buf.yaml
 
 ## lint-tools: install the pinned linters (a failed install fails the target).
 lint-tools: $(BUF) $(STATICCHECK)

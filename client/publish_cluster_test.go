@@ -132,11 +132,31 @@ func TestClusterPublishOrderAndPerItemErrors(t *testing.T) {
 // Stopping the leader mid-stream loses nothing and stores nothing twice:
 // the Publisher reconnects to the new leader and resends what was not
 // acknowledged with the same ids; every message ends up with exactly one
-// sequence, in publish order, without gaps.
+// sequence, in publish order, without gaps. Relayed: the client knows only
+// the two followers, which relay its streams (forward_writes), and the
+// leader behind the relay stops.
 func TestClusterPublishExactlyOnceAcrossLeaderStop(t *testing.T) {
-	tc := testcluster.Start(t, 3)
+	for _, relayed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("relayed=%v", relayed), func(t *testing.T) {
+			tc := testcluster.Start(t, 3, func(cfg *config.Config) { cfg.ForwardWrites = relayed })
+			addrs := tc.Addrs()
+			if relayed {
+				l := tc.Leader()
+				addrs = nil
+				for i := range 3 {
+					if i != l {
+						addrs = append(addrs, tc.Addr(i))
+					}
+				}
+			}
+			publishAcrossLeaderStop(t, tc, addrs)
+		})
+	}
+}
+
+func publishAcrossLeaderStop(t *testing.T, tc *testcluster.Cluster, addrs []string) {
 	var streams atomic.Int64 // Publish streams the client moved on from
-	c := newClient(t, client.Config{Addrs: tc.Addrs(), OnRetry: func(r client.Retry) {
+	c := newClient(t, client.Config{Addrs: addrs, OnRetry: func(r client.Retry) {
 		if r.Op == "Publish" {
 			streams.Add(1)
 		}
@@ -193,40 +213,52 @@ func TestClusterPublishExactlyOnceAcrossLeaderStop(t *testing.T) {
 	}
 }
 
-// A follower answers a Publish stream NotLeader, with forward_writes on
-// too, and the Publisher follows the hint: given only a follower's
-// address it publishes on the leader.
+// TestClusterPublishThroughFollowerAddress: a Publisher that knows only a
+// follower's address gets every message stored in order either way: without
+// forward_writes the follower refuses the stream (NotLeader) and the client
+// follows the hint to the leader; with it the follower relays the stream to
+// the leader and no NotLeader is seen.
 func TestClusterPublishThroughFollowerAddress(t *testing.T) {
-	tc := testcluster.Start(t, 3, func(cfg *config.Config) { cfg.ForwardWrites = true })
-	l := tc.Leader()
-	f := follower(tc, l)
-	var notLeader atomic.Int64
-	c := newClient(t, client.Config{Addrs: []string{tc.Addr(f)}, OnRetry: func(r client.Retry) {
-		if r.Op == "Publish" && errors.Is(r.Err, client.ErrNotLeader) && r.Addr == tc.Addr(f) {
-			notLeader.Add(1)
-		}
-	}})
-	ctx := ctxFor(t, 30*time.Second)
-	if _, err := c.CreateChannel(ctx, "general", "General"); err != nil {
-		t.Fatal(err)
+	for _, forward := range []bool{false, true} {
+		t.Run(fmt.Sprintf("forward_writes=%v", forward), func(t *testing.T) {
+			tc := testcluster.Start(t, 3, func(cfg *config.Config) { cfg.ForwardWrites = forward })
+			l := tc.Leader()
+			f := follower(tc, l)
+			var notLeader atomic.Int64
+			c := newClient(t, client.Config{Addrs: []string{tc.Addr(f)}, OnRetry: func(r client.Retry) {
+				if r.Op == "Publish" && errors.Is(r.Err, client.ErrNotLeader) && r.Addr == tc.Addr(f) {
+					notLeader.Add(1)
+				}
+			}})
+			ctx := ctxFor(t, 30*time.Second)
+			// Another client creates the channel, so the Publisher's stream
+			// is this client's first call and meets the follower's answer.
+			if _, err := newClient(t, client.Config{Addrs: tc.Addrs()}).CreateChannel(ctx, "general", "General"); err != nil {
+				t.Fatal(err)
+			}
+			tc.Converged()
+			p := c.NewPublisher(client.PublisherOptions{})
+			defer p.Close()
+			var fs []*client.PublishFuture
+			for i := 1; i <= 20; i++ {
+				f, err := p.PublishAsync(ctx, client.SendRequest{ChannelID: "general", AuthorID: "a", Payload: fmt.Appendf(nil, "general-%d", i)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				fs = append(fs, f)
+			}
+			for i, f := range fs {
+				if res, err := f.Wait(ctx); err != nil || res.Sequence != uint64(i+1) {
+					t.Fatalf("message %d: %+v, %v", i+1, res, err)
+				}
+			}
+			if forward && notLeader.Load() != 0 {
+				t.Fatalf("%d NotLeader answers from a relaying follower", notLeader.Load())
+			}
+			if !forward && (notLeader.Load() == 0 || c.Leader() != tc.Addr(l)) {
+				t.Fatalf("%d NotLeader answers from the follower, client's leader %q; want the follower to refuse and %q to take the stream", notLeader.Load(), c.Leader(), tc.Addr(l))
+			}
+			checkChannel(t, c, "general", 20)
+		})
 	}
-	p := c.NewPublisher(client.PublisherOptions{})
-	defer p.Close()
-	var fs []*client.PublishFuture
-	for i := 1; i <= 20; i++ {
-		f, err := p.PublishAsync(ctx, client.SendRequest{ChannelID: "general", AuthorID: "a", Payload: fmt.Appendf(nil, "general-%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fs = append(fs, f)
-	}
-	for i, f := range fs {
-		if res, err := f.Wait(ctx); err != nil || res.Sequence != uint64(i+1) {
-			t.Fatalf("message %d: %+v, %v", i+1, res, err)
-		}
-	}
-	if notLeader.Load() == 0 || c.Leader() != tc.Addr(l) {
-		t.Fatalf("%d NotLeader answers from the follower, client's leader %q; want the follower to refuse and %q to take the stream", notLeader.Load(), c.Leader(), tc.Addr(l))
-	}
-	checkChannel(t, c, "general", 20)
 }

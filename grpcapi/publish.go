@@ -80,8 +80,10 @@ func notify(c chan struct{}) {
 }
 
 // Publish serves a Publish stream on the leader (see the proto and the
-// comment above): it returns nil once the client has closed its side and
-// every request is answered; NotLeader when this node does not lead, or
+// comment above), or relays it to the leader from a follower with
+// ForwardWrites (relayPublish): it returns nil once the client has closed
+// its side and every request is answered; NotLeader when this node does
+// not lead (and does not relay), or
 // stops leading, or another error that ends the stream's writes (the
 // outcome of unanswered requests is then unknown); Unavailable when the
 // server shuts down; the context's status when the client goes away.
@@ -89,6 +91,9 @@ func (s *Server) Publish(stream grpc.BidiStreamingServer[raftogramv1.PublishRequ
 	const method = "Publish"
 	ctx := stream.Context()
 	if !s.cluster.IsLeader(s.cluster.Term()) {
+		if s.opts.ForwardWrites && !forwarded(ctx) {
+			return s.relayPublish(stream)
+		}
 		return toStatus(s.log, method, s.cluster.NotLeader())
 	}
 	p := &publishStream{s: s, stream: stream, channels: map[string]*pubChannel{}, reading: true,
