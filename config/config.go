@@ -336,7 +336,8 @@ type Config struct {
 	// default false.
 	DebugPprof bool `yaml:"debug_pprof" env:"DEBUG_PPROF"`
 	// ForwardWrites makes a follower forward CreateChannel and SendMessage
-	// to the leader and return its answer, instead of answering NotLeader.
+	// to the leader and return its answer, and relay Publish streams to it,
+	// instead of answering NotLeader.
 	// YAML forward_writes, env RAFTOGRAM_FORWARD_WRITES, default false.
 	ForwardWrites bool `yaml:"forward_writes" env:"FORWARD_WRITES"`
 	// FollowerStreamHeartbeat is how often an idle Subscribe stream that

@@ -72,7 +72,7 @@ type Options struct {
 	Logger          *slog.Logger
 
 	// ForwardWrites makes a follower forward CreateChannel and SendMessage
-	// to the leader (config forward_writes).
+	// to the leader and relay Publish streams to it (config forward_writes).
 	ForwardWrites bool
 	// StreamHeartbeat is the idle interval after which a consistency-level
 	// Subscribe stream gets a heartbeat chunk; 1s when 0.

@@ -42,7 +42,7 @@ const (
 // Unavailable while no leader is known). Opt-in: reads and streams with a
 // ReadConsistency other than UNSPECIFIED are served by any node, and a node
 // with forward_writes on forwards CreateChannel and SendMessage to the
-// leader.
+// leader and relays Publish streams to it.
 type MessengerClient interface {
 	// CreateChannel creates a channel, or returns the stored one with
 	// created=false when channel_id already exists (idempotent).
@@ -95,9 +95,10 @@ type MessengerClient interface {
 	// Errors: a request the server rejects (InvalidArgument, NotFound,
 	// AlreadyExists, PermissionDenied, ResourceExhausted) gets a response with
 	// that status and nothing stored; the stream goes on. Only the leader
-	// serves Publish: other nodes end the stream with FailedPrecondition and
+	// applies Publish: other nodes end the stream with FailedPrecondition and
 	// a NotLeader detail (Unavailable while no leader is known), also when
-	// the node stops leading mid-stream. However a stream ends (NotLeader,
+	// the node stops leading mid-stream, unless forward_writes is on, when
+	// they relay the stream to the leader with the same rules. However a stream ends (NotLeader,
 	// Unavailable, a lost connection), the outcome of its unanswered requests
 	// is unknown: send them again, in the same order and with the same
 	// client_message_id, on a new stream; deduplication answers the stored
@@ -235,7 +236,7 @@ type Messenger_PublishClient = grpc.BidiStreamingClient[PublishRequest, PublishR
 // Unavailable while no leader is known). Opt-in: reads and streams with a
 // ReadConsistency other than UNSPECIFIED are served by any node, and a node
 // with forward_writes on forwards CreateChannel and SendMessage to the
-// leader.
+// leader and relays Publish streams to it.
 type MessengerServer interface {
 	// CreateChannel creates a channel, or returns the stored one with
 	// created=false when channel_id already exists (idempotent).
@@ -288,9 +289,10 @@ type MessengerServer interface {
 	// Errors: a request the server rejects (InvalidArgument, NotFound,
 	// AlreadyExists, PermissionDenied, ResourceExhausted) gets a response with
 	// that status and nothing stored; the stream goes on. Only the leader
-	// serves Publish: other nodes end the stream with FailedPrecondition and
+	// applies Publish: other nodes end the stream with FailedPrecondition and
 	// a NotLeader detail (Unavailable while no leader is known), also when
-	// the node stops leading mid-stream. However a stream ends (NotLeader,
+	// the node stops leading mid-stream, unless forward_writes is on, when
+	// they relay the stream to the leader with the same rules. However a stream ends (NotLeader,
 	// Unavailable, a lost connection), the outcome of its unanswered requests
 	// is unknown: send them again, in the same order and with the same
 	// client_message_id, on a new stream; deduplication answers the stored
