@@ -98,6 +98,14 @@ func (f *fake) sendCount() int {
 	return len(f.sends)
 }
 
+// createCount is how many CreateChannel calls reached the fake; an attempt
+// the client gave up on may still arrive, so it is read under the lock.
+func (f *fake) createCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.creates
+}
+
 func notLeader(leader string) error {
 	st, _ := status.New(codes.FailedPrecondition, "not leader").WithDetails(&raftogramv1.NotLeader{LeaderGrpcTarget: leader, RaftLeaderId: "leader"})
 	return st.Err()
@@ -253,13 +261,13 @@ func TestCreateWithoutIDIsNotRepeated(t *testing.T) {
 		return nil, status.Error(codes.Unavailable, "lost")
 	}
 	c := newTestClient(t, Config{Addrs: []string{f.addr}})
-	if _, err := c.CreateChannel(testCtx(t), "", "x"); !errors.Is(err, ErrUnavailable) || f.creates != 1 {
-		t.Fatalf("err %v after %d attempts", err, f.creates)
+	if _, err := c.CreateChannel(testCtx(t), "", "x"); !errors.Is(err, ErrUnavailable) || f.createCount() != 1 {
+		t.Fatalf("err %v after %d attempts", err, f.createCount())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if _, err := c.CreateChannel(ctx, "named", "x"); !errors.Is(err, context.DeadlineExceeded) || f.creates < 3 {
-		t.Fatalf("named create: %v after %d attempts", err, f.creates)
+	if _, err := c.CreateChannel(ctx, "named", "x"); !errors.Is(err, context.DeadlineExceeded) || f.createCount() < 3 {
+		t.Fatalf("named create: %v after %d attempts", err, f.createCount())
 	}
 }
 

@@ -48,9 +48,25 @@ type Peer struct {
 	NodeID string `yaml:"node_id"`
 	// RaftAddr is the host:port other members dial for Raft traffic.
 	RaftAddr string `yaml:"raft_addr"`
-	// GRPCAddr is the host:port clients (and followers forwarding to the
-	// leader) dial for the Messenger gRPC API.
+	// GRPCAddr is the host:port clients dial for the Messenger gRPC API:
+	// what /health and NotLeader hints name as the leader's address, and
+	// what the other nodes dial too unless PeerGRPCAddr is set.
 	GRPCAddr string `yaml:"grpc_addr"`
+	// PeerGRPCAddr is the host:port the other nodes dial for this node's
+	// gRPC (write forwarding, read indexes, the cluster view, free-space
+	// polls) when it differs from the one clients use: containers whose gRPC
+	// port is published on the host (clients use 127.0.0.1:9000, nodes
+	// node1:9000). Optional; empty means GRPCAddr.
+	PeerGRPCAddr string `yaml:"peer_grpc_addr,omitempty"`
+}
+
+// PeerDialAddr returns the address other nodes dial for p's gRPC:
+// PeerGRPCAddr, or GRPCAddr when that is empty.
+func (p Peer) PeerDialAddr() string {
+	if p.PeerGRPCAddr != "" {
+		return p.PeerGRPCAddr
+	}
+	return p.GRPCAddr
 }
 
 // Cluster describes the static cluster membership.

@@ -78,8 +78,8 @@ func TestValidateAccepts(t *testing.T) {
 		{"single node", func(c *Config) { c.Cluster.Peers = c.Cluster.Peers[:1] }},
 		{"five nodes", func(c *Config) {
 			c.Cluster.Peers = append(c.Cluster.Peers,
-				Peer{"node4", "127.0.0.1:7003", "127.0.0.1:9003"},
-				Peer{"node5", "127.0.0.1:7004", "127.0.0.1:9004"})
+				Peer{NodeID: "node4", RaftAddr: "127.0.0.1:7003", GRPCAddr: "127.0.0.1:9003"},
+				Peer{NodeID: "node5", RaftAddr: "127.0.0.1:7004", GRPCAddr: "127.0.0.1:9004"})
 		}},
 		{"wildcard and empty bind hosts", func(c *Config) {
 			c.RaftBindAddr = "0.0.0.0:7000"
@@ -167,7 +167,7 @@ func TestValidateRejects(t *testing.T) {
 		{"two peers", func(c *Config) { c.Cluster.Peers = c.Cluster.Peers[:2] },
 			"cluster.peers has 2 voters; a Raft cluster needs an odd number"},
 		{"four peers", func(c *Config) {
-			c.Cluster.Peers = append(c.Cluster.Peers, Peer{"node4", "127.0.0.1:7003", "127.0.0.1:9003"})
+			c.Cluster.Peers = append(c.Cluster.Peers, Peer{NodeID: "node4", RaftAddr: "127.0.0.1:7003", GRPCAddr: "127.0.0.1:9003"})
 		}, "cluster.peers has 4 voters; a Raft cluster needs an odd number"},
 		{"zero peers", func(c *Config) { c.Cluster.Peers = nil }, "cluster.peers is empty"},
 
@@ -192,6 +192,10 @@ func TestValidateRejects(t *testing.T) {
 			`cluster.peers[2].grpc_addr "127.0.0.1:9001" duplicates cluster.peers[1].grpc_addr`},
 		{"grpc_addr equals a raft_addr", func(c *Config) { c.Cluster.Peers[1].GRPCAddr = "127.0.0.1:7000" },
 			`cluster.peers[1].grpc_addr "127.0.0.1:7000" duplicates cluster.peers[0].raft_addr`},
+		{"peer_grpc_addr duplicates another node's", func(c *Config) { c.Cluster.Peers[1].PeerGRPCAddr = "127.0.0.1:9000" },
+			`cluster.peers[1].peer_grpc_addr "127.0.0.1:9000" duplicates cluster.peers[0].grpc_addr`},
+		{"peer_grpc_addr unspecified", func(c *Config) { c.Cluster.Peers[0].PeerGRPCAddr = "0.0.0.0:9000" },
+			`cluster.peers[0].peer_grpc_addr "0.0.0.0:9000" is invalid`},
 		{"peer addr missing port", func(c *Config) { c.Cluster.Peers[0].RaftAddr = "127.0.0.1" },
 			`cluster.peers[0].raft_addr "127.0.0.1" is invalid: want host:port: missing port in address`},
 		{"peer addr empty", func(c *Config) { c.Cluster.Peers[0].GRPCAddr = "" },
@@ -460,7 +464,7 @@ func TestLoadEnvOverridesFile(t *testing.T) {
 		{"log_level kept from file", cfg.LogLevel, "debug"},
 		{"raft_bind_addr kept from file", cfg.RaftBindAddr, "127.0.0.1:7001"},
 		{"leader lease kept from default", cfg.Raft.LeaderLeaseTimeout, 300 * time.Millisecond},
-		{"self", cfg.Self(), Peer{"c", "10.0.0.3:7000", "10.0.0.3:9000"}},
+		{"self", cfg.Self(), Peer{NodeID: "c", RaftAddr: "10.0.0.3:7000", GRPCAddr: "10.0.0.3:9000"}},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -635,12 +639,16 @@ func TestPeersRoundTrip(t *testing.T) {
 		line  string
 	}{
 		{"three", threePeers, threePeersLine},
-		{"one", Peers{{"solo", "localhost:7000", "localhost:9000"}}, "solo=localhost:7000/localhost:9000"},
+		{"one", Peers{{NodeID: "solo", RaftAddr: "localhost:7000", GRPCAddr: "localhost:9000"}}, "solo=localhost:7000/localhost:9000"},
 		{"ipv6 and host names", Peers{
-			{"a", "[::1]:7000", "[fe80::1%eth0]:9000"},
-			{"b.2", "raft-b.example.com:7000", "grpc-b.example.com:9000"},
-			{"C_3", "10.0.0.3:7000", "10.0.0.3:9000"},
+			{NodeID: "a", RaftAddr: "[::1]:7000", GRPCAddr: "[fe80::1%eth0]:9000"},
+			{NodeID: "b.2", RaftAddr: "raft-b.example.com:7000", GRPCAddr: "grpc-b.example.com:9000"},
+			{NodeID: "C_3", RaftAddr: "10.0.0.3:7000", GRPCAddr: "10.0.0.3:9000"},
 		}, "a=[::1]:7000/[fe80::1%eth0]:9000,b.2=raft-b.example.com:7000/grpc-b.example.com:9000,C_3=10.0.0.3:7000/10.0.0.3:9000"},
+		{"peer gRPC addresses (containers)", Peers{
+			{NodeID: "node1", RaftAddr: "node1:7000", GRPCAddr: "127.0.0.1:9000", PeerGRPCAddr: "node1:9000"},
+			{NodeID: "node2", RaftAddr: "node2:7001", GRPCAddr: "127.0.0.1:9001"},
+		}, "node1=node1:7000/127.0.0.1:9000/node1:9000,node2=node2:7001/127.0.0.1:9001"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -674,7 +682,7 @@ func TestPeersUnmarshalText(t *testing.T) {
 	})
 	t.Run("empty text gives an empty list", func(t *testing.T) {
 		t.Parallel()
-		p := Peers{{"x", "a:1", "b:2"}}
+		p := Peers{{NodeID: "x", RaftAddr: "a:1", GRPCAddr: "b:2"}}
 		if err := p.UnmarshalText([]byte("  ")); err != nil || len(p) != 0 {
 			t.Fatalf("UnmarshalText(blank) = %v, %v; want empty, nil", p, err)
 		}
@@ -689,8 +697,9 @@ func TestPeersUnmarshalText(t *testing.T) {
 		{"node1", `peer entry 1 "node1" has no "="`},
 		{"node1=127.0.0.1:7000/127.0.0.1:9000,node2", `peer entry 2 "node2" has no "="`},
 		{"=127.0.0.1:7000/127.0.0.1:9000", `peer entry 1 "=127.0.0.1:7000/127.0.0.1:9000" has an empty node_id`},
-		{"node1=127.0.0.1:7000", `peer entry 1 "node1=127.0.0.1:7000" has 0 "/" separators, need exactly 1`},
-		{"node1=a:1/b:2/c:3", `peer entry 1 "node1=a:1/b:2/c:3" has 2 "/" separators, need exactly 1`},
+		{"node1=127.0.0.1:7000", `peer entry 1 "node1=127.0.0.1:7000" has 0 "/" separators, need 1 or 2`},
+		{"node1=a:1/b:2/c:3/d:4", `peer entry 1 "node1=a:1/b:2/c:3/d:4" has 3 "/" separators, need 1 or 2`},
+		{"node1=a:1/b:2/ ", `peer entry 1 "node1=a:1/b:2/" has an empty peer_grpc_addr`},
 		{"node1=/127.0.0.1:9000", `peer entry 1 "node1=/127.0.0.1:9000" has an empty raft_addr`},
 		{"node1=127.0.0.1:7000/ ", `peer entry 1 "node1=127.0.0.1:7000/" has an empty grpc_addr`},
 		{"node1=a:1/b:2,,node3=e:5/f:6", "peer entry 2 is empty"},
@@ -701,7 +710,7 @@ func TestPeersUnmarshalText(t *testing.T) {
 	for _, tt := range malformed {
 		t.Run("malformed "+tt.in, func(t *testing.T) {
 			t.Parallel()
-			p := Peers{{"keep", "a:1", "b:2"}}
+			p := Peers{{NodeID: "keep", RaftAddr: "a:1", GRPCAddr: "b:2"}}
 			before := append(Peers(nil), p...)
 			err := p.UnmarshalText([]byte(tt.in))
 			if err == nil {

@@ -106,10 +106,14 @@ func (c Config) Validate() error {
 				ids[p.NodeID] = i
 			}
 		}
-		for _, a := range []struct{ key, value string }{
+		checks := []struct{ key, value string }{
 			{field + ".raft_addr", p.RaftAddr},
 			{field + ".grpc_addr", p.GRPCAddr},
-		} {
+		}
+		if p.PeerGRPCAddr != "" && p.PeerGRPCAddr != p.GRPCAddr {
+			checks = append(checks, struct{ key, value string }{field + ".peer_grpc_addr", p.PeerGRPCAddr})
+		}
+		for _, a := range checks {
 			if err := checkAddr(a.value, false); err != nil {
 				hint := ""
 				if len(peers) == 1 && p.NodeID == c.NodeID && isUnspecifiedErr(err) {

@@ -17,26 +17,30 @@ import (
 // free-space polls. It is safe for concurrent use.
 type Peers struct {
 	creds  func(addr string) (credentials.TransportCredentials, error)
+	route  map[string]string // gRPC address as configured -> address to dial, where they differ
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 	closed bool
 }
 
 // NewPeers returns an empty pool whose connections use the credentials creds
-// returns for a peer's address (plaintext when creds is nil).
-func NewPeers(creds func(addr string) (credentials.TransportCredentials, error)) *Peers {
+// returns for a peer's gRPC address (plaintext when creds is nil) and dial
+// the address route maps it to (config peer_grpc_addr), or the address
+// itself when route has no entry for it.
+func NewPeers(creds func(addr string) (credentials.TransportCredentials, error), route map[string]string) *Peers {
 	if creds == nil {
 		creds = func(string) (credentials.TransportCredentials, error) { return insecure.NewCredentials(), nil }
 	}
-	return &Peers{creds: creds, conns: map[string]*grpc.ClientConn{}}
+	return &Peers{creds: creds, route: route, conns: map[string]*grpc.ClientConn{}}
 }
 
 // errPeersClosed is returned by Conn after Close.
 var errPeersClosed = errors.New("peer connections closed: the node is shutting down")
 
-// Conn returns the connection to the gRPC address addr, creating it (it
-// connects lazily, on the first call) if this is the first use. It returns
-// an error after Close or when addr cannot be parsed as a target.
+// Conn returns the connection to the peer whose gRPC address is addr (as
+// hints and the configuration name it; dialed at its route), creating it
+// (it connects lazily, on the first call) if this is the first use. It
+// returns an error after Close or when addr cannot be parsed as a target.
 func (p *Peers) Conn(addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -50,7 +54,11 @@ func (p *Peers) Conn(addr string) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to peer %s: %w", addr, err)
 	}
-	c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(tc))
+	target := addr
+	if r := p.route[addr]; r != "" {
+		target = r
+	}
+	c, err := grpc.NewClient("passthrough:///"+target, grpc.WithTransportCredentials(tc))
 	if err != nil {
 		return nil, fmt.Errorf("connect to peer %s: %w", addr, err)
 	}

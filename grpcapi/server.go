@@ -159,7 +159,7 @@ func (opts Options) peerPool() (p *Peers, owned bool) {
 	if opts.Peers != nil {
 		return opts.Peers, false
 	}
-	return NewPeers(nil), true
+	return NewPeers(nil, nil), true
 }
 
 // Close closes the server's connections to other nodes unless they are the

@@ -177,7 +177,7 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 	alarm := diskspace.New(diskspace.Options{NodeID: cfg.NodeID, Dir: cfg.DataDir, MinFree: cfg.MinFreeBytes})
 	// One pool of gRPC connections to the other nodes for forwarding, read
 	// indexes, the cluster view and the free-space polls; closed last.
-	s.peers = grpcapi.NewPeers(peerCredentials(cfg, s.certs))
+	s.peers = grpcapi.NewPeers(peerCredentials(cfg, s.certs), peerRoutes(cfg))
 	s.space = grpcapi.StartSpacePoller(alarm, s.node, cfg.NodeID, spacePeers(cfg), cfg.ForwardWrites, s.peers, log)
 	apiOpts := grpcapi.Options{
 		MaxPayloadBytes: cfg.Limits.MaxPayloadBytes, Logger: log, Version: o.version,
@@ -255,6 +255,18 @@ func Open(ctx context.Context, cfg config.Config, ls Listeners, log *slog.Logger
 
 // windowInterval is how often the status window samples the registry.
 const windowInterval = 5 * time.Second
+
+// peerRoutes maps the gRPC address of every peer that has a distinct
+// peer_grpc_addr to it: what this node dials to reach that peer.
+func peerRoutes(cfg config.Config) map[string]string {
+	routes := map[string]string{}
+	for _, p := range cfg.Cluster.Peers {
+		if p.PeerDialAddr() != p.GRPCAddr {
+			routes[p.GRPCAddr] = p.PeerDialAddr()
+		}
+	}
+	return routes
+}
 
 // spacePeers is every peer's id and gRPC address, for the free-space polls.
 func spacePeers(cfg config.Config) []grpcapi.PeerAddr {

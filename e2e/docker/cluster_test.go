@@ -220,6 +220,25 @@ func TestComposeCluster(t *testing.T) {
 		}
 	})
 
+	step("followers serve linearizable reads (the Go client's default)", func(t *testing.T) {
+		// A follower asks the leader for a read index over the nodes'
+		// own network: the peer list's peer_grpc_addr (nodeN:900N), not
+		// the host's 127.0.0.1:900N, which inside a container is itself.
+		for _, f := range others(leader) {
+			gc, err := client.New(context.Background(), client.Config{Addrs: []string{f.GRPCAddr}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			h, err := gc.ReadHistory(ctx, general.channel, client.ReadOptions{Consistency: client.Linearizable, Node: f.GRPCAddr})
+			cancel()
+			gc.Close()
+			if err != nil || h.NodeID != f.Service || compareMessages(h.Messages, general.msgs) != nil {
+				t.Fatalf("linearizable read on follower %s: %+v, %v; want its own answer with every message", f.Service, h, err)
+			}
+		}
+	})
+
 	step("stopping the leader fails over with nothing lost", func(t *testing.T) {
 		old := leader
 		id := c.container(t, old.Service)
