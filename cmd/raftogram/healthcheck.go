@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -10,8 +12,13 @@ import (
 	"net"
 	"net/http"
 	neturl "net/url"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/raftogram/raftogram/internal/certs"
 )
 
 func init() {
@@ -39,8 +46,10 @@ type healthcheckStatus struct {
 	AppliedIndex   uint64 `json:"applied_index"`
 }
 
-// healthcheck is `raftogram healthcheck [-addr host:port] [-timeout 2s]`:
-// it asks a node's GET /health, then GET /readyz, and exits 0 when the node
+// healthcheck is `raftogram healthcheck [-addr host:port] [-timeout 2s]
+// [-ca-file F] [-server-name N]`: it asks a node's GET /health, then GET
+// /readyz (over TLS when -ca-file is given or the node's environment has
+// tls.health on), and exits 0 when the node
 // answers, knows a leader and is ready (applied close to the leader's
 // commit index, projection healthy, data_dir writable with min_free_bytes
 // free), 1 when it is not ready or cannot be asked, and 2 on a usage error.
@@ -52,12 +61,23 @@ func healthcheck(ctx context.Context, args []string, env map[string]string, stdo
 	addr := fs.String("addr", healthcheckAddrFromEnv(env),
 		"health endpoint host:port (or an http:// URL) to query; default from RAFTOGRAM_HEALTH_BIND_ADDR with an empty or wildcard host replaced by 127.0.0.1, else "+healthcheckDefaultAddr)
 	timeout := fs.Duration("timeout", 2*time.Second, "give up after this long")
+	tlsOn := envBool(env, "RAFTOGRAM_TLS_HEALTH")
+	caDefault := ""
+	if tlsOn {
+		caDefault = env["RAFTOGRAM_TLS_CA_FILE"]
+	}
+	caFile := fs.String("ca-file", caDefault,
+		"speak HTTPS and verify the node's certificate against this CA bundle (PEM); default RAFTOGRAM_TLS_CA_FILE when RAFTOGRAM_TLS_HEALTH is true")
+	serverName := fs.String("server-name", env["RAFTOGRAM_NODE_ID"],
+		"with TLS, a name the node's certificate must carry (its node id); default RAFTOGRAM_NODE_ID, else the -addr host")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: raftogram healthcheck [-addr host:port] [-timeout 2s]\n\n"+
+		fmt.Fprintf(stderr, "Usage: raftogram healthcheck [-addr host:port] [-timeout 2s] [-ca-file F] [-server-name N]\n\n"+
 			"Queries GET /health and GET /readyz of a node. Exit status: 0 when the\n"+
 			"node answers, knows a leader and is ready (/readyz answers 200), 1 when\n"+
 			"it answers without a leader, is not ready or cannot be reached, 2 on a\n"+
-			"usage error.\n\nFlags:\n")
+			"usage error. With -ca-file (or in a node's environment with\n"+
+			"RAFTOGRAM_TLS_HEALTH=true) it speaks HTTPS and accepts only a\n"+
+			"certificate from that CA that names -server-name.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -80,8 +100,27 @@ func healthcheck(ctx context.Context, args []string, env map[string]string, stdo
 		fmt.Fprintf(stderr, "raftogram healthcheck: -addr %q: %v\n", *addr, err)
 		return 2
 	}
+	var tlsCfg *tls.Config
+	if *caFile != "" {
+		url = "https://" + strings.TrimPrefix(strings.TrimPrefix(url, "http://"), "https://")
+		name := *serverName
+		if name == "" {
+			u, _ := neturl.Parse(url)
+			name = u.Hostname()
+		}
+		if tlsCfg, err = healthcheckTLS(*caFile, name); err != nil {
+			fmt.Fprintf(stderr, "raftogram healthcheck: -ca-file %q: %v\n", *caFile, err)
+			return 2
+		}
+	}
+	hc := &http.Client{
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: tlsCfg},
+		// /health and /readyz are never redirected; a redirect means
+		// something else answers.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 
-	st, err := healthcheckQuery(ctx, url, *timeout)
+	st, err := healthcheckQuery(ctx, hc, url, *timeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "unhealthy: %s: %v\n", url, err)
 		return 1
@@ -92,7 +131,7 @@ func healthcheck(ctx context.Context, args []string, env map[string]string, stdo
 		return 1
 	}
 	readyURL := strings.TrimSuffix(url, "/health") + "/readyz"
-	if reasons, err := healthcheckReady(ctx, readyURL, *timeout); err != nil {
+	if reasons, err := healthcheckReady(ctx, hc, readyURL, *timeout); err != nil {
 		fmt.Fprintf(stderr, "unhealthy: %s: %v\n", readyURL, err)
 		return 1
 	} else if reasons != "" {
@@ -146,9 +185,60 @@ func healthcheckURL(addr string) (string, error) {
 	return "http://" + net.JoinHostPort(host, port) + "/health", nil
 }
 
+// envBool reports whether env[key] parses as true (strconv.ParseBool).
+func envBool(env map[string]string, key string) bool {
+	b, _ := strconv.ParseBool(strings.TrimSpace(env[key]))
+	return b
+}
+
+// healthcheckTLS returns the TLS client configuration of a probe: the
+// node's certificate must chain to a CA of caFile, be valid for server
+// authentication, and name name (as a DNS name, URI, email or common name,
+// as nodes name each other). It returns an error when caFile cannot be read
+// or holds no certificate.
+func healthcheckTLS(caFile, name string) (*tls.Config, error) {
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(b) {
+		return nil, errors.New("no PEM certificate in it")
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Verified below against roots and name: nodes' certificates name
+		// their node id, not necessarily the address dialed.
+		InsecureSkipVerify: true, //nolint:gosec // replaced by VerifyPeerCertificate
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("the node sent no certificate")
+			}
+			chain := make([]*x509.Certificate, len(raw))
+			for i, r := range raw {
+				if chain[i], err = x509.ParseCertificate(r); err != nil {
+					return fmt.Errorf("the node's certificate: %w", err)
+				}
+			}
+			inter := x509.NewCertPool()
+			for _, c := range chain[1:] {
+				inter.AddCert(c)
+			}
+			if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+				return fmt.Errorf("the node's certificate: %w", err)
+			}
+			if ids := certs.Identities(chain[0]); !slices.Contains(ids, name) {
+				return fmt.Errorf("the node's certificate names %v, not %q", ids, name)
+			}
+			return nil
+		},
+	}, nil
+}
+
 // healthcheckQuery fetches and decodes one /health answer.
-func healthcheckQuery(ctx context.Context, url string, timeout time.Duration) (healthcheckStatus, error) {
-	code, body, err := healthcheckGet(ctx, url, timeout)
+func healthcheckQuery(ctx context.Context, hc *http.Client, url string, timeout time.Duration) (healthcheckStatus, error) {
+	code, body, err := healthcheckGet(ctx, hc, url, timeout)
 	if err != nil {
 		return healthcheckStatus{}, err
 	}
@@ -165,22 +255,16 @@ func healthcheckQuery(ctx context.Context, url string, timeout time.Duration) (h
 	return st, nil
 }
 
-// healthcheckGet sends GET url within timeout and returns the status code
-// and (at most healthcheckMaxBody of) the body.
-func healthcheckGet(ctx context.Context, url string, timeout time.Duration) (int, []byte, error) {
+// healthcheckGet sends GET url with hc within timeout and returns the
+// status code and (at most healthcheckMaxBody of) the body.
+func healthcheckGet(ctx context.Context, hc *http.Client, url string, timeout time.Duration) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, nil, err
 	}
-	client := &http.Client{
-		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
-		// /health and /readyz are never redirected; a redirect means
-		// something else answers.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := client.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
 			return 0, nil, fmt.Errorf("no answer within %v", timeout)
@@ -202,8 +286,8 @@ func healthcheckGet(ctx context.Context, url string, timeout time.Duration) (int
 // healthcheckReady asks GET /readyz: it returns "" when the node is ready
 // (200), the failed checks joined on one line when it is not (503), and an
 // error when it cannot be asked or answers anything else.
-func healthcheckReady(ctx context.Context, url string, timeout time.Duration) (string, error) {
-	code, body, err := healthcheckGet(ctx, url, timeout)
+func healthcheckReady(ctx context.Context, hc *http.Client, url string, timeout time.Duration) (string, error) {
+	code, body, err := healthcheckGet(ctx, hc, url, timeout)
 	if err != nil {
 		return "", err
 	}

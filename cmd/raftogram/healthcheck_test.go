@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftogram/raftogram/internal/certs/certgen"
 )
 
 // runHealthcheck runs `raftogram healthcheck args...` through the subcommand
@@ -241,5 +246,74 @@ func TestHealthcheckUsage(t *testing.T) {
 	code, _, errOut := runHealthcheck(t, nil, "-h")
 	if code != 0 || !strings.Contains(errOut, "Usage: raftogram healthcheck") {
 		t.Errorf("-h: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestHealthcheckTLS: with tls.health on, the check speaks HTTPS from the
+// node's own environment (RAFTOGRAM_TLS_HEALTH, _TLS_CA_FILE, _NODE_ID)
+// and accepts only a certificate from that CA naming that node.
+func TestHealthcheckTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := certgen.NewCA("test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other, err := certgen.NewCA("other CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherFile := filepath.Join(dir, "other.pem")
+	if err := os.WriteFile(otherFile, other.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := ca.Node("node1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(pair.CertPEM, pair.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/health":
+			_, _ = w.Write([]byte(`{"node_id":"node1","role":"leader","is_leader":true,"leader_id":"node1","leader_grpc_addr":"127.0.0.1:9000","term":2}`))
+		case "/readyz":
+			_, _ = w.Write([]byte("ok\n"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	env := map[string]string{"RAFTOGRAM_HEALTH_BIND_ADDR": addr, "RAFTOGRAM_TLS_HEALTH": "true",
+		"RAFTOGRAM_TLS_CA_FILE": caFile, "RAFTOGRAM_NODE_ID": "node1"}
+
+	if code, out, errOut := runHealthcheck(t, env); code != 0 || !strings.HasPrefix(out, "healthy: node1 is leader") {
+		t.Fatalf("from the node's environment: exit %d, %q %q", code, out, errOut)
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"another node's name", env, []string{"-server-name", "node2"}, `not "node2"`},
+		{"another CA", env, []string{"-ca-file", otherFile}, "certificate"},
+		{"plain HTTP to a TLS listener", map[string]string{"RAFTOGRAM_HEALTH_BIND_ADDR": addr}, nil, "HTTP 400"},
+	} {
+		code, _, errOut := runHealthcheck(t, tc.env, tc.args...)
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 1 mentioning %q", tc.name, code, errOut, tc.want)
+		}
+	}
+	if code, _, errOut := runHealthcheck(t, env, "-ca-file", filepath.Join(dir, "missing.pem")); code != 2 {
+		t.Errorf("unreadable -ca-file: exit %d, %q; want 2", code, errOut)
 	}
 }
