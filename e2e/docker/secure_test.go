@@ -202,3 +202,35 @@ func TestComposeSecure(t *testing.T) {
 		t.Errorf("plaintext ListChannels on %s: %v, want Unavailable or DeadlineExceeded", leader.GRPCAddr, err)
 	}
 }
+
+// TestHealthcheckOverTLS runs one node with TLS on every listener, health
+// included (RAFTOGRAM_TLS_HEALTH=true), and no network: the image's
+// HEALTHCHECK (`raftogram healthcheck`, no flags) must speak HTTPS from
+// the container's own environment and turn the container healthy.
+func TestHealthcheckOverTLS(t *testing.T) {
+	image := requireImage(t)
+	m := newSecureMaterial(t)
+	name := fmt.Sprintf("rgtlshealth%d", time.Now().UnixNano())
+	out := mustDocker(t, "run", "-d", "--name", name, "--network", "none",
+		"--health-interval", "1s", "--health-start-period", "30s",
+		"-v", m.dir+":/secure:ro",
+		"-e", "RAFTOGRAM_NODE_ID=node1",
+		"-e", "RAFTOGRAM_CLUSTER_PEERS=node1=127.0.0.1:7000/127.0.0.1:9000",
+		"-e", "RAFTOGRAM_TLS_CA_FILE=/secure/ca.pem",
+		"-e", "RAFTOGRAM_TLS_CERT_FILE=/secure/node1.pem",
+		"-e", "RAFTOGRAM_TLS_KEY_FILE=/secure/node1-key.pem",
+		"-e", "RAFTOGRAM_TLS_HEALTH=true",
+		"-e", "RAFTOGRAM_AUTH_RULES_FILE=/secure/rules.yaml",
+		image)
+	t.Cleanup(func() { dockerCmd("rm", "-f", "-v", name) })
+	t.Logf("started %s", strings.TrimSpace(out))
+	eventually(t, startTimeout, "container healthy over TLS", func() (bool, string) {
+		st, err := dockerCmd("inspect", "-f", "{{.State.Health.Status}} {{range .State.Health.Log}}{{.ExitCode}}:{{.Output}} {{end}}", name)
+		return err == nil && strings.HasPrefix(st, "healthy"), strings.TrimSpace(st)
+	})
+	// The probe really went over TLS: plain HTTP gets no health JSON.
+	plain, err := dockerCmd("exec", name, "/raftogram", "healthcheck", "-ca-file", "")
+	if err == nil || !strings.Contains(plain, "HTTP 400") {
+		t.Errorf("plain-HTTP healthcheck in the TLS container: %v: %q; want exit 1 with HTTP 400", err, plain)
+	}
+}
