@@ -221,14 +221,7 @@ func TestAuthIdentity(t *testing.T) {
 	c := newTestCluster(t, 3, pki.tune, authTune(t, pki.dir), func(c *config.Config) { c.ForwardWrites = true })
 	leader := c.leader()
 	follower := (leader + 1) % 3
-	pool := x509.NewCertPool()
-	pool.AddCert(pki.ca.Cert)
-	conn, err := grpc.NewClient(c.cfgs[follower].GRPCBindAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	m := raftogramv1.NewMessengerClient(conn)
+	m := pki.messenger(t, c.cfgs[follower].GRPCBindAddr)
 	jwtOK := signJWT(t, []byte(jwtSecret), jwt.SigningMethodHS256, jwt.MapClaims{"sub": "room-bot", "iss": "test-issuer", "aud": "raftogram", "exp": time.Now().Add(time.Hour).Unix()})
 
 	if _, err := m.CreateChannel(bearerCtx(t, adminToken), &raftogramv1.CreateChannelRequest{ChannelId: "room-1", Name: "Room"}); err != nil {
@@ -307,14 +300,7 @@ func TestJWTKeyReload(t *testing.T) {
 	pki := newTestPKI(t)
 	c := newTestCluster(t, 1, pki.tune, authTune(t, pki.dir))
 	c.leader()
-	pool := x509.NewCertPool()
-	pool.AddCert(pki.ca.Cert)
-	conn, err := grpc.NewClient(c.cfgs[0].GRPCBindAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	m := raftogramv1.NewMessengerClient(conn)
+	m := pki.messenger(t, c.cfgs[0].GRPCBindAddr)
 	if _, err := m.CreateChannel(bearerCtx(t, adminToken), &raftogramv1.CreateChannelRequest{ChannelId: "room-1", Name: "Room"}); err != nil {
 		t.Fatal(err)
 	}

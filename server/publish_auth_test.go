@@ -2,17 +2,13 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -26,14 +22,7 @@ func TestPublishAuth(t *testing.T) {
 	pki := newTestPKI(t)
 	c := newTestCluster(t, 3, pki.tune, authTune(t, pki.dir))
 	leader := c.leader()
-	pool := x509.NewCertPool()
-	pool.AddCert(pki.ca.Cert)
-	conn, err := grpc.NewClient(c.cfgs[leader].GRPCBindAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	m := raftogramv1.NewMessengerClient(conn)
+	m := pki.messenger(t, c.cfgs[leader].GRPCBindAddr)
 	as := func(tok string) context.Context {
 		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok), 20*time.Second)
 		t.Cleanup(cancel)

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"testing"
@@ -12,9 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	raftogramv1 "github.com/raftogram/raftogram/api/proto/raftogram/v1"
 	"github.com/raftogram/raftogram/config"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -33,14 +29,7 @@ func TestPublishRelayedByFollower(t *testing.T) {
 	})
 	leader := c.leader()
 	follower := (leader + 1) % 3
-	pool := x509.NewCertPool()
-	pool.AddCert(pki.ca.Cert)
-	conn, err := grpc.NewClient(c.cfgs[follower].GRPCBindAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	m := raftogramv1.NewMessengerClient(conn)
+	m := pki.messenger(t, c.cfgs[follower].GRPCBindAddr)
 	as := func(tok string) context.Context {
 		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok), 30*time.Second)
 		t.Cleanup(cancel)

@@ -36,6 +36,20 @@ type testPKI struct {
 	foreign    tls.Certificate
 }
 
+// messenger returns a Messenger client of the node at addr over TLS that
+// trusts p's CA (no client certificate), closed when the test ends.
+func (p *testPKI) messenger(t *testing.T, addr string) raftogramv1.MessengerClient {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(p.ca.Cert)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return raftogramv1.NewMessengerClient(conn)
+}
+
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
 	dir := t.TempDir()

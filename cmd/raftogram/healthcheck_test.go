@@ -254,22 +254,19 @@ func TestHealthcheckUsage(t *testing.T) {
 // and accepts only a certificate from that CA naming that node.
 func TestHealthcheckTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca, err := certgen.NewCA("test CA")
-	if err != nil {
-		t.Fatal(err)
+	newCA := func(name string) (*certgen.CA, string) {
+		ca, err := certgen.NewCA(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(dir, name+".pem")
+		if err := os.WriteFile(file, ca.PEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return ca, file
 	}
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	other, err := certgen.NewCA("other CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherFile := filepath.Join(dir, "other.pem")
-	if err := os.WriteFile(otherFile, other.PEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca, caFile := newCA("ca")
+	_, otherFile := newCA("other")
 	pair, err := ca.Node("node1")
 	if err != nil {
 		t.Fatal(err)
