@@ -148,7 +148,7 @@ func (p *Policy) compile() (*rules, error) {
 			return nil, fmt.Errorf("auth: rules_file: %w", err)
 		}
 		if fi, err := os.Stat(f); err == nil {
-			stamp = fmt.Sprintf("%d:%d", fi.Size(), fi.ModTime().UnixNano())
+			stamp = fileStamp(fi)
 		}
 		var rf rulesFile
 		dec := yaml.NewDecoder(strings.NewReader(string(b)))
@@ -228,28 +228,11 @@ func (p *Policy) Watch(ctx context.Context, interval time.Duration) {
 	if p.cfg.RulesFile == "" {
 		return
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	last := p.current().stamp
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		fi, err := os.Stat(p.cfg.RulesFile)
-		if err != nil {
-			continue
-		}
-		stamp := fmt.Sprintf("%d:%d", fi.Size(), fi.ModTime().UnixNano())
-		if stamp == last {
-			continue
-		}
-		last = stamp
+	watchFile(ctx, p.cfg.RulesFile, p.current().stamp, interval, func() {
 		if err := p.Reload(); err != nil {
 			p.log.Error("auth rules_file changed but does not load; keeping the previous rules", "error", err)
 		}
-	}
+	})
 }
 
 func (p *Policy) current() *rules {

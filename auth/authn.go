@@ -84,23 +84,32 @@ func (a *Authenticator) Watch(ctx context.Context, interval time.Duration) {
 	if a.jwt == nil {
 		return
 	}
+	watchFile(ctx, a.jwt.cfg.VerifyKeyFile, a.jwt.keys.Load().stamp, interval, func() {
+		if err := a.Reload(); err != nil {
+			a.log.Error("auth jwt.key_file changed but does not load; keeping the previous keys", "error", err)
+		}
+	})
+}
+
+// watchFile calls changed each time path's size or modification time
+// (fileStamp) differs from the last seen, starting from last, polling
+// every interval until ctx ends. A file it cannot stat is skipped until it
+// can.
+func watchFile(ctx context.Context, path, last string, interval time.Duration, changed func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	last := a.jwt.keys.Load().stamp
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		fi, err := os.Stat(a.jwt.cfg.VerifyKeyFile)
+		fi, err := os.Stat(path)
 		if err != nil || fileStamp(fi) == last {
 			continue
 		}
 		last = fileStamp(fi)
-		if err := a.Reload(); err != nil {
-			a.log.Error("auth jwt.key_file changed but does not load; keeping the previous keys", "error", err)
-		}
+		changed()
 	}
 }
 
