@@ -31,12 +31,6 @@ import (
 // outcome of unanswered requests is unknown, as on any Publish stream: the
 // client sends them again with the same ids.
 
-// relayedItem is one request of a relayed stream awaiting its answer: a
-// request sent to the leader (resp nil) or a refusal answered here.
-type relayedItem struct {
-	resp *raftogramv1.PublishResponse
-}
-
 // publishRelay is the state of one relayed Publish call.
 type publishRelay struct {
 	s      *Server
@@ -44,9 +38,9 @@ type publishRelay struct {
 	sendMu sync.Mutex // one Send to the client at a time; held from taking an answer off a queue to sending it
 
 	mu       sync.Mutex
-	channels map[string][]relayedItem // per channel, the unanswered requests in stream order
-	inflight int                      // requests read and not answered
-	room     chan struct{}            // an answer freed room in the window
+	channels map[string][]*raftogramv1.PublishResponse // per channel, the unanswered requests in stream order: nil awaits the leader's answer, else a refusal to send in its turn
+	inflight int                                       // requests read and not answered
+	room     chan struct{}                             // an answer freed room in the window
 }
 
 // relayPublish relays stream to the leader. It returns nil when the client
@@ -70,7 +64,7 @@ func (s *Server) relayPublish(stream grpc.BidiStreamingServer[raftogramv1.Publis
 	if err != nil {
 		return relayStatus(nl.LeaderID, err)
 	}
-	r := &publishRelay{s: s, stream: stream, channels: map[string][]relayedItem{}, room: make(chan struct{}, 1)}
+	r := &publishRelay{s: s, stream: stream, channels: map[string][]*raftogramv1.PublishResponse{}, room: make(chan struct{}, 1)}
 	// The reader's owner is this call: it ends when the client's side or
 	// the leader's stream ends, at the latest once this handler has
 	// returned and ctx is cancelled.
@@ -122,7 +116,7 @@ func (r *publishRelay) read(ctx context.Context, up grpc.BidiStreamingClient[raf
 			return // the handler sees the stream's context end
 		}
 		r.mu.Lock()
-		r.channels[req.GetChannelId()] = append(r.channels[req.GetChannelId()], relayedItem{})
+		r.channels[req.GetChannelId()] = append(r.channels[req.GetChannelId()], nil)
 		r.mu.Unlock()
 		r.s.publishRead.Add(1)
 		if err := up.Send(req); err != nil {
@@ -161,7 +155,7 @@ func (r *publishRelay) refuse(req *raftogramv1.PublishRequest, err error) {
 	defer r.sendMu.Unlock()
 	r.mu.Lock()
 	if len(r.channels[key]) > 0 {
-		r.channels[key] = append(r.channels[key], relayedItem{resp: resp})
+		r.channels[key] = append(r.channels[key], resp)
 		r.mu.Unlock()
 		return
 	}
@@ -179,14 +173,14 @@ func (r *publishRelay) answer(resp *raftogramv1.PublishResponse) error {
 	defer r.sendMu.Unlock()
 	r.mu.Lock()
 	q := r.channels[key]
-	if len(q) == 0 || q[0].resp != nil {
+	if len(q) == 0 || q[0] != nil {
 		r.mu.Unlock()
 		return status.Errorf(codes.Internal, "relay: the leader answered channel %q out of turn", key)
 	}
 	out := []*raftogramv1.PublishResponse{resp}
 	q = q[1:]
-	for len(q) > 0 && q[0].resp != nil {
-		out = append(out, q[0].resp)
+	for len(q) > 0 && q[0] != nil {
+		out = append(out, q[0])
 		q = q[1:]
 	}
 	if len(q) == 0 {
