@@ -3,6 +3,7 @@ package grpcapi
 import (
 	"context"
 	"fmt"
+	"google.golang.org/grpc"
 	"io"
 	"strings"
 	"testing"
@@ -30,16 +31,15 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// The server reads at most the window ahead of its answers: with every
-// Apply held, it reads exactly MaxPublishInflight requests, finds the
-// window full and reads no more; released, it answers every request, per
-// channel in stream order with contiguous sequences.
-func TestPublishWindowBoundsReading(t *testing.T) {
-	const window, total = 8, 40
-	client, _, lc, api := newTestServerWithOptions(t, true, fanout.New(EncodeMessage), Options{MaxPublishInflight: window})
+// gatedPublish creates channels on a leader test server with opts, holds
+// every Apply until the returned gate is closed, and opens a Publish
+// stream (ending with ctx, which ends with the test).
+func gatedPublish(t *testing.T, opts Options, channels ...string) (grpc.BidiStreamingClient[raftogramv1.PublishRequest, raftogramv1.PublishResponse], *Server, chan struct{}) {
+	t.Helper()
+	client, _, lc, api := newTestServerWithOptions(t, true, fanout.New(EncodeMessage), opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for _, ch := range []string{"a", "b"} {
+	t.Cleanup(cancel)
+	for _, ch := range channels {
 		if _, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: ch, Name: ch}); err != nil {
 			t.Fatal(err)
 		}
@@ -48,11 +48,20 @@ func TestPublishWindowBoundsReading(t *testing.T) {
 	lc.mu.Lock()
 	lc.gate = gate
 	lc.mu.Unlock()
-
 	stream, err := client.Publish(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stream, api, gate
+}
+
+// The server reads at most the window ahead of its answers: with every
+// Apply held, it reads exactly MaxPublishInflight requests, finds the
+// window full and reads no more; released, it answers every request, per
+// channel in stream order with contiguous sequences.
+func TestPublishWindowBoundsReading(t *testing.T) {
+	const window, total = 8, 40
+	stream, api, gate := gatedPublish(t, Options{MaxPublishInflight: window}, "a", "b")
 	for i := range total {
 		ch := []string{"a", "b"}[i%2]
 		if err := stream.Send(pubReq(ch, fmt.Sprintf("m%d", i), "x")); err != nil {
@@ -95,20 +104,7 @@ func TestPublishWindowBoundsReading(t *testing.T) {
 // The byte window stops reading too: requests of 600 bytes against a 1000
 // byte window are read two at a time while Apply is held.
 func TestPublishByteWindow(t *testing.T) {
-	client, _, lc, api := newTestServerWithOptions(t, true, fanout.New(EncodeMessage), Options{MaxPublishInflight: 100, MaxPublishInflightBytes: 1000})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "a", Name: "a"}); err != nil {
-		t.Fatal(err)
-	}
-	gate := make(chan struct{})
-	lc.mu.Lock()
-	lc.gate = gate
-	lc.mu.Unlock()
-	stream, err := client.Publish(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream, api, gate := gatedPublish(t, Options{MaxPublishInflight: 100, MaxPublishInflightBytes: 1000}, "a")
 	for i := range 5 {
 		if err := stream.Send(pubReq("a", fmt.Sprint(i), strings.Repeat("x", 600))); err != nil {
 			t.Fatal(err)
@@ -231,20 +227,7 @@ func TestPublishOnFollowerIsNotLeader(t *testing.T) {
 // behind a running one) is stored once; the repeat answers the same
 // sequence, deduplicated.
 func TestPublishRepeatWithinOneCall(t *testing.T) {
-	client, _, lc, api := newTestServer(t, true)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := client.CreateChannel(ctx, &raftogramv1.CreateChannelRequest{ChannelId: "c", Name: "c"}); err != nil {
-		t.Fatal(err)
-	}
-	gate := make(chan struct{})
-	lc.mu.Lock()
-	lc.gate = gate
-	lc.mu.Unlock()
-	stream, err := client.Publish(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream, api, gate := gatedPublish(t, Options{}, "c")
 	for _, id := range []string{"first", "k", "k"} {
 		if err := stream.Send(pubReq("c", id, "same")); err != nil {
 			t.Fatal(err)
